@@ -1,0 +1,168 @@
+//! What the HTTP port answers itself, in front of the gRPC routes:
+//! `GET /health` (JSON, 200 when serving, 503 when not), and a JSON 404 for
+//! plain HTTP requests no route serves, instead of a gRPC error in an HTTP 200.
+//! gRPC and gRPC-Web requests pass through untouched.
+//!
+//! Shaped like the tower-http middlewares: [`HttpEdgeLayer`] holds the
+//! configuration, [`HttpEdge`] is the service, [`ResponseFuture`] avoids
+//! boxing on the pass-through path.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::health::HealthProbe;
+
+/// Adds `/health` and the JSON 404 in front of a service.
+#[derive(Clone)]
+pub struct HttpEdgeLayer {
+    /// Answers `/health`.
+    probe: Arc<HealthProbe>,
+}
+
+impl HttpEdgeLayer {
+    /// The layer, answering `/health` with `probe`.
+    pub fn new(probe: HealthProbe) -> Self {
+        Self {
+            probe: Arc::new(probe),
+        }
+    }
+}
+
+impl<S> Layer<S> for HttpEdgeLayer {
+    type Service = HttpEdge<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpEdge {
+            inner,
+            probe: self.probe.clone(),
+        }
+    }
+}
+
+/// The service made by [`HttpEdgeLayer`].
+#[derive(Clone)]
+pub struct HttpEdge<S> {
+    /// The gRPC routes.
+    inner: S,
+    /// Answers `/health`.
+    probe: Arc<HealthProbe>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+impl<S, B> Service<Request<B>> for HttpEdge<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
+        if request.uri().path() == "/health" && is_get {
+            let probe = self.probe.clone();
+            let head = request.method() == Method::HEAD;
+            return ResponseFuture::answer(Box::pin(async move {
+                let report = probe.report().await;
+                let status = if report.is_serving() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                let body = if head {
+                    Vec::new()
+                } else {
+                    serde_json::to_vec(&report).unwrap_or_default()
+                };
+                json_response(status, body)
+            }));
+        }
+        if !is_grpc(&request) {
+            let body = serde_json::json!({
+                "code": tonic::Code::NotFound as i32,
+                "message": format!("no route for {} {}", request.method(), request.uri().path()),
+                "details": [],
+            });
+            let response = json_response(StatusCode::NOT_FOUND, body.to_string().into_bytes());
+            return ResponseFuture::answer(Box::pin(std::future::ready(response)));
+        }
+        ResponseFuture::inner(self.inner.call(request))
+    }
+}
+
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pin_project! {
+    /// The response future of [`HttpEdge`]: the routes' own future, unboxed,
+    /// or an answer made here.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Answer { future: Answer },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        Self {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    fn answer(future: Answer) -> Self {
+        Self {
+            kind: Kind::Answer { future },
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Answer { future } => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}

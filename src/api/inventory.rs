@@ -1,0 +1,276 @@
+//! [`InventoryApi`]: the `inventory.v1.InventoryService` handlers.
+//! Each decodes its request, calls [`Inventory`], and encodes the result; the
+//! rules and validation live in the domain.
+
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+
+use crate::domain::{
+    self, CheckOutcome, HistoryEntry, Inventory, ReleaseResult, Reservation, ReservationResult,
+    ReservationStatus, StockLevel, UpdateResult,
+};
+use crate::pb;
+
+/// The gRPC face of the inventory.
+#[derive(Clone)]
+pub struct InventoryApi {
+    /// The use cases every handler calls.
+    inventory: Inventory,
+}
+
+impl InventoryApi {
+    /// Handlers over `inventory`.
+    pub fn new(inventory: Inventory) -> Self {
+        Self { inventory }
+    }
+
+    /// The tonic service to add to a router.
+    pub fn into_service(self) -> pb::inventory_service_server::InventoryServiceServer<Self> {
+        pb::inventory_service_server::InventoryServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::inventory_service_server::InventoryService for InventoryApi {
+    #[tracing::instrument(
+        name = "inventory.check",
+        skip_all,
+        fields(
+            inventory.operation = "check",
+            inventory.product_id = %request.get_ref().product_id,
+            inventory.quantity = request.get_ref().required_quantity,
+        )
+    )]
+    async fn check_inventory(
+        &self,
+        request: Request<pb::CheckInventoryRequest>,
+    ) -> Result<Response<pb::CheckInventoryResponse>, Status> {
+        let request = request.into_inner();
+        let outcome = self
+            .inventory
+            .check(&request.product_id, request.required_quantity)
+            .await?;
+        Ok(Response::new(check_response(outcome)))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.reserve",
+        skip_all,
+        fields(
+            inventory.operation = "reserve",
+            inventory.product_id = %request.get_ref().product_id,
+            inventory.quantity = request.get_ref().quantity,
+            order.id = %request.get_ref().order_id,
+        )
+    )]
+    async fn reserve_inventory(
+        &self,
+        request: Request<pb::ReserveInventoryRequest>,
+    ) -> Result<Response<pb::ReserveInventoryResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .inventory
+            .reserve(
+                &request.product_id,
+                &request.order_id,
+                request.quantity,
+                request.reservation_timeout,
+            )
+            .await?;
+        Ok(Response::new(reserve_response(result)))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.release",
+        skip_all,
+        fields(
+            inventory.operation = "release",
+            inventory.product_id = %request.get_ref().product_id,
+            inventory.quantity = request.get_ref().quantity,
+            order.id = %request.get_ref().order_id,
+        )
+    )]
+    async fn release_inventory(
+        &self,
+        request: Request<pb::ReleaseInventoryRequest>,
+    ) -> Result<Response<pb::ReleaseInventoryResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .inventory
+            .release(&request.product_id, &request.order_id, request.quantity)
+            .await?;
+        Ok(Response::new(release_response(result)))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.update",
+        skip_all,
+        fields(
+            inventory.operation = "update",
+            inventory.product_id = %request.get_ref().product_id,
+            inventory.quantity = request.get_ref().quantity,
+        )
+    )]
+    async fn update_inventory(
+        &self,
+        request: Request<pb::UpdateInventoryRequest>,
+    ) -> Result<Response<pb::UpdateInventoryResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .inventory
+            .update(&request.product_id, &request.operation, request.quantity)
+            .await?;
+        Ok(Response::new(update_response(result)))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.history",
+        skip_all,
+        fields(inventory.product_id = %request.get_ref().product_id)
+    )]
+    async fn get_inventory_history(
+        &self,
+        request: Request<pb::GetInventoryHistoryRequest>,
+    ) -> Result<Response<pb::GetInventoryHistoryResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .inventory
+            .history(&request.product_id, request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(pb::GetInventoryHistoryResponse {
+            entries: page.entries.into_iter().map(history_entry).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp::from(at)
+}
+
+fn check_response(outcome: CheckOutcome) -> pb::CheckInventoryResponse {
+    let message = domain::rules::check_message(&outcome.stock, outcome.required_quantity);
+    let StockLevel {
+        product_id,
+        total_quantity,
+        reserved_quantity,
+        updated_at,
+    } = outcome.stock;
+    pb::CheckInventoryResponse {
+        available: outcome.available,
+        current_quantity: total_quantity,
+        reserved_quantity,
+        message,
+        available_quantity: total_quantity - reserved_quantity,
+        product_id,
+        updated_at: Some(timestamp(updated_at)),
+    }
+}
+
+fn reserve_response(result: ReservationResult) -> pb::ReserveInventoryResponse {
+    let message = if result.created {
+        format!(
+            "reserved {} of {} for order {}",
+            result.reservation.quantity, result.reservation.product_id, result.reservation.order_id
+        )
+    } else {
+        format!(
+            "order {} already holds this reservation; returned unchanged",
+            result.reservation.order_id
+        )
+    };
+    pb::ReserveInventoryResponse {
+        reservation_id: result.reservation.id.clone(),
+        expires_at: Some(timestamp(result.reservation.expires_at)),
+        available_quantity: result.stock.available_quantity(),
+        reserved_quantity: result.stock.reserved_quantity,
+        current_quantity: result.stock.total_quantity,
+        message,
+        reservation: Some(reservation(result.reservation)),
+    }
+}
+
+fn release_response(result: ReleaseResult) -> pb::ReleaseInventoryResponse {
+    let message = if result.released > 0 {
+        format!(
+            "released {} of {}; the reservation holds {}",
+            result.released,
+            result.reservation.product_id,
+            result.reservation.held_quantity()
+        )
+    } else {
+        format!(
+            "the reservation is already {}; nothing to release",
+            result.reservation.status.as_str()
+        )
+    };
+    pb::ReleaseInventoryResponse {
+        released_quantity: result.released,
+        available_quantity: result.stock.available_quantity(),
+        reserved_quantity: result.stock.reserved_quantity,
+        current_quantity: result.stock.total_quantity,
+        message,
+        reservation: Some(reservation(result.reservation)),
+    }
+}
+
+fn update_response(result: UpdateResult) -> pb::UpdateInventoryResponse {
+    let plan = result.plan;
+    let message = if plan.creates_product {
+        format!("created with {} on hand", plan.new_total)
+    } else {
+        format!(
+            "stock on hand {} -> {}",
+            plan.previous_total, plan.new_total
+        )
+    };
+    pb::UpdateInventoryResponse {
+        available_quantity: result.stock.available_quantity(),
+        product_id: result.stock.product_id,
+        previous_quantity: plan.previous_total,
+        current_quantity: result.stock.total_quantity,
+        reserved_quantity: result.stock.reserved_quantity,
+        quantity_change: plan.delta(),
+        created: plan.creates_product,
+        message,
+    }
+}
+
+fn reservation(reservation: Reservation) -> pb::Reservation {
+    let held_quantity = reservation.held_quantity();
+    pb::Reservation {
+        reservation_id: reservation.id,
+        product_id: reservation.product_id,
+        order_id: reservation.order_id,
+        quantity: reservation.quantity,
+        held_quantity,
+        status: pb::ReservationStatus::from(reservation.status).into(),
+        expires_at: Some(timestamp(reservation.expires_at)),
+        created_at: Some(timestamp(reservation.created_at)),
+    }
+}
+
+impl From<ReservationStatus> for pb::ReservationStatus {
+    fn from(status: ReservationStatus) -> Self {
+        match status {
+            ReservationStatus::Active => Self::Active,
+            ReservationStatus::Released => Self::Released,
+            ReservationStatus::Expired => Self::Expired,
+        }
+    }
+}
+
+fn history_entry(entry: HistoryEntry) -> pb::InventoryHistoryEntry {
+    // Metadata is always a JSON object written by the store; anything else
+    // (NULL from a row written by hand) is shown as no metadata.
+    let metadata = serde_json::from_value::<pbjson_types::Struct>(entry.metadata).ok();
+    pb::InventoryHistoryEntry {
+        id: entry.id,
+        product_id: entry.product_id,
+        operation_type: entry.operation.as_str().to_owned(),
+        quantity_change: entry.quantity_change,
+        order_id: entry.order_id.unwrap_or_default(),
+        created_at: Some(timestamp(entry.created_at)),
+        metadata,
+    }
+}

@@ -1,0 +1,258 @@
+//! The one mapping from [`domain::Error`] to [`tonic::Status`].
+//!
+//! Every status carries a `google.rpc.ErrorInfo` (reason, domain
+//! [`ERROR_DOMAIN`], metadata with the values involved) so clients branch on
+//! `reason`, never on the message. INVALID_ARGUMENT also carries a
+//! `google.rpc.BadRequest` naming the field. Database failures are logged here
+//! with their cause and reach the caller only as a generic message.
+//!
+//! | domain error           | gRPC code           | reason                    |
+//! |------------------------|---------------------|---------------------------|
+//! | InvalidArgument        | INVALID_ARGUMENT    | INVALID_ARGUMENT          |
+//! | ProductNotFound        | NOT_FOUND           | PRODUCT_NOT_FOUND         |
+//! | ReservationNotFound    | NOT_FOUND           | RESERVATION_NOT_FOUND     |
+//! | InsufficientStock      | FAILED_PRECONDITION | INSUFFICIENT_STOCK        |
+//! | ReservationConflict    | ALREADY_EXISTS      | RESERVATION_CONFLICT      |
+//! | BelowReserved          | FAILED_PRECONDITION | STOCK_BELOW_RESERVED      |
+//! | ReleaseExceedsHeld     | FAILED_PRECONDITION | RELEASE_EXCEEDS_HELD      |
+//! | Store(Unavailable)     | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
+//! | Store(Conflict)        | ABORTED             | CONCURRENT_MODIFICATION   |
+//! | Store(Internal)        | INTERNAL            | INTERNAL                  |
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::domain;
+use crate::store;
+
+/// The `domain` of every ErrorInfo this service returns.
+pub const ERROR_DOMAIN: &str = "inventory-service";
+
+fn metadata<const N: usize>(pairs: [(&str, String); N]) -> HashMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+impl From<domain::Error> for Status {
+    fn from(error: domain::Error) -> Self {
+        use domain::Error as E;
+        let message = error.to_string();
+        let (code, reason, meta) = match error {
+            E::InvalidArgument { field, reason } => {
+                let mut details = ErrorDetails::with_error_info(
+                    "INVALID_ARGUMENT",
+                    ERROR_DOMAIN,
+                    metadata([("field", field.to_owned())]),
+                );
+                details.add_bad_request_violation(field, reason);
+                return Status::with_error_details(Code::InvalidArgument, message, details);
+            }
+            E::ProductNotFound { product_id } => (
+                Code::NotFound,
+                "PRODUCT_NOT_FOUND",
+                metadata([("product_id", product_id)]),
+            ),
+            E::ReservationNotFound {
+                product_id,
+                order_id,
+            } => (
+                Code::NotFound,
+                "RESERVATION_NOT_FOUND",
+                metadata([("product_id", product_id), ("order_id", order_id)]),
+            ),
+            E::InsufficientStock {
+                product_id,
+                requested,
+                available,
+            } => (
+                Code::FailedPrecondition,
+                "INSUFFICIENT_STOCK",
+                metadata([
+                    ("product_id", product_id),
+                    ("requested", requested.to_string()),
+                    ("available", available.to_string()),
+                ]),
+            ),
+            E::ReservationConflict {
+                product_id,
+                order_id,
+                existing_quantity,
+                requested,
+            } => (
+                Code::AlreadyExists,
+                "RESERVATION_CONFLICT",
+                metadata([
+                    ("product_id", product_id),
+                    ("order_id", order_id),
+                    ("existing_quantity", existing_quantity.to_string()),
+                    ("requested", requested.to_string()),
+                ]),
+            ),
+            E::BelowReserved {
+                product_id,
+                operation,
+                amount,
+                resulting,
+                reserved,
+            } => (
+                Code::FailedPrecondition,
+                "STOCK_BELOW_RESERVED",
+                metadata([
+                    ("product_id", product_id),
+                    ("operation", operation.to_owned()),
+                    ("quantity", amount.to_string()),
+                    ("resulting_quantity", resulting.to_string()),
+                    ("reserved", reserved.to_string()),
+                ]),
+            ),
+            E::ReleaseExceedsHeld {
+                product_id,
+                order_id,
+                requested,
+                held,
+            } => (
+                Code::FailedPrecondition,
+                "RELEASE_EXCEEDS_HELD",
+                metadata([
+                    ("product_id", product_id),
+                    ("order_id", order_id),
+                    ("requested", requested.to_string()),
+                    ("held", held.to_string()),
+                ]),
+            ),
+            E::Store(store_error) => return store_status(store_error),
+        };
+        let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, meta);
+        Status::with_error_details(code, message, details)
+    }
+}
+
+fn store_status(error: store::Error) -> Status {
+    let (code, reason, message) = match &error {
+        store::Error::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "database unavailable");
+            (
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable; retry later",
+            )
+        }
+        store::Error::Conflict(cause) => {
+            tracing::info!(error = %cause, "concurrent write conflict");
+            (
+                Code::Aborted,
+                "CONCURRENT_MODIFICATION",
+                "a concurrent request changed the same data; retry",
+            )
+        }
+        store::Error::Internal(cause) => {
+            tracing::error!(error = %cause, "internal database error");
+            (Code::Internal, "INTERNAL", "internal error")
+        }
+    };
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(kind: &str) -> domain::Error {
+        use domain::Error as E;
+        let p = || "p-1".to_owned();
+        let o = || "o-1".to_owned();
+        match kind {
+            "invalid" => E::invalid("quantity", "must be at least 1, got 0"),
+            "product" => E::ProductNotFound { product_id: p() },
+            "reservation" => E::ReservationNotFound {
+                product_id: p(),
+                order_id: o(),
+            },
+            "insufficient" => E::InsufficientStock {
+                product_id: p(),
+                requested: 5,
+                available: 2,
+            },
+            "conflict" => E::ReservationConflict {
+                product_id: p(),
+                order_id: o(),
+                existing_quantity: 2,
+                requested: 3,
+            },
+            "below" => E::BelowReserved {
+                product_id: p(),
+                operation: "set",
+                amount: 1,
+                resulting: 1,
+                reserved: 4,
+            },
+            "exceeds" => E::ReleaseExceedsHeld {
+                product_id: p(),
+                order_id: o(),
+                requested: 9,
+                held: 2,
+            },
+            "unavailable" => E::Store(store::Error::Unavailable("connection refused".into())),
+            "race" => E::Store(store::Error::Conflict("UNIQUE constraint failed".into())),
+            "internal" => E::Store(store::Error::Internal("no such column: secret".into())),
+            other => unreachable!("unknown sample {other}"),
+        }
+    }
+
+    #[test]
+    fn every_domain_error_maps_to_one_code_and_reason() {
+        let table = [
+            ("invalid", Code::InvalidArgument, "INVALID_ARGUMENT"),
+            ("product", Code::NotFound, "PRODUCT_NOT_FOUND"),
+            ("reservation", Code::NotFound, "RESERVATION_NOT_FOUND"),
+            (
+                "insufficient",
+                Code::FailedPrecondition,
+                "INSUFFICIENT_STOCK",
+            ),
+            ("conflict", Code::AlreadyExists, "RESERVATION_CONFLICT"),
+            ("below", Code::FailedPrecondition, "STOCK_BELOW_RESERVED"),
+            ("exceeds", Code::FailedPrecondition, "RELEASE_EXCEEDS_HELD"),
+            ("unavailable", Code::Unavailable, "DATABASE_UNAVAILABLE"),
+            ("race", Code::Aborted, "CONCURRENT_MODIFICATION"),
+            ("internal", Code::Internal, "INTERNAL"),
+        ];
+        for (kind, code, reason) in table {
+            let status = Status::from(sample(kind));
+            assert_eq!(status.code(), code, "{kind}");
+            let info = status
+                .get_details_error_info()
+                .unwrap_or_else(|| panic!("{kind}: no ErrorInfo"));
+            assert_eq!(info.reason, reason, "{kind}");
+            assert_eq!(info.domain, ERROR_DOMAIN, "{kind}");
+            assert!(!status.message().is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn insufficient_stock_carries_requested_and_available() {
+        let status = Status::from(sample("insufficient"));
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.metadata["requested"], "5");
+        assert_eq!(info.metadata["available"], "2");
+        assert!(status.message().contains("requested 5, available 2"));
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = Status::from(sample("invalid"));
+        assert!(status.message().starts_with("quantity:"));
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations[0].field, "quantity");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let status = Status::from(sample("internal"));
+        assert_eq!(status.message(), "internal error");
+        assert!(!status.message().contains("secret"));
+    }
+}

@@ -1,0 +1,122 @@
+//! The one error type of the inventory rules.
+//!
+//! Error policy:
+//! - Every variant but [`Error::Store`] is the caller's to act on and carries
+//!   what a readable message and a machine-readable reason need; the API layer
+//!   maps each to exactly one gRPC code (see `api::status`).
+//! - [`Error::Store`] wraps [`crate::store::Error`]: an unreachable database
+//!   becomes UNAVAILABLE (retryable), anything unexpected becomes INTERNAL with
+//!   a generic message while the cause goes to the log.
+//! - A returned error means nothing changed: rules are checked before, or
+//!   inside the same transaction as, any write.
+
+use crate::store;
+
+/// Why an inventory operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is missing, malformed or out of range.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The request field at fault, named as on the wire.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The product does not exist.
+    #[error("product {product_id:?} not found")]
+    ProductNotFound {
+        /// The product asked for.
+        product_id: String,
+    },
+
+    /// No reservation exists for this order and product.
+    #[error("no reservation of product {product_id:?} for order {order_id:?}")]
+    ReservationNotFound {
+        /// The product asked for.
+        product_id: String,
+        /// The order asked for.
+        order_id: String,
+    },
+
+    /// Fewer units are available than requested.
+    #[error(
+        "insufficient stock for product {product_id:?}: requested {requested}, available {available}"
+    )]
+    InsufficientStock {
+        /// The product asked for.
+        product_id: String,
+        /// The quantity asked for.
+        requested: i32,
+        /// What was available when the request was decided.
+        available: i32,
+    },
+
+    /// The order already holds a reservation of this product for another quantity.
+    #[error(
+        "order {order_id:?} already reserved {existing_quantity} of product {product_id:?}; \
+         a retry must ask for the same quantity, not {requested}"
+    )]
+    ReservationConflict {
+        /// The product asked for.
+        product_id: String,
+        /// The order asked for.
+        order_id: String,
+        /// The quantity of the existing reservation.
+        existing_quantity: i32,
+        /// The quantity of this request.
+        requested: i32,
+    },
+
+    /// The stock on hand would fall below what active reservations hold.
+    #[error(
+        "{operation} {amount} would leave product {product_id:?} with {resulting} on hand, \
+         below the {reserved} reserved"
+    )]
+    BelowReserved {
+        /// The product asked for.
+        product_id: String,
+        /// `set`, `add` or `subtract`.
+        operation: &'static str,
+        /// The amount of the update.
+        amount: i32,
+        /// The stock on hand the update would leave (may be negative).
+        resulting: i64,
+        /// What active reservations hold.
+        reserved: i32,
+    },
+
+    /// A release asks for more than the reservation holds.
+    #[error(
+        "cannot release {requested} of product {product_id:?} for order {order_id:?}: \
+         the reservation holds {held}"
+    )]
+    ReleaseExceedsHeld {
+        /// The product asked for.
+        product_id: String,
+        /// The order asked for.
+        order_id: String,
+        /// The quantity asked to release.
+        requested: i32,
+        /// What the reservation holds.
+        held: i32,
+    },
+
+    /// The database failed or could not be reached.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The result of an inventory operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

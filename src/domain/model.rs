@@ -1,0 +1,181 @@
+//! The inventory's nouns: stock levels, reservations, history entries and the
+//! operations that change them. Plain data; no SQL, no protobuf.
+
+use chrono::{DateTime, Utc};
+
+/// A product's stock as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockLevel {
+    /// The product's id.
+    pub product_id: String,
+    /// Stock on hand (the seed's `total_quantity`, the API's `current_quantity`).
+    pub total_quantity: i32,
+    /// Stock held by active reservations.
+    pub reserved_quantity: i32,
+    /// When the stock last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StockLevel {
+    /// Stock that can still be reserved: total less reserved.
+    pub fn available_quantity(&self) -> i32 {
+        self.total_quantity - self.reserved_quantity
+    }
+}
+
+/// Where a reservation stands. It leaves `Active` exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReservationStatus {
+    /// Holding stock.
+    Active,
+    /// Fully released by a caller.
+    Released,
+    /// Released by the expiry sweeper once its timeout passed.
+    Expired,
+}
+
+impl ReservationStatus {
+    /// The value stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Released => "released",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses a stored `status` value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "active" => Some(Self::Active),
+            "released" => Some(Self::Released),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// Stock held for one order of one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The reservation's id.
+    pub id: String,
+    /// The product held.
+    pub product_id: String,
+    /// The order the stock is held for; with `product_id` it is unique.
+    pub order_id: String,
+    /// The quantity first reserved; retries are compared against it.
+    pub quantity: i32,
+    /// How much of `quantity` callers have released so far.
+    pub released_quantity: i32,
+    /// Where the reservation stands.
+    pub status: ReservationStatus,
+    /// When the sweeper releases it if nobody did before.
+    pub expires_at: DateTime<Utc>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Reservation {
+    /// What the reservation still holds: nothing once it is no longer active.
+    pub fn held_quantity(&self) -> i32 {
+        match self.status {
+            ReservationStatus::Active => self.quantity - self.released_quantity,
+            ReservationStatus::Released | ReservationStatus::Expired => 0,
+        }
+    }
+}
+
+/// The kinds of recorded change, as the seed's `operation_type` ENUM names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationType {
+    /// A stock check (recorded only when `inventory.record_checks` is on).
+    Check,
+    /// Stock held for an order.
+    Reserve,
+    /// Held stock given back, by a caller or by expiry.
+    Release,
+    /// Stock on hand changed.
+    Update,
+}
+
+impl OperationType {
+    /// The value stored in `operation_type` and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Check => "check",
+            Self::Reserve => "reserve",
+            Self::Release => "release",
+            Self::Update => "update",
+        }
+    }
+
+    /// Parses a stored `operation_type` value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "check" => Some(Self::Check),
+            "reserve" => Some(Self::Reserve),
+            "release" => Some(Self::Release),
+            "update" => Some(Self::Update),
+            _ => None,
+        }
+    }
+}
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The entry's id (a UUIDv7, so ids sort by creation time).
+    pub id: String,
+    /// The product concerned.
+    pub product_id: String,
+    /// What happened.
+    pub operation: OperationType,
+    /// Signed change of the available quantity (see the proto for each kind).
+    pub quantity_change: i32,
+    /// The order concerned, if any.
+    pub order_id: Option<String>,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// Details: reservation id, quantities before and after, reason.
+    pub metadata: serde_json::Value,
+}
+
+/// How `UpdateInventory` changes the stock on hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    /// Make the stock on hand exactly this.
+    Set(i32),
+    /// Add this much (at least 1).
+    Add(i32),
+    /// Take away this much (at least 1).
+    Subtract(i32),
+}
+
+impl StockChange {
+    /// The seed's name of the operation: `set`, `add` or `subtract`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Set(_) => "set",
+            Self::Add(_) => "add",
+            Self::Subtract(_) => "subtract",
+        }
+    }
+
+    /// The amount given with the operation.
+    pub fn amount(self) -> i32 {
+        match self {
+            Self::Set(n) | Self::Add(n) | Self::Subtract(n) => n,
+        }
+    }
+}
+
+/// Where a history page starts: just after the entry with this creation time
+/// and id (entries are ordered newest first by `(created_at, id)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    /// `created_at` of the last entry already seen.
+    pub created_at: DateTime<Utc>,
+    /// `id` of the last entry already seen.
+    pub id: String,
+}

@@ -1,0 +1,243 @@
+//! Wiring: opens the store, builds the domain and the tonic services, and
+//! serves them on the two listeners until shutdown.
+//!
+//! - gRPC port: `inventory.v1.InventoryService`, server reflection v1 and
+//!   v1alpha, `grpc.health.v1.Health`, and gRPC-Web over HTTP/1.1 with CORS.
+//! - HTTP port: `GET /health` as JSON, and the same gRPC routes.
+//!
+//! Background tasks: the expiry sweeper and the health monitor. Shutdown stops
+//! accepting, lets in-flight requests finish (up to
+//! `server.shutdown_timeout`), stops the background tasks and closes the pool.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::api::InventoryApi;
+use crate::api::health::{HealthProbe, run_health_monitor};
+use crate::api::http_edge::HttpEdgeLayer;
+use crate::config::{Config, Driver};
+use crate::domain::{Inventory, InventorySettings};
+use crate::pb;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{self, InventoryStore};
+
+/// The two bound listeners. Tests bind `127.0.0.1:0`.
+pub struct Listeners {
+    /// Serves gRPC, gRPC-Web, reflection and health.
+    pub grpc: TcpListener,
+    /// Serves `/health` (and the gRPC routes).
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `server.host` on `server.grpc_port` and `server.http_port`.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let host = config.server.host;
+        Ok(Self {
+            grpc: TcpListener::bind((host, config.server.grpc_port)).await?,
+            http: TcpListener::bind((host, config.server.http_port)).await?,
+        })
+    }
+}
+
+/// Why the service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("opening the database: {0}")]
+    Store(#[from] store::Error),
+    /// The reflection service could not read the descriptor set.
+    #[error("building server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A server failed.
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens the database `config.database` names.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, store::Error> {
+    let db = &config.database;
+    match db.driver {
+        Driver::Sqlite => {
+            let store = SqliteStore::open(SqliteOptions {
+                path: db.dsn.clone().into(),
+                max_connections: db.max_connections as usize,
+                connection_timeout: db.connection_timeout,
+                busy_timeout: db.busy_timeout,
+                synchronous: db.synchronous,
+            })
+            .await?;
+            Ok(Arc::new(store))
+        }
+        Driver::Postgres => Err(store::Error::Internal(
+            "the postgres backend is not available in this version".to_owned(),
+        )),
+    }
+}
+
+/// Runs the service on `listeners` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = open_store(&config).await?;
+    let inventory = Inventory::new(
+        store.clone(),
+        InventorySettings {
+            default_reservation_timeout: config.inventory.default_reservation_timeout,
+            max_reservation_timeout: config.inventory.max_reservation_timeout,
+            record_checks: config.inventory.record_checks,
+        },
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let mut routes = Routes::builder();
+    routes
+        .add_service(InventoryApi::new(inventory.clone()).into_service())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let routes = routes.routes();
+
+    let driver = match config.database.driver {
+        Driver::Sqlite => "sqlite",
+        Driver::Postgres => "postgres",
+    };
+    let probe = HealthProbe::new(
+        store.clone(),
+        config.database.connection_timeout,
+        config.server.name.clone(),
+        config.server.version.clone(),
+        driver,
+    );
+
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    {
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            stop.cancel();
+        });
+    }
+    tasks.spawn(run_health_monitor(
+        probe.clone(),
+        health_reporter,
+        config.database.health_check_interval,
+        stop.clone(),
+    ));
+    tasks.spawn(run_expiry_sweeper(
+        inventory.clone(),
+        config.inventory.cleanup_interval,
+        config.inventory.cleanup_batch_size,
+        stop.clone(),
+    ));
+    tasks.close();
+
+    tracing::info!(
+        grpc = %listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        http = %listeners.http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        database = driver,
+        "inventory-service listening"
+    );
+
+    let grpc = Server::builder()
+        .accept_http1(true)
+        .layer(grpc_web_cors())
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes.clone())
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.grpc),
+            stop.clone().cancelled_owned(),
+        );
+    let http = Server::builder()
+        .accept_http1(true)
+        .layer(HttpEdgeLayer::new(probe))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.http),
+            stop.clone().cancelled_owned(),
+        );
+
+    let servers = async { tokio::try_join!(grpc, http).map(|_| ()) };
+    let deadline = {
+        let stop = stop.clone();
+        let grace = config.server.shutdown_timeout;
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        }
+    };
+    let result = tokio::select! {
+        result = servers => result.map_err(ServeError::from),
+        () = deadline => {
+            tracing::warn!("in-flight requests did not finish within server.shutdown_timeout");
+            Ok(())
+        }
+    };
+
+    stop.cancel();
+    tasks.wait().await;
+    store.close();
+    tracing::info!("inventory-service stopped");
+    result
+}
+
+/// CORS for browsers calling gRPC-Web from another origin: any origin, the
+/// gRPC-Web request headers, and the gRPC status headers exposed.
+fn grpc_web_cors() -> CorsLayer {
+    const EXPOSED: [&str; 4] = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "x-request-id",
+    ];
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+        .expose_headers(EXPOSED.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// Every `interval` (and once at start), releases the reservations whose
+/// timeout has passed, until `stop`.
+async fn run_expiry_sweeper(
+    inventory: Inventory,
+    interval: Duration,
+    batch_size: u32,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match inventory.expire_due_reservations(batch_size).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired reservations released"),
+            Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying next interval"),
+        }
+    }
+}

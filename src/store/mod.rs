@@ -1,0 +1,192 @@
+//! Persistence: one trait, [`InventoryStore`], that the domain calls, and one
+//! implementation per database behind it ([`sqlite`] for now).
+//!
+//! Each method is one atomic unit of work. Business outcomes that depend on
+//! the stored state (not found, not enough stock, an existing reservation)
+//! are decided inside the same transaction as the writes and returned as
+//! `Ok` outcome enums; [`Error`] is reserved for database failures. The
+//! database enforces the invariants as well (`CHECK` constraints on
+//! `0 <= reserved_quantity <= total_quantity`), so a bug in a rule cannot
+//! oversell.
+
+mod error;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{self, HistoryCursor, HistoryEntry, Reservation, StockChange, StockLevel};
+
+pub use error::Error;
+
+/// A store result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A reservation to create.
+#[derive(Debug, Clone)]
+pub struct NewReservation {
+    /// Id for the reservation if it is created.
+    pub id: String,
+    /// The product to hold.
+    pub product_id: String,
+    /// The order to hold it for.
+    pub order_id: String,
+    /// How much to hold (at least 1).
+    pub quantity: i32,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+}
+
+/// What [`InventoryStore::reserve`] did.
+#[derive(Debug, Clone)]
+pub enum ReserveOutcome {
+    /// The reservation was created and the stock held.
+    Created {
+        /// The new reservation.
+        reservation: Reservation,
+        /// The product's stock afterwards.
+        stock: StockLevel,
+    },
+    /// The order already has a reservation of this product; nothing changed.
+    Existing {
+        /// The reservation found.
+        reservation: Reservation,
+        /// The product's stock now.
+        stock: StockLevel,
+    },
+    /// The product does not exist; nothing changed.
+    ProductNotFound,
+    /// Not enough available stock; nothing changed.
+    InsufficientStock {
+        /// The product's stock now.
+        stock: StockLevel,
+    },
+}
+
+/// A release to perform.
+#[derive(Debug, Clone)]
+pub struct ReleaseRequest {
+    /// The product held.
+    pub product_id: String,
+    /// The order it is held for.
+    pub order_id: String,
+    /// How much to release; `None` releases everything held.
+    pub quantity: Option<i32>,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+}
+
+/// What [`InventoryStore::release`] did.
+#[derive(Debug, Clone)]
+pub enum ReleaseOutcome {
+    /// Stock was given back.
+    Released {
+        /// The reservation afterwards.
+        reservation: Reservation,
+        /// How much was given back.
+        released: i32,
+        /// The product's stock afterwards.
+        stock: StockLevel,
+    },
+    /// The reservation was no longer active; nothing changed.
+    NotActive {
+        /// The reservation as it stands.
+        reservation: Reservation,
+        /// The product's stock now.
+        stock: StockLevel,
+    },
+    /// The release asked for more than the reservation holds; nothing changed.
+    ExceedsHeld {
+        /// The reservation as it stands.
+        reservation: Reservation,
+    },
+    /// No reservation of this product for this order; nothing changed.
+    NotFound,
+}
+
+/// A change of stock on hand to perform.
+#[derive(Debug, Clone)]
+pub struct StockUpdate {
+    /// The product to change.
+    pub product_id: String,
+    /// The change.
+    pub change: StockChange,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+}
+
+/// What [`InventoryStore::update_stock`] did.
+#[derive(Debug)]
+pub enum UpdateOutcome {
+    /// The update was applied.
+    Applied {
+        /// What was decided.
+        plan: domain::UpdatePlan,
+        /// The product's stock afterwards.
+        stock: StockLevel,
+    },
+    /// The rules refused the update against the current stock; nothing changed.
+    Rejected(domain::Error),
+}
+
+/// A check to record in the history.
+#[derive(Debug, Clone)]
+pub struct CheckRecord {
+    /// The product checked.
+    pub product_id: String,
+    /// The quantity asked about.
+    pub required_quantity: i32,
+    /// What was available.
+    pub available_quantity: i32,
+    /// The time of the check.
+    pub now: DateTime<Utc>,
+}
+
+/// The inventory's persistence. Every method is atomic.
+#[async_trait]
+pub trait InventoryStore: Send + Sync + 'static {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<()>;
+
+    /// A product's stock, if the product exists.
+    async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>>;
+
+    /// Holds stock for an order, unless the order already holds this product,
+    /// the product is missing or not enough is available. Writes history.
+    async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome>;
+
+    /// Gives back what an order's reservation of a product holds, or part of
+    /// it. Writes history.
+    async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome>;
+
+    /// Changes stock on hand as [`domain::plan_update`] decides against the
+    /// stock read in the same transaction. Writes history.
+    async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome>;
+
+    /// Records a check in the history.
+    async fn record_check(&self, record: CheckRecord) -> Result<()>;
+
+    /// Up to `limit` history entries of a product, newest first, strictly
+    /// after `after`. `None` when the product does not exist.
+    async fn history(
+        &self,
+        product_id: &str,
+        after: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Option<Vec<HistoryEntry>>>;
+
+    /// Expires up to `limit` active reservations whose `expires_at` is at or
+    /// before `now`: gives their stock back and writes history with the
+    /// reason. Returns the reservations expired.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>>;
+
+    /// Closes the connection pool; later calls fail as unavailable.
+    fn close(&self);
+}
+
+/// A new time-ordered id (UUIDv7), for reservations and history entries.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,527 @@
+//! The SQLite store: the embedded default, one file, no setup.
+//!
+//! Connections are diesel `SqliteConnection`s behind diesel-async's
+//! [`SyncConnectionWrapper`], pooled by deadpool. Each store operation runs as
+//! one closure on the blocking thread pool (one hop per operation, not per
+//! statement). Writes use `BEGIN IMMEDIATE`, so a transaction takes SQLite's
+//! single write lock before it reads: concurrent writers queue on
+//! `busy_timeout` instead of failing with a lock upgrade deadlock, and what a
+//! transaction read cannot change before it writes.
+//!
+//! Every connection runs in WAL mode (readers never block the writer) with
+//! foreign keys on.
+
+mod rows;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::connection::SimpleConnection as _;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_async::AsyncConnection as _;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+use serde::Deserialize;
+use serde_json::json;
+
+use self::rows::{HistoryRow, ReservationRow, StockRow};
+use self::schema::{inventory, inventory_history, inventory_reservations};
+use super::{
+    CheckRecord, Error, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
+    ReserveOutcome, Result, StockUpdate, UpdateOutcome,
+};
+use crate::domain::{
+    self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
+};
+
+/// The SQLite migrations, compiled into the binary and applied at start.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+/// SQLite's `synchronous` setting in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged write survives power loss.
+    Full,
+    /// fsync at checkpoints: about four times the write throughput; survives a
+    /// process crash, may lose the last commits on power loss.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How to open the SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// Most pooled connections.
+    pub max_connections: usize,
+    /// How long a request waits for a pooled connection.
+    pub connection_timeout: Duration,
+    /// How long a writer waits for the write lock before failing as busy.
+    pub busy_timeout: Duration,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+}
+
+impl SqliteOptions {
+    fn pragmas(&self) -> String {
+        format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
+             PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+            self.synchronous.pragma_value(),
+            self.busy_timeout.as_millis()
+        )
+    }
+}
+
+/// The SQLite implementation of [`InventoryStore`].
+pub struct SqliteStore {
+    /// Pooled connections; SQLite allows one writer at a time, the rest read.
+    pool: Pool<Conn>,
+}
+
+impl SqliteStore {
+    /// Creates the file and its directory if needed, applies pending
+    /// migrations and opens the pool.
+    pub async fn open(options: SqliteOptions) -> Result<Self> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let url = path_to_url(&options.path)?;
+        let pragmas = options.pragmas();
+
+        let migrate_url = url.clone();
+        let migrate_pragmas = pragmas.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut conn = SqliteConnection::establish(&migrate_url)?;
+            conn.batch_execute(&migrate_pragmas)?;
+            conn.run_pending_migrations(MIGRATIONS)
+                .map_err(|e| Error::Internal(format!("applying migrations: {e}")))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("migration task failed: {e}")))??;
+
+        let mut config = ManagerConfig::<Conn>::default();
+        config.custom_setup = Box::new(move |url| {
+            let pragmas = pragmas.clone();
+            Box::pin(async move {
+                let mut conn = Conn::establish(url).await?;
+                conn.spawn_blocking(move |c| c.batch_execute(&pragmas))
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .wait_timeout(Some(options.connection_timeout))
+            .create_timeout(Some(options.connection_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Internal(format!("building the connection pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `work` on a pooled connection on the blocking thread pool.
+    async fn run<R, F>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
+    {
+        let mut conn = self.pool.get().await?;
+        conn.spawn_blocking(move |c| Ok(work(c))).await?
+    }
+}
+
+fn path_to_url(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Internal(format!("database path {} is not UTF-8", path.display())))
+}
+
+#[async_trait]
+impl InventoryStore for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.run(|c| Ok(c.batch_execute("SELECT 1")?)).await
+    }
+
+    async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>> {
+        let product_id = product_id.to_owned();
+        self.run(move |c| load_stock(c, &product_id)).await
+    }
+
+    async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome> {
+        self.run(move |c| c.immediate_transaction(|c| reserve(c, request)))
+            .await
+    }
+
+    async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome> {
+        self.run(move |c| c.immediate_transaction(|c| release(c, request)))
+            .await
+    }
+
+    async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome> {
+        self.run(move |c| c.immediate_transaction(|c| update_stock(c, request)))
+            .await
+    }
+
+    async fn record_check(&self, record: CheckRecord) -> Result<()> {
+        self.run(move |c| {
+            let row = HistoryRow::new(
+                &record.product_id,
+                OperationType::Check,
+                0,
+                None,
+                record.now,
+                json!({
+                    "required_quantity": record.required_quantity,
+                    "available_quantity": record.available_quantity,
+                    "available": record.available_quantity >= record.required_quantity,
+                }),
+            );
+            diesel::insert_into(inventory_history::table)
+                .values(&row)
+                .execute(c)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        product_id: &str,
+        after: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
+        let product_id = product_id.to_owned();
+        self.run(move |c| history(c, &product_id, after, limit))
+            .await
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
+        self.run(move |c| c.immediate_transaction(|c| expire_due(c, now, limit)))
+            .await
+    }
+
+    fn close(&self) {
+        self.pool.close();
+    }
+}
+
+fn load_stock(c: &mut SqliteConnection, product_id: &str) -> Result<Option<StockLevel>> {
+    let row = inventory::table
+        .find(product_id)
+        .select(StockRow::as_select())
+        .first(c)
+        .optional()?;
+    Ok(row.map(StockLevel::from))
+}
+
+fn existing_stock(c: &mut SqliteConnection, product_id: &str) -> Result<StockLevel> {
+    load_stock(c, product_id)?.ok_or_else(|| {
+        Error::Internal(format!(
+            "product {product_id:?} has reservations but no stock row"
+        ))
+    })
+}
+
+fn find_reservation(
+    c: &mut SqliteConnection,
+    order_id: &str,
+    product_id: &str,
+) -> Result<Option<Reservation>> {
+    inventory_reservations::table
+        .filter(inventory_reservations::order_id.eq(order_id))
+        .filter(inventory_reservations::product_id.eq(product_id))
+        .select(ReservationRow::as_select())
+        .first(c)
+        .optional()?
+        .map(Reservation::try_from)
+        .transpose()
+}
+
+/// Moves `delta` units into (positive) or out of (negative) the reserved
+/// quantity. The `WHERE` keeps `0 <= reserved <= total` however many requests
+/// race; `None` means no row qualified.
+fn shift_reserved(
+    c: &mut SqliteConnection,
+    product_id: &str,
+    delta: i32,
+    now: DateTime<Utc>,
+) -> Result<Option<StockLevel>> {
+    use inventory::dsl::{product_id as pid, reserved_quantity, total_quantity, updated_at};
+    let row = diesel::update(inventory::table)
+        .filter(pid.eq(product_id))
+        .filter((total_quantity - reserved_quantity).ge(delta))
+        .filter(reserved_quantity.ge(-delta))
+        .set((
+            reserved_quantity.eq(reserved_quantity + delta),
+            updated_at.eq(now.naive_utc()),
+        ))
+        .returning(StockRow::as_returning())
+        .get_result(c)
+        .optional()?;
+    Ok(row.map(StockLevel::from))
+}
+
+fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveOutcome> {
+    if let Some(reservation) = find_reservation(c, &request.order_id, &request.product_id)? {
+        let stock = existing_stock(c, &request.product_id)?;
+        return Ok(ReserveOutcome::Existing { reservation, stock });
+    }
+    let Some(stock) = shift_reserved(c, &request.product_id, request.quantity, request.now)? else {
+        return Ok(match load_stock(c, &request.product_id)? {
+            None => ReserveOutcome::ProductNotFound,
+            Some(stock) => ReserveOutcome::InsufficientStock { stock },
+        });
+    };
+    let row = ReservationRow {
+        id: request.id,
+        product_id: request.product_id,
+        order_id: request.order_id,
+        quantity: request.quantity,
+        released_quantity: 0,
+        status: ReservationStatus::Active.as_str().to_owned(),
+        expires_at: request.expires_at.naive_utc(),
+        created_at: request.now.naive_utc(),
+    };
+    diesel::insert_into(inventory_reservations::table)
+        .values(&row)
+        .execute(c)?;
+    let reservation = Reservation::try_from(row)?;
+    let history = HistoryRow::new(
+        &reservation.product_id,
+        OperationType::Reserve,
+        -reservation.quantity,
+        Some(&reservation.order_id),
+        request.now,
+        json!({
+            "reservation_id": reservation.id,
+            "quantity": reservation.quantity,
+            "expires_at": reservation.expires_at.to_rfc3339(),
+            "reserved_quantity": stock.reserved_quantity,
+            "available_quantity": stock.available_quantity(),
+        }),
+    );
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)?;
+    Ok(ReserveOutcome::Created { reservation, stock })
+}
+
+fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseOutcome> {
+    let Some(mut reservation) = find_reservation(c, &request.order_id, &request.product_id)? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    if reservation.status != ReservationStatus::Active {
+        let stock = existing_stock(c, &request.product_id)?;
+        return Ok(ReleaseOutcome::NotActive { reservation, stock });
+    }
+    let held = reservation.held_quantity();
+    let amount = request.quantity.unwrap_or(held);
+    if amount > held {
+        return Ok(ReleaseOutcome::ExceedsHeld { reservation });
+    }
+    reservation.released_quantity += amount;
+    if reservation.released_quantity == reservation.quantity {
+        reservation.status = ReservationStatus::Released;
+    }
+    diesel::update(inventory_reservations::table.find(&reservation.id))
+        .set((
+            inventory_reservations::released_quantity.eq(reservation.released_quantity),
+            inventory_reservations::status.eq(reservation.status.as_str()),
+            inventory_reservations::updated_at.eq(request.now.naive_utc()),
+        ))
+        .execute(c)?;
+    let stock = shift_reserved(c, &request.product_id, -amount, request.now)?.ok_or_else(|| {
+        Error::Internal(format!(
+            "reserved quantity of {:?} is below its active reservation {}",
+            request.product_id, reservation.id
+        ))
+    })?;
+    let history = HistoryRow::new(
+        &reservation.product_id,
+        OperationType::Release,
+        amount,
+        Some(&reservation.order_id),
+        request.now,
+        json!({
+            "reservation_id": reservation.id,
+            "quantity": amount,
+            "reason": "released",
+            "held_quantity": reservation.held_quantity(),
+            "reserved_quantity": stock.reserved_quantity,
+            "available_quantity": stock.available_quantity(),
+        }),
+    );
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)?;
+    Ok(ReleaseOutcome::Released {
+        reservation,
+        released: amount,
+        stock,
+    })
+}
+
+fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<UpdateOutcome> {
+    use inventory::dsl::{
+        created_at, product_id as pid, reserved_quantity, total_quantity, updated_at,
+    };
+    let current = load_stock(c, &request.product_id)?;
+    let plan = match domain::plan_update(&request.product_id, current.as_ref(), request.change) {
+        Ok(plan) => plan,
+        Err(rejection) => return Ok(UpdateOutcome::Rejected(rejection)),
+    };
+    let now = request.now.naive_utc();
+    let row: StockRow = if plan.creates_product {
+        diesel::insert_into(inventory::table)
+            .values((
+                pid.eq(&request.product_id),
+                total_quantity.eq(plan.new_total),
+                reserved_quantity.eq(0),
+                created_at.eq(now),
+                updated_at.eq(now),
+            ))
+            .returning(StockRow::as_returning())
+            .get_result(c)?
+    } else {
+        // The transaction holds the write lock since it read `current`, so the
+        // plan still applies; the WHERE and the CHECK constraints guard anyway.
+        diesel::update(inventory::table)
+            .filter(pid.eq(&request.product_id))
+            .filter(reserved_quantity.le(plan.new_total))
+            .set((total_quantity.eq(plan.new_total), updated_at.eq(now)))
+            .returning(StockRow::as_returning())
+            .get_result(c)?
+    };
+    let stock = StockLevel::from(row);
+    let history = HistoryRow::new(
+        &request.product_id,
+        OperationType::Update,
+        plan.delta(),
+        None,
+        request.now,
+        json!({
+            "operation": request.change.name(),
+            "quantity": request.change.amount(),
+            "previous_quantity": plan.previous_total,
+            "current_quantity": plan.new_total,
+            "created": plan.creates_product,
+        }),
+    );
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)?;
+    Ok(UpdateOutcome::Applied { plan, stock })
+}
+
+fn history(
+    c: &mut SqliteConnection,
+    product_id: &str,
+    after: Option<HistoryCursor>,
+    limit: u32,
+) -> Result<Option<Vec<HistoryEntry>>> {
+    use inventory_history::dsl::{created_at, id, product_id as pid};
+    let exists: bool =
+        diesel::select(diesel::dsl::exists(inventory::table.find(product_id))).get_result(c)?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut query = inventory_history::table
+        .filter(pid.eq(product_id))
+        .select(HistoryRow::as_select())
+        .into_boxed();
+    if let Some(cursor) = after {
+        let at = cursor.created_at.naive_utc();
+        query = query.filter(
+            created_at
+                .lt(at)
+                .or(created_at.eq(at).and(id.lt(cursor.id))),
+        );
+    }
+    let rows = query
+        .order((created_at.desc(), id.desc()))
+        .limit(i64::from(limit))
+        .load(c)?;
+    rows.into_iter()
+        .map(HistoryEntry::try_from)
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+fn expire_due(
+    c: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Reservation>> {
+    use inventory_reservations::dsl::{expires_at, status, updated_at};
+    let due: Vec<Reservation> = inventory_reservations::table
+        .filter(status.eq(ReservationStatus::Active.as_str()))
+        .filter(expires_at.le(now.naive_utc()))
+        .order(expires_at.asc())
+        .limit(i64::from(limit))
+        .select(ReservationRow::as_select())
+        .load(c)?
+        .into_iter()
+        .map(Reservation::try_from)
+        .collect::<Result<_>>()?;
+    let mut expired = Vec::with_capacity(due.len());
+    for mut reservation in due {
+        let held = reservation.held_quantity();
+        reservation.status = ReservationStatus::Expired;
+        diesel::update(inventory_reservations::table.find(&reservation.id))
+            .set((
+                status.eq(reservation.status.as_str()),
+                updated_at.eq(now.naive_utc()),
+            ))
+            .execute(c)?;
+        let stock = shift_reserved(c, &reservation.product_id, -held, now)?.ok_or_else(|| {
+            Error::Internal(format!(
+                "reserved quantity of {:?} is below its active reservation {}",
+                reservation.product_id, reservation.id
+            ))
+        })?;
+        let history = HistoryRow::new(
+            &reservation.product_id,
+            OperationType::Release,
+            held,
+            Some(&reservation.order_id),
+            now,
+            json!({
+                "reservation_id": reservation.id,
+                "quantity": held,
+                "reason": "expired",
+                "expires_at": reservation.expires_at.to_rfc3339(),
+                "reserved_quantity": stock.reserved_quantity,
+                "available_quantity": stock.available_quantity(),
+            }),
+        );
+        diesel::insert_into(inventory_history::table)
+            .values(&history)
+            .execute(c)?;
+        expired.push(reservation);
+    }
+    Ok(expired)
+}

@@ -1,0 +1,41 @@
+//! Diesel table definitions for the SQLite schema in `migrations/sqlite/`.
+//! The generated `available_quantity` column is left out: it is derived.
+
+diesel::table! {
+    inventory (product_id) {
+        product_id -> Text,
+        total_quantity -> Integer,
+        reserved_quantity -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inventory_reservations (id) {
+        id -> Text,
+        product_id -> Text,
+        order_id -> Text,
+        quantity -> Integer,
+        released_quantity -> Integer,
+        status -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inventory_history (id) {
+        id -> Text,
+        product_id -> Text,
+        operation_type -> Text,
+        quantity_change -> Integer,
+        order_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        metadata -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(inventory_reservations -> inventory (product_id));
+diesel::allow_tables_to_appear_in_same_query!(inventory, inventory_reservations, inventory_history);
