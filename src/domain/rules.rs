@@ -268,3 +268,221 @@ pub fn check_message(stock: &StockLevel, required: i32) -> String {
         format!("insufficient stock: {available} available, {required} required")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn stock(total: i32, reserved: i32) -> StockLevel {
+        StockLevel {
+            product_id: "p".to_owned(),
+            total_quantity: total,
+            reserved_quantity: reserved,
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn field_of(error: Error) -> &'static str {
+        match error {
+            Error::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_one_to_255_characters_without_control_characters() {
+        assert!(validate_id("product_id", "product-456").is_ok());
+        assert!(validate_id("product_id", &"é".repeat(255)).is_ok());
+        for bad in ["", " p", "p ", "a\nb", &"x".repeat(256)] {
+            let error = validate_id("order_id", bad).expect_err(bad);
+            assert_eq!(field_of(error), "order_id");
+        }
+    }
+
+    #[test]
+    fn required_quantity_defaults_to_one_and_is_never_negative() {
+        assert_eq!(required_quantity(0).ok(), Some(1));
+        assert_eq!(required_quantity(7).ok(), Some(7));
+        assert_eq!(required_quantity(i32::MAX).ok(), Some(i32::MAX));
+        assert_eq!(
+            field_of(required_quantity(-1).expect_err("negative")),
+            "required_quantity"
+        );
+    }
+
+    #[test]
+    fn reservations_need_a_positive_quantity() {
+        assert_eq!(reserve_quantity(1).ok(), Some(1));
+        assert_eq!(field_of(reserve_quantity(0).expect_err("zero")), "quantity");
+        assert_eq!(
+            field_of(reserve_quantity(i32::MIN).expect_err("min")),
+            "quantity"
+        );
+    }
+
+    #[test]
+    fn release_quantity_zero_means_everything() {
+        assert_eq!(release_quantity(0).ok(), Some(None));
+        assert_eq!(release_quantity(3).ok(), Some(Some(3)));
+        assert_eq!(
+            field_of(release_quantity(-3).expect_err("negative")),
+            "quantity"
+        );
+    }
+
+    #[test]
+    fn reservation_timeout_defaults_and_is_bounded() {
+        let default = Duration::from_secs(300);
+        let max = Duration::from_secs(3600);
+        assert_eq!(reservation_timeout(0, default, max).ok(), Some(default));
+        assert_eq!(
+            reservation_timeout(60, default, max).ok(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            reservation_timeout(3600, default, max).ok(),
+            Some(Duration::from_secs(3600))
+        );
+        for bad in [-1, 3601, i32::MAX] {
+            let error = reservation_timeout(bad, default, max).expect_err("out of range");
+            assert_eq!(field_of(error), "reservation_timeout");
+        }
+    }
+
+    #[test]
+    fn the_seed_operations_parse_in_any_case() {
+        assert_eq!(stock_change("set", 100).ok(), Some(StockChange::Set(100)));
+        assert_eq!(stock_change("SET", 0).ok(), Some(StockChange::Set(0)));
+        assert_eq!(stock_change("Add", 5).ok(), Some(StockChange::Add(5)));
+        assert_eq!(
+            stock_change("subtract", 5).ok(),
+            Some(StockChange::Subtract(5))
+        );
+        assert_eq!(
+            field_of(stock_change("", 5).expect_err("empty")),
+            "operation"
+        );
+        assert_eq!(
+            field_of(stock_change("multiply", 5).expect_err("unknown")),
+            "operation"
+        );
+        assert_eq!(
+            field_of(stock_change("set", -1).expect_err("negative set")),
+            "quantity"
+        );
+        assert_eq!(
+            field_of(stock_change("add", 0).expect_err("zero add")),
+            "quantity"
+        );
+        assert_eq!(
+            field_of(stock_change("subtract", -2).expect_err("neg")),
+            "quantity"
+        );
+    }
+
+    #[test]
+    fn set_and_add_create_a_missing_product_subtract_does_not() {
+        let created = plan_update("p", None, StockChange::Set(10)).expect("set creates");
+        assert_eq!(
+            created,
+            UpdatePlan {
+                previous_total: 0,
+                new_total: 10,
+                creates_product: true
+            }
+        );
+        assert!(
+            plan_update("p", None, StockChange::Add(3))
+                .expect("add creates")
+                .creates_product
+        );
+        assert!(matches!(
+            plan_update("p", None, StockChange::Subtract(1)),
+            Err(Error::ProductNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn updates_never_go_below_reserved_or_zero() {
+        let current = stock(10, 4);
+        let plan = plan_update("p", Some(&current), StockChange::Subtract(6)).expect("to 4");
+        assert_eq!((plan.new_total, plan.delta()), (4, -6));
+        assert!(matches!(
+            plan_update("p", Some(&current), StockChange::Subtract(7)),
+            Err(Error::BelowReserved {
+                resulting: 3,
+                reserved: 4,
+                ..
+            })
+        ));
+        assert!(matches!(
+            plan_update("p", Some(&current), StockChange::Set(3)),
+            Err(Error::BelowReserved { .. })
+        ));
+        assert!(matches!(
+            plan_update("p", Some(&stock(2, 0)), StockChange::Subtract(5)),
+            Err(Error::BelowReserved { resulting: -3, .. })
+        ));
+        let set = plan_update("p", Some(&current), StockChange::Set(4)).expect("to reserved");
+        assert_eq!(
+            (set.previous_total, set.new_total, set.delta()),
+            (10, 4, -6)
+        );
+    }
+
+    #[test]
+    fn add_never_overflows() {
+        let full = stock(i32::MAX - 1, 0);
+        assert_eq!(
+            plan_update("p", Some(&full), StockChange::Add(1))
+                .map(|p| p.new_total)
+                .ok(),
+            Some(i32::MAX)
+        );
+        let error = plan_update("p", Some(&full), StockChange::Add(2)).expect_err("overflow");
+        assert_eq!(field_of(error), "quantity");
+    }
+
+    #[test]
+    fn page_size_defaults_caps_and_rejects_negative() {
+        assert_eq!(page_size(0).ok(), Some(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(5).ok(), Some(5));
+        assert_eq!(page_size(1000).ok(), Some(MAX_PAGE_SIZE));
+        assert_eq!(field_of(page_size(-1).expect_err("negative")), "page_size");
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_forgeries() {
+        let cursor = HistoryCursor {
+            created_at: DateTime::from_timestamp_micros(1_790_000_000_123_456).expect("valid"),
+            id: "0193-abc|def".to_owned(),
+        };
+        let token = encode_page_token(&cursor);
+        assert_eq!(decode_page_token(&token).ok(), Some(Some(cursor)));
+        assert_eq!(decode_page_token("").ok(), Some(None));
+        for bad in [
+            "not base64!",
+            "aDF8eHx5",
+            &URL_SAFE_NO_PAD.encode("h1|12|"),
+            &URL_SAFE_NO_PAD.encode("h0|12|id"),
+        ] {
+            assert_eq!(
+                field_of(decode_page_token(bad).expect_err(bad)),
+                "page_token"
+            );
+        }
+    }
+
+    #[test]
+    fn availability_is_total_minus_reserved() {
+        let s = stock(10, 7);
+        assert_eq!(s.available_quantity(), 3);
+        assert_eq!(check_message(&s, 3), "in stock: 3 available");
+        assert_eq!(
+            check_message(&s, 4),
+            "insufficient stock: 3 available, 4 required"
+        );
+    }
+}

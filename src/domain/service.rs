@@ -326,3 +326,430 @@ impl Inventory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The use cases against a real SQLite file per test.
+
+    use super::*;
+    use crate::domain::{OperationType, ReservationStatus};
+    use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+    struct Fixture {
+        inventory: Inventory,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture_with(record_checks: bool) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(SqliteOptions {
+            path: dir.path().join("inventory.db"),
+            max_connections: 4,
+            connection_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+        })
+        .await
+        .expect("open store");
+        let inventory = Inventory::new(
+            Arc::new(store),
+            InventorySettings {
+                default_reservation_timeout: Duration::from_secs(300),
+                max_reservation_timeout: Duration::from_secs(3600),
+                record_checks,
+            },
+        );
+        Fixture {
+            inventory,
+            _dir: dir,
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        fixture_with(false).await
+    }
+
+    async fn stocked(quantity: i32) -> Fixture {
+        let f = fixture().await;
+        f.inventory
+            .update("p1", "set", quantity)
+            .await
+            .expect("stock p1");
+        f
+    }
+
+    async fn levels(f: &Fixture) -> (i32, i32) {
+        let s = f.inventory.check("p1", 1).await.expect("check").stock;
+        (s.total_quantity, s.reserved_quantity)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn check_reports_total_reserved_and_availability() {
+        let f = stocked(10).await;
+        f.inventory
+            .reserve("p1", "o1", 4, 0)
+            .await
+            .expect("reserve");
+        let outcome = f.inventory.check("p1", 6).await.expect("check");
+        assert_eq!(outcome.stock.total_quantity, 10);
+        assert_eq!(outcome.stock.reserved_quantity, 4);
+        assert_eq!(outcome.stock.available_quantity(), 6);
+        assert!(outcome.available);
+        assert!(!f.inventory.check("p1", 7).await.expect("check").available);
+        assert_eq!(
+            f.inventory
+                .check("p1", 0)
+                .await
+                .expect("check")
+                .required_quantity,
+            1
+        );
+        assert!(matches!(
+            f.inventory.check("missing", 1).await,
+            Err(Error::ProductNotFound { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reserve_holds_stock_with_the_default_or_requested_timeout() {
+        let f = stocked(10).await;
+        let before = now();
+        let r = f
+            .inventory
+            .reserve("p1", "o1", 3, 0)
+            .await
+            .expect("reserve");
+        assert!(r.created);
+        assert_eq!(r.reservation.status, ReservationStatus::Active);
+        assert_eq!(r.reservation.held_quantity(), 3);
+        assert_eq!(r.stock.available_quantity(), 7);
+        let lifetime = r.reservation.expires_at - before;
+        assert!((299..=301).contains(&lifetime.num_seconds()), "{lifetime}");
+        let r2 = f
+            .inventory
+            .reserve("p1", "o2", 1, 60)
+            .await
+            .expect("reserve");
+        assert_eq!(
+            (r2.reservation.expires_at - r2.reservation.created_at).num_seconds(),
+            60
+        );
+        assert_eq!(levels(&f).await, (10, 4));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn insufficient_stock_is_refused_and_changes_nothing() {
+        let f = stocked(5).await;
+        f.inventory
+            .reserve("p1", "o1", 4, 0)
+            .await
+            .expect("reserve");
+        match f.inventory.reserve("p1", "o2", 2, 0).await {
+            Err(Error::InsufficientStock {
+                requested: 2,
+                available: 1,
+                ..
+            }) => {}
+            other => panic!("expected InsufficientStock, got {other:?}"),
+        }
+        assert_eq!(levels(&f).await, (5, 4));
+        let history = f.inventory.history("p1", 100, "").await.expect("history");
+        assert_eq!(
+            history.entries.len(),
+            2,
+            "set and one reserve, no failed reserve"
+        );
+        // The refused order can still reserve what is there.
+        f.inventory
+            .reserve("p1", "o2", 1, 0)
+            .await
+            .expect("reserve the rest");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reserving_an_unknown_product_is_not_found() {
+        let f = fixture().await;
+        assert!(matches!(
+            f.inventory.reserve("ghost", "o1", 1, 0).await,
+            Err(Error::ProductNotFound { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_retried_reservation_returns_the_first_with_no_second_effect() {
+        let f = stocked(10).await;
+        let first = f.inventory.reserve("p1", "o1", 2, 0).await.expect("first");
+        let retry = f
+            .inventory
+            .reserve("p1", "o1", 2, 120)
+            .await
+            .expect("retry");
+        assert!(!retry.created);
+        assert_eq!(retry.reservation, first.reservation);
+        assert_eq!(levels(&f).await, (10, 2));
+        match f.inventory.reserve("p1", "o1", 3, 0).await {
+            Err(Error::ReservationConflict {
+                existing_quantity: 2,
+                requested: 3,
+                ..
+            }) => {}
+            other => panic!("expected ReservationConflict, got {other:?}"),
+        }
+        assert_eq!(levels(&f).await, (10, 2));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn release_is_partial_then_whole_then_idempotent() {
+        let f = stocked(10).await;
+        f.inventory
+            .reserve("p1", "o1", 5, 0)
+            .await
+            .expect("reserve");
+        let part = f.inventory.release("p1", "o1", 2).await.expect("partial");
+        assert_eq!(part.released, 2);
+        assert_eq!(part.reservation.held_quantity(), 3);
+        assert_eq!(part.reservation.status, ReservationStatus::Active);
+        assert_eq!(levels(&f).await, (10, 3));
+
+        match f.inventory.release("p1", "o1", 4).await {
+            Err(Error::ReleaseExceedsHeld {
+                requested: 4,
+                held: 3,
+                ..
+            }) => {}
+            other => panic!("expected ReleaseExceedsHeld, got {other:?}"),
+        }
+        assert_eq!(levels(&f).await, (10, 3));
+
+        let rest = f.inventory.release("p1", "o1", 0).await.expect("the rest");
+        assert_eq!(rest.released, 3);
+        assert_eq!(rest.reservation.status, ReservationStatus::Released);
+        assert_eq!(levels(&f).await, (10, 0));
+
+        let again = f.inventory.release("p1", "o1", 0).await.expect("again");
+        assert_eq!(again.released, 0);
+        assert_eq!(again.reservation.status, ReservationStatus::Released);
+        assert_eq!(levels(&f).await, (10, 0));
+
+        assert!(matches!(
+            f.inventory.release("p1", "nobody", 1).await,
+            Err(Error::ReservationNotFound { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn updates_set_add_subtract_and_respect_reservations() {
+        let f = fixture().await;
+        let created = f
+            .inventory
+            .update("p1", "add", 5)
+            .await
+            .expect("add creates");
+        assert!(created.plan.creates_product);
+        assert_eq!(created.stock.total_quantity, 5);
+        f.inventory.update("p1", "set", 100).await.expect("set");
+        f.inventory
+            .reserve("p1", "o1", 40, 0)
+            .await
+            .expect("reserve");
+        let sub = f
+            .inventory
+            .update("p1", "subtract", 60)
+            .await
+            .expect("subtract");
+        assert_eq!(
+            (sub.plan.previous_total, sub.stock.total_quantity),
+            (100, 40)
+        );
+        assert_eq!(sub.plan.delta(), -60);
+        assert!(matches!(
+            f.inventory.update("p1", "subtract", 1).await,
+            Err(Error::BelowReserved { .. })
+        ));
+        assert!(matches!(
+            f.inventory.update("p1", "set", 39).await,
+            Err(Error::BelowReserved { .. })
+        ));
+        assert!(matches!(
+            f.inventory.update("ghost", "subtract", 1).await,
+            Err(Error::ProductNotFound { .. })
+        ));
+        assert_eq!(levels(&f).await, (40, 40));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn history_records_signed_changes_newest_first_in_pages() {
+        let f = stocked(10).await;
+        f.inventory.update("p1", "add", 5).await.expect("add");
+        f.inventory
+            .reserve("p1", "o1", 3, 0)
+            .await
+            .expect("reserve");
+        f.inventory.release("p1", "o1", 1).await.expect("release");
+        f.inventory
+            .update("p1", "subtract", 2)
+            .await
+            .expect("subtract");
+
+        let all = f.inventory.history("p1", 0, "").await.expect("history");
+        let changes: Vec<(OperationType, i32)> = all
+            .entries
+            .iter()
+            .map(|e| (e.operation, e.quantity_change))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                (OperationType::Update, -2),
+                (OperationType::Release, 1),
+                (OperationType::Reserve, -3),
+                (OperationType::Update, 5),
+                (OperationType::Update, 10),
+            ]
+        );
+        assert!(all.next_page_token.is_none());
+        let reserve = &all.entries[2];
+        assert_eq!(reserve.order_id.as_deref(), Some("o1"));
+        assert_eq!(reserve.metadata["quantity"], 3);
+
+        let mut token = String::new();
+        let mut paged = Vec::new();
+        loop {
+            let page = f.inventory.history("p1", 2, &token).await.expect("page");
+            assert!(page.entries.len() <= 2);
+            paged.extend(page.entries.into_iter().map(|e| e.id));
+            match page.next_page_token {
+                Some(next) => token = next,
+                None => break,
+            }
+        }
+        let ids: Vec<String> = all.entries.into_iter().map(|e| e.id).collect();
+        assert_eq!(paged, ids);
+
+        assert!(matches!(
+            f.inventory.history("ghost", 0, "").await,
+            Err(Error::ProductNotFound { .. })
+        ));
+        assert!(matches!(
+            f.inventory.history("p1", 0, "garbage").await,
+            Err(Error::InvalidArgument {
+                field: "page_token",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn checks_are_recorded_only_when_switched_on() {
+        let off = fixture_with(false).await;
+        off.inventory.update("p1", "set", 1).await.expect("set");
+        off.inventory.check("p1", 1).await.expect("check");
+        assert_eq!(
+            off.inventory
+                .history("p1", 0, "")
+                .await
+                .expect("h")
+                .entries
+                .len(),
+            1
+        );
+
+        let on = fixture_with(true).await;
+        on.inventory.update("p1", "set", 1).await.expect("set");
+        on.inventory.check("p1", 2).await.expect("check");
+        let entries = on.inventory.history("p1", 0, "").await.expect("h").entries;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].operation, OperationType::Check);
+        assert_eq!(entries[0].quantity_change, 0);
+        assert_eq!(entries[0].metadata["available"], false);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn expiry_releases_due_reservations_once_with_the_reason() {
+        let f = stocked(10).await;
+        f.inventory.reserve("p1", "o1", 3, 1).await.expect("short");
+        f.inventory.reserve("p1", "o2", 2, 0).await.expect("long");
+        assert_eq!(
+            f.inventory
+                .expire_due_reservations(10)
+                .await
+                .expect("sweep"),
+            0
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            f.inventory.expire_due_reservations(1).await.expect("sweep"),
+            1
+        );
+        assert_eq!(
+            f.inventory
+                .expire_due_reservations(10)
+                .await
+                .expect("sweep"),
+            0
+        );
+        assert_eq!(levels(&f).await, (10, 2));
+        let released = f
+            .inventory
+            .release("p1", "o1", 0)
+            .await
+            .expect("release expired");
+        assert_eq!(released.released, 0);
+        assert_eq!(released.reservation.status, ReservationStatus::Expired);
+        let newest = &f.inventory.history("p1", 1, "").await.expect("h").entries[0];
+        assert_eq!(newest.operation, OperationType::Release);
+        assert_eq!(newest.quantity_change, 3);
+        assert_eq!(newest.metadata["reason"], "expired");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn invalid_input_is_refused_before_anything_changes() {
+        let f = stocked(10).await;
+        let cases = [
+            (
+                f.inventory.reserve("", "o1", 1, 0).await.err(),
+                "product_id",
+            ),
+            (f.inventory.reserve("p1", "", 1, 0).await.err(), "order_id"),
+            (
+                f.inventory.reserve("p1", "o1", 0, 0).await.err(),
+                "quantity",
+            ),
+            (
+                f.inventory.reserve("p1", "o1", 1, -5).await.err(),
+                "reservation_timeout",
+            ),
+            (
+                f.inventory.reserve("p1", "o1", 1, 3601).await.err(),
+                "reservation_timeout",
+            ),
+            (f.inventory.release("p1", "o1", -1).await.err(), "quantity"),
+            (
+                f.inventory.update("p1", "double", 1).await.err(),
+                "operation",
+            ),
+            (
+                f.inventory.update("p1", "add", i32::MAX).await.err(),
+                "quantity",
+            ),
+            (f.inventory.check("p1", -1).await.err(), "required_quantity"),
+            (f.inventory.history("p1", -1, "").await.err(), "page_size"),
+        ];
+        for (error, expected) in cases {
+            match error {
+                Some(Error::InvalidArgument { field, .. }) => assert_eq!(field, expected),
+                other => panic!("{expected}: expected InvalidArgument, got {other:?}"),
+            }
+        }
+        assert_eq!(levels(&f).await, (10, 0));
+        assert_eq!(
+            f.inventory
+                .history("p1", 0, "")
+                .await
+                .expect("h")
+                .entries
+                .len(),
+            1
+        );
+    }
+}

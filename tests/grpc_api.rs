@@ -1,0 +1,478 @@
+//! Every RPC over a real gRPC connection: success paths, error codes and
+//! their ErrorInfo, and that refused requests change nothing.
+
+mod common;
+
+use common::{TestServer, reason};
+use inventory_service::pb::{
+    self, CheckInventoryRequest, GetInventoryHistoryRequest, ReleaseInventoryRequest,
+    ReserveInventoryRequest, UpdateInventoryRequest,
+};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+type Client = pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>;
+
+async fn set_stock(
+    client: &mut Client,
+    product: &str,
+    quantity: i32,
+) -> pb::UpdateInventoryResponse {
+    client
+        .update_inventory(UpdateInventoryRequest {
+            product_id: product.into(),
+            quantity,
+            operation: "set".into(),
+        })
+        .await
+        .expect("set stock")
+        .into_inner()
+}
+
+async fn check(client: &mut Client, product: &str, required: i32) -> pb::CheckInventoryResponse {
+    client
+        .check_inventory(CheckInventoryRequest {
+            product_id: product.into(),
+            required_quantity: required,
+        })
+        .await
+        .expect("check")
+        .into_inner()
+}
+
+fn reserve_request(product: &str, order: &str, quantity: i32) -> ReserveInventoryRequest {
+    ReserveInventoryRequest {
+        product_id: product.into(),
+        quantity,
+        order_id: order.into(),
+        reservation_timeout: 0,
+    }
+}
+
+#[tokio::test]
+async fn check_inventory_reports_stock_and_availability() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+
+    let missing = client
+        .check_inventory(CheckInventoryRequest {
+            product_id: "product-123".into(),
+            required_quantity: 0,
+        })
+        .await
+        .expect_err("unknown product");
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(reason(&missing), "PRODUCT_NOT_FOUND");
+    assert!(missing.message().contains("product-123"));
+
+    set_stock(&mut client, "product-123", 10).await;
+    client
+        .reserve_inventory(reserve_request("product-123", "order-1", 4))
+        .await
+        .expect("reserve");
+    let stock = check(&mut client, "product-123", 6).await;
+    assert!(stock.available);
+    assert_eq!(stock.current_quantity, 10);
+    assert_eq!(stock.reserved_quantity, 4);
+    assert_eq!(stock.available_quantity, 6);
+    assert_eq!(stock.product_id, "product-123");
+    assert!(stock.updated_at.is_some());
+    assert!(!check(&mut client, "product-123", 7).await.available);
+    // Omitted required quantity means 1.
+    assert!(check(&mut client, "product-123", 0).await.available);
+}
+
+#[tokio::test]
+async fn reserve_inventory_holds_stock_and_reports_what_remains() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "product-456", 10).await;
+
+    let before = chrono::Utc::now().timestamp();
+    let reserved = client
+        .reserve_inventory(reserve_request("product-456", "order-123", 2))
+        .await
+        .expect("reserve")
+        .into_inner();
+    assert!(!reserved.reservation_id.is_empty());
+    assert_eq!(reserved.available_quantity, 8);
+    assert_eq!(reserved.reserved_quantity, 2);
+    assert_eq!(reserved.current_quantity, 10);
+    let expires = reserved.expires_at.expect("expires_at").seconds;
+    assert!(
+        (before + 299..=before + 301).contains(&expires),
+        "default 5m timeout"
+    );
+    let reservation = reserved.reservation.expect("reservation");
+    assert_eq!(reservation.reservation_id, reserved.reservation_id);
+    assert_eq!(reservation.status(), pb::ReservationStatus::Active);
+    assert_eq!(reservation.held_quantity, 2);
+
+    let custom = client
+        .reserve_inventory(ReserveInventoryRequest {
+            reservation_timeout: 30,
+            ..reserve_request("product-456", "order-124", 1)
+        })
+        .await
+        .expect("reserve with timeout")
+        .into_inner();
+    let reservation = custom.reservation.expect("reservation");
+    let lifetime = reservation.expires_at.expect("expires").seconds
+        - reservation.created_at.expect("created").seconds;
+    assert!((29..=31).contains(&lifetime), "{lifetime}");
+}
+
+#[tokio::test]
+async fn insufficient_stock_is_failed_precondition_with_details_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 3).await;
+
+    let status = client
+        .reserve_inventory(reserve_request("p", "o", 5))
+        .await
+        .expect_err("not enough");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("requested 5, available 3"),
+        "{}",
+        status.message()
+    );
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "INSUFFICIENT_STOCK");
+    assert_eq!(info.metadata["requested"], "5");
+    assert_eq!(info.metadata["available"], "3");
+
+    let stock = check(&mut client, "p", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (3, 0));
+    let history = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(history.entries.len(), 1, "only the set");
+}
+
+#[tokio::test]
+async fn retried_reservations_are_idempotent_and_conflicts_are_already_exists() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 10).await;
+
+    let first = client
+        .reserve_inventory(reserve_request("p", "o", 2))
+        .await
+        .expect("first")
+        .into_inner();
+    let retry = client
+        .reserve_inventory(reserve_request("p", "o", 2))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(retry.reservation_id, first.reservation_id);
+    assert_eq!(retry.expires_at, first.expires_at);
+    assert_eq!(check(&mut client, "p", 1).await.reserved_quantity, 2);
+
+    let conflict = client
+        .reserve_inventory(reserve_request("p", "o", 3))
+        .await
+        .expect_err("other quantity");
+    assert_eq!(conflict.code(), Code::AlreadyExists);
+    assert_eq!(reason(&conflict), "RESERVATION_CONFLICT");
+    assert_eq!(check(&mut client, "p", 1).await.reserved_quantity, 2);
+}
+
+#[tokio::test]
+async fn release_inventory_partial_full_repeated_and_unknown() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 10).await;
+    client
+        .reserve_inventory(reserve_request("p", "o", 5))
+        .await
+        .expect("reserve");
+    let release = |quantity| ReleaseInventoryRequest {
+        product_id: "p".into(),
+        quantity,
+        order_id: "o".into(),
+    };
+
+    let part = client
+        .release_inventory(release(2))
+        .await
+        .expect("partial")
+        .into_inner();
+    assert_eq!(part.released_quantity, 2);
+    assert_eq!(part.reserved_quantity, 3);
+    assert_eq!(part.available_quantity, 7);
+    assert_eq!(part.reservation.as_ref().map(|r| r.held_quantity), Some(3));
+
+    let too_much = client
+        .release_inventory(release(4))
+        .await
+        .expect_err("exceeds");
+    assert_eq!(too_much.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&too_much), "RELEASE_EXCEEDS_HELD");
+
+    let rest = client
+        .release_inventory(release(0))
+        .await
+        .expect("all")
+        .into_inner();
+    assert_eq!(rest.released_quantity, 3);
+    assert_eq!(rest.reserved_quantity, 0);
+    let reservation = rest.reservation.expect("reservation");
+    assert_eq!(reservation.status(), pb::ReservationStatus::Released);
+
+    let again = client
+        .release_inventory(release(0))
+        .await
+        .expect("again")
+        .into_inner();
+    assert_eq!(again.released_quantity, 0);
+    assert_eq!(again.available_quantity, 10);
+
+    let unknown = client
+        .release_inventory(ReleaseInventoryRequest {
+            order_id: "someone-else".into(),
+            ..release(1)
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(reason(&unknown), "RESERVATION_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn update_inventory_set_add_subtract_and_guards() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let updater = client.clone();
+    let update = |operation: &str, quantity| {
+        let request = UpdateInventoryRequest {
+            product_id: "p".into(),
+            quantity,
+            operation: operation.into(),
+        };
+        let mut client = updater.clone();
+        async move { client.update_inventory(request).await }
+    };
+
+    let created = update("set", 100).await.expect("set").into_inner();
+    assert!(created.created);
+    assert_eq!(
+        (created.previous_quantity, created.current_quantity),
+        (0, 100)
+    );
+    let added = update("add", 5).await.expect("add").into_inner();
+    assert_eq!(
+        (added.previous_quantity, added.current_quantity),
+        (100, 105)
+    );
+    assert_eq!(added.quantity_change, 5);
+    let taken = update("SUBTRACT", 15).await.expect("subtract").into_inner();
+    assert_eq!(taken.current_quantity, 90);
+    assert_eq!(taken.quantity_change, -15);
+
+    client
+        .reserve_inventory(reserve_request("p", "o", 80))
+        .await
+        .expect("reserve");
+    let below = update("set", 79).await.expect_err("below reserved");
+    assert_eq!(below.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&below), "STOCK_BELOW_RESERVED");
+    let negative = update("subtract", 91).await.expect_err("negative");
+    assert_eq!(negative.code(), Code::FailedPrecondition);
+    let overflow = update("add", i32::MAX).await.expect_err("overflow");
+    assert_eq!(overflow.code(), Code::InvalidArgument);
+    assert!(overflow.message().starts_with("quantity:"));
+    let unknown_op = update("multiply", 2).await.expect_err("unknown op");
+    assert_eq!(unknown_op.code(), Code::InvalidArgument);
+    assert!(unknown_op.message().starts_with("operation:"));
+
+    let missing = client
+        .update_inventory(UpdateInventoryRequest {
+            product_id: "ghost".into(),
+            quantity: 1,
+            operation: "subtract".into(),
+        })
+        .await
+        .expect_err("subtract from nothing");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let stock = check(&mut client, "p", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (90, 80));
+}
+
+#[tokio::test]
+async fn history_is_newest_first_paged_with_metadata() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 50).await;
+    for i in 0..4 {
+        client
+            .reserve_inventory(reserve_request("p", &format!("o{i}"), 1))
+            .await
+            .expect("reserve");
+    }
+    client
+        .release_inventory(ReleaseInventoryRequest {
+            product_id: "p".into(),
+            quantity: 0,
+            order_id: "o0".into(),
+        })
+        .await
+        .expect("release");
+
+    let first = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            page_size: 4,
+            page_token: String::new(),
+        })
+        .await
+        .expect("page 1")
+        .into_inner();
+    assert_eq!(first.entries.len(), 4);
+    assert!(!first.next_page_token.is_empty());
+    let newest = &first.entries[0];
+    assert_eq!(newest.operation_type, "release");
+    assert_eq!(newest.quantity_change, 1);
+    assert_eq!(newest.order_id, "o0");
+    assert!(newest.created_at.is_some());
+    let metadata = newest.metadata.as_ref().expect("metadata");
+    assert!(metadata.fields.contains_key("reservation_id"));
+    assert_eq!(first.entries[1].operation_type, "reserve");
+    assert_eq!(first.entries[1].quantity_change, -1);
+
+    let second = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            page_size: 4,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .expect("page 2")
+        .into_inner();
+    assert_eq!(second.entries.len(), 2);
+    assert!(second.next_page_token.is_empty());
+    assert_eq!(second.entries[1].operation_type, "update");
+    assert_eq!(second.entries[1].quantity_change, 50);
+
+    let bad_token = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            page_size: 0,
+            page_token: "forged".into(),
+        })
+        .await
+        .expect_err("bad token");
+    assert_eq!(bad_token.code(), Code::InvalidArgument);
+    let missing = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "ghost".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown product");
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn invalid_arguments_name_the_field() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 5).await;
+
+    let long_id = "x".repeat(256);
+    let cases: Vec<(tonic::Status, &str)> = vec![
+        (
+            client
+                .reserve_inventory(reserve_request("", "o", 1))
+                .await
+                .expect_err("empty product"),
+            "product_id",
+        ),
+        (
+            client
+                .reserve_inventory(reserve_request("p", &long_id, 1))
+                .await
+                .expect_err("long order"),
+            "order_id",
+        ),
+        (
+            client
+                .reserve_inventory(reserve_request("p", "o", -2))
+                .await
+                .expect_err("negative"),
+            "quantity",
+        ),
+        (
+            client
+                .reserve_inventory(ReserveInventoryRequest {
+                    reservation_timeout: -1,
+                    ..reserve_request("p", "o", 1)
+                })
+                .await
+                .expect_err("negative timeout"),
+            "reservation_timeout",
+        ),
+        (
+            client
+                .check_inventory(CheckInventoryRequest {
+                    product_id: "p".into(),
+                    required_quantity: -1,
+                })
+                .await
+                .expect_err("negative required"),
+            "required_quantity",
+        ),
+    ];
+    for (status, field) in cases {
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            status.message().starts_with(&format!("{field}:")),
+            "{}",
+            status.message()
+        );
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations[0].field, field);
+    }
+    let stock = check(&mut client, "p", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (5, 0));
+}
+
+#[tokio::test]
+async fn concurrent_reservations_never_oversell() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "hot", 50).await;
+
+    let attempts = 120;
+    let mut tasks = Vec::new();
+    for i in 0..attempts {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .reserve_inventory(reserve_request("hot", &format!("order-{i}"), 1))
+                .await
+                .map(|_| ())
+                .map_err(|status| status.code())
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => granted += 1,
+            Err(code) => assert_eq!(code, Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(granted, 50);
+    let stock = check(&mut client, "hot", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (50, 50));
+    assert!(!stock.available);
+}
