@@ -148,3 +148,90 @@ async fn set_status(reporter: &HealthReporter, serving: bool) {
         .set_service_status(INVENTORY_SERVICE_NAME, status)
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_server::Health as _;
+    use tonic_health::server::HealthService;
+
+    use super::*;
+    use crate::store::fake::SwitchableStore;
+
+    fn probe(store: Arc<SwitchableStore>) -> HealthProbe {
+        HealthProbe::new(
+            store,
+            Duration::from_secs(1),
+            "inventory-service".into(),
+            "test".into(),
+            "sqlite",
+        )
+    }
+
+    #[tokio::test]
+    async fn the_report_follows_the_database() {
+        let store = Arc::new(SwitchableStore::default());
+        let probe = probe(store.clone());
+        let up = probe.report().await;
+        assert!(up.is_serving());
+        assert_eq!(up.status, "SERVING");
+        store.set_down(true);
+        let down = probe.report().await;
+        assert!(!down.is_serving());
+        assert_eq!(down.status, "NOT_SERVING");
+        assert_eq!(down.database.status, "down");
+        assert!(
+            down.database
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_health_is_not_serving_while_the_database_is_down_and_recovers() {
+        let store = Arc::new(SwitchableStore::default());
+        let (reporter, _) = tonic_health::server::health_reporter();
+        let service = HealthService::from_health_reporter(reporter.clone());
+        let stop = CancellationToken::new();
+        let monitor = tokio::spawn(run_health_monitor(
+            probe(store.clone()),
+            reporter,
+            Duration::from_millis(20),
+            stop.clone(),
+        ));
+        let status_of = |name: &'static str| {
+            let request = tonic::Request::new(HealthCheckRequest {
+                service: name.into(),
+            });
+            let service = &service;
+            async move {
+                service
+                    .check(request)
+                    .await
+                    .map(|r| r.into_inner().status())
+                    .ok()
+            }
+        };
+        let wait_for = |wanted: tonic_health::pb::health_check_response::ServingStatus| async move {
+            for _ in 0..100 {
+                let both = (status_of("").await, status_of(INVENTORY_SERVICE_NAME).await);
+                if both == (Some(wanted), Some(wanted)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("health never became {wanted:?}");
+        };
+        use tonic_health::pb::health_check_response::ServingStatus as Wire;
+        wait_for(Wire::Serving).await;
+        store.set_down(true);
+        wait_for(Wire::NotServing).await;
+        store.set_down(false);
+        wait_for(Wire::Serving).await;
+        stop.cancel();
+        monitor.await.expect("monitor stops");
+        wait_for(Wire::NotServing).await;
+    }
+}

@@ -166,3 +166,49 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::store::fake::SwitchableStore;
+
+    #[tokio::test]
+    async fn health_is_503_with_the_reason_when_the_database_is_down() {
+        let store = Arc::new(SwitchableStore::default());
+        store.set_down(true);
+        let probe = HealthProbe::new(
+            store,
+            Duration::from_secs(1),
+            "inventory-service".into(),
+            "test".into(),
+            "sqlite",
+        );
+        let routes = tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        });
+        let edge = HttpEdgeLayer::new(probe).layer(routes);
+        let request = Request::get("/health")
+            .body(Body::empty())
+            .expect("request");
+        let response = edge.oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["status"], "NOT_SERVING");
+        assert_eq!(json["database"]["status"], "down");
+        assert_eq!(
+            json["database"]["error"],
+            "database unavailable: connection refused"
+        );
+    }
+}

@@ -10,6 +10,8 @@
 //! oversell.
 
 mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -86,10 +86,10 @@ impl TestServer {
     async fn wait_until_healthy(&self) {
         let client = reqwest::Client::new();
         for _ in 0..100 {
-            if let Ok(response) = client.get(self.http_url("/health")).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = client.get(self.http_url("/health")).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

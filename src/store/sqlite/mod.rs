@@ -525,3 +525,70 @@ fn expire_due(
     }
     Ok(expired)
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::{Integer, Text};
+
+    use super::*;
+    use crate::domain::StockChange;
+
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        available_quantity: i32,
+        #[diesel(sql_type = Text)]
+        updated_at: String,
+    }
+
+    /// The schema itself refuses to oversell, whatever SQL reaches it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_database_enforces_the_stock_invariants() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nested/dir/inventory.db");
+        let store = SqliteStore::open(SqliteOptions {
+            path: path.clone(),
+            max_connections: 2,
+            connection_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+        })
+        .await
+        .expect("open creates the directory and migrates");
+        let outcome = store
+            .update_stock(StockUpdate {
+                product_id: "p".into(),
+                change: StockChange::Set(10),
+                now: Utc::now(),
+            })
+            .await
+            .expect("set");
+        assert!(matches!(outcome, UpdateOutcome::Applied { .. }));
+
+        let url = path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut c = SqliteConnection::establish(&url).expect("connect");
+            for oversell in [
+                "UPDATE inventory SET reserved_quantity = total_quantity + 1",
+                "UPDATE inventory SET total_quantity = -1",
+                "UPDATE inventory SET reserved_quantity = -1",
+                "INSERT INTO inventory (product_id, total_quantity, reserved_quantity) VALUES ('q', 1, 2)",
+                "INSERT INTO inventory_history (id, product_id, operation_type, quantity_change) \
+                 VALUES ('h', 'p', 'teleport', 0)",
+            ] {
+                let error = c.batch_execute(oversell).expect_err(oversell);
+                assert!(error.to_string().contains("CHECK constraint failed"), "{oversell}: {error}");
+            }
+            c.batch_execute("UPDATE inventory SET reserved_quantity = 4, updated_at = '2000-01-01 00:00:00'")
+                .expect("a valid update");
+            c.batch_execute("UPDATE inventory SET reserved_quantity = 3").expect("update");
+            let row: Row = diesel::sql_query("SELECT available_quantity, updated_at FROM inventory")
+                .get_result(&mut c)
+                .expect("row");
+            assert_eq!(row.available_quantity, 7, "generated column");
+            assert!(row.updated_at.as_str() > "2000-01-01 00:00:00", "ON UPDATE trigger");
+        })
+        .await
+        .expect("checks");
+    }
+}

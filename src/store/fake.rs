@@ -1,0 +1,61 @@
+//! A test double for health tests: a database whose reachability the test
+//! switches. Only `ping` is implemented; the inventory rules are tested
+//! against real SQLite instead.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::*;
+
+/// Answers `ping` while up, fails it as unavailable while down.
+#[derive(Default)]
+pub(crate) struct SwitchableStore {
+    down: AtomicBool,
+}
+
+impl SwitchableStore {
+    /// Makes the database reachable (`false`) or not (`true`).
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl InventoryStore for SwitchableStore {
+    async fn ping(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(Error::Unavailable("connection refused".into()))
+        } else {
+            Ok(())
+        }
+    }
+    async fn stock(&self, _: &str) -> Result<Option<StockLevel>> {
+        unimplemented!("only ping is faked")
+    }
+    async fn reserve(&self, _: NewReservation) -> Result<ReserveOutcome> {
+        unimplemented!("only ping is faked")
+    }
+    async fn release(&self, _: ReleaseRequest) -> Result<ReleaseOutcome> {
+        unimplemented!("only ping is faked")
+    }
+    async fn update_stock(&self, _: StockUpdate) -> Result<UpdateOutcome> {
+        unimplemented!("only ping is faked")
+    }
+    async fn record_check(&self, _: CheckRecord) -> Result<()> {
+        unimplemented!("only ping is faked")
+    }
+    async fn history(
+        &self,
+        _: &str,
+        _: Option<HistoryCursor>,
+        _: u32,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
+        unimplemented!("only ping is faked")
+    }
+    async fn expire_due(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<Reservation>> {
+        unimplemented!("only ping is faked")
+    }
+    fn close(&self) {}
+}
