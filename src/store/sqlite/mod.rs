@@ -82,11 +82,13 @@ pub struct SqliteOptions {
 
 impl SqliteOptions {
     fn pragmas(&self) -> String {
+        // busy_timeout first: switching to WAL needs a lock, and a connection
+        // opened while another writes must wait for it rather than fail.
         format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
-             PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
-            self.synchronous.pragma_value(),
-            self.busy_timeout.as_millis()
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+            self.busy_timeout.as_millis(),
+            self.synchronous.pragma_value()
         )
     }
 }
