@@ -23,7 +23,7 @@ use tonic::transport::Server;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::InventoryApi;
-use crate::api::health::{HealthProbe, run_health_monitor};
+use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
 use crate::config::{Config, Driver};
 use crate::domain::{Inventory, InventorySettings};
@@ -128,6 +128,9 @@ pub async fn serve(
         config.server.version.clone(),
         driver,
     );
+
+    // Health is decided before the first request can ask for it.
+    health::set_status(&health_reporter, probe.report().await.is_serving()).await;
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -137,7 +137,8 @@ pub async fn run_health_monitor(
     set_status(&reporter, false).await;
 }
 
-async fn set_status(reporter: &HealthReporter, serving: bool) {
+/// Sets the grpc.health.v1 status, overall and for the inventory service.
+pub async fn set_status(reporter: &HealthReporter, serving: bool) {
     let status = if serving {
         ServingStatus::Serving
     } else {
