@@ -6,6 +6,21 @@
 //! Every key has a default, so the service runs with no file at all. Unknown
 //! keys, wrong types and values out of range fail at start with a message that
 //! names the key. Durations are written as in the seed: `"10s"`, `"5m"`.
+//!
+//! # Databases
+//! `database.driver` picks the backend:
+//! - `sqlite` (the default): `database.dsn` is a file path, created with its
+//!   directory; `busy_timeout` and `synchronous` apply.
+//! - `postgres`: `database.dsn` is a `postgres://` or `postgresql://` URL
+//!   (`postgres://user:password@host:5432/inventory`) of an existing database;
+//!   the schema is migrated at start. `busy_timeout` and `synchronous` are
+//!   ignored.
+//!
+//! With the `postgres` driver, the [`DATABASE_URL_ENV`] environment variable
+//! (`DATABASE_URL`), when set and not empty, overrides `database.dsn` from the
+//! file and from `INVENTORY_DATABASE__DSN`, as platforms that provision a
+//! database announce it that way. The `sqlite` driver ignores it, so a
+//! `DATABASE_URL` exported for other tools never moves the embedded database.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -21,6 +36,9 @@ use crate::store::sqlite::Synchronous;
 pub const DEFAULT_CONFIG_PATH: &str = "config/config.yaml";
 /// Prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "INVENTORY_";
+/// The environment variable that, with the `postgres` driver, overrides
+/// `database.dsn`.
+pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,6 +56,8 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// Log level and format.
     pub logging: LoggingConfig,
+    /// How REST/JSON requests are read and answered.
+    pub rest: RestConfig,
 }
 
 /// The `server` section.
@@ -78,7 +98,7 @@ impl Default for ServerConfig {
 pub enum Driver {
     /// The embedded default: one file, no setup.
     Sqlite,
-    /// PostgreSQL, for several replicas (not built yet).
+    /// PostgreSQL: one database shared by several replicas.
     Postgres,
 }
 
@@ -88,7 +108,8 @@ pub enum Driver {
 pub struct DatabaseConfig {
     /// `sqlite` or `postgres`.
     pub driver: Driver,
-    /// For SQLite, the database file path (created with its directory).
+    /// SQLite: the database file path (created with its directory).
+    /// PostgreSQL: a `postgres://` URL; `DATABASE_URL` overrides it.
     pub dsn: String,
     /// Most pooled connections.
     pub max_connections: u32,
@@ -97,14 +118,43 @@ pub struct DatabaseConfig {
     /// How long a request waits for a connection.
     #[serde(with = "humantime_serde")]
     pub connection_timeout: Duration,
-    /// SQLite: how long a writer waits for the write lock.
+    /// SQLite: how long a writer waits for the write lock (PostgreSQL
+    /// ignores it).
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
-    /// SQLite: `full` (survives power loss) or `normal` (faster).
+    /// SQLite: `full` (survives power loss) or `normal` (faster) (PostgreSQL
+    /// ignores it).
     pub synchronous: Synchronous,
     /// How often the health checker pings the database.
     #[serde(with = "humantime_serde")]
     pub health_check_interval: Duration,
+}
+
+impl DatabaseConfig {
+    /// With the `postgres` driver, replaces `dsn` by `database_url` (the value
+    /// of `DATABASE_URL`) when it is set and not empty.
+    pub fn apply_database_url(
+        &mut self,
+        database_url: Option<std::ffi::OsString>,
+    ) -> Result<(), ConfigError> {
+        let Some(url) = database_url.filter(|url| !url.is_empty()) else {
+            return Ok(());
+        };
+        if self.driver != Driver::Postgres {
+            return Ok(());
+        }
+        self.dsn = url.into_string().map_err(|_| ConfigError::Invalid {
+            key: DATABASE_URL_ENV,
+            reason: "is not valid UTF-8".to_owned(),
+        })?;
+        Ok(())
+    }
+}
+
+/// Whether `dsn` names a PostgreSQL database rather than a file.
+fn is_postgres_url(dsn: &str) -> bool {
+    let dsn = dsn.trim_start().to_ascii_lowercase();
+    dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")
 }
 
 impl Default for DatabaseConfig {
@@ -202,6 +252,10 @@ pub struct InventoryConfig {
     pub cleanup_batch_size: u32,
     /// Whether checks are written to the history (off: a read costs no write).
     pub record_checks: bool,
+    /// Stock set at start for products that do not exist yet (product id to
+    /// quantity). The shipped config file stocks the seed's example products
+    /// so its curl examples work on a fresh database; the default is none.
+    pub initial_stock: std::collections::BTreeMap<String, i32>,
 }
 
 impl Default for InventoryConfig {
@@ -212,6 +266,35 @@ impl Default for InventoryConfig {
             cleanup_interval: Duration::from_secs(60),
             cleanup_batch_size: 500,
             record_checks: false,
+            initial_stock: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// The `rest` section: the JSON mapping of the REST and Connect layer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestConfig {
+    /// Answer with proto field names (`product_id`, as the seed writes
+    /// them); false for lowerCamelCase (`productId`). Requests may use either.
+    pub use_proto_field_names: bool,
+    /// Answer with fields at their default value (`"available": false`,
+    /// `"reserved_quantity": 0`); false to omit them.
+    pub emit_unpopulated: bool,
+    /// Refuse unknown JSON fields and query parameters with 400; false to
+    /// ignore them.
+    pub reject_unknown_fields: bool,
+    /// Largest request body in bytes (413 above).
+    pub max_body_size: usize,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            use_proto_field_names: true,
+            emit_unpopulated: true,
+            reject_unknown_fields: true,
+            max_body_size: 1024 * 1024,
         }
     }
 }
@@ -279,16 +362,25 @@ impl Config {
                 }
             }
         }
-        Self::from_figment(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+        let mut config = Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))?;
+        config
+            .database
+            .apply_database_url(std::env::var_os(DATABASE_URL_ENV))?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Extracts and validates a configuration from any figment.
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Self = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        let config = Self::extract(figment)?;
         config.validate()?;
         Ok(config)
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))
     }
 
     /// Checks the values that types alone do not.
@@ -304,21 +396,29 @@ impl Config {
             return invalid("server.grpc_port", "must differ from server.http_port");
         }
         let d = &self.database;
-        if d.driver == Driver::Postgres {
-            return invalid(
-                "database.driver",
-                "the postgres backend is not available in this version; use \"sqlite\"",
-            );
-        }
         if d.dsn.trim().is_empty() {
             return invalid("database.dsn", "must not be empty");
         }
-        if d.driver == Driver::Sqlite && (d.dsn.contains(":memory:") || d.dsn.starts_with("file:"))
-        {
-            return invalid(
-                "database.dsn",
-                "must be a file path: an in-memory database would be one per pooled connection",
-            );
+        match d.driver {
+            Driver::Sqlite if d.dsn.contains(":memory:") || d.dsn.starts_with("file:") => {
+                return invalid(
+                    "database.dsn",
+                    "must be a file path: an in-memory database would be one per pooled connection",
+                );
+            }
+            Driver::Sqlite if is_postgres_url(&d.dsn) => {
+                return invalid(
+                    "database.dsn",
+                    "is a PostgreSQL URL but database.driver is \"sqlite\"; set it to \"postgres\"",
+                );
+            }
+            Driver::Postgres if !is_postgres_url(&d.dsn) => {
+                return invalid(
+                    "database.dsn",
+                    "must be a postgres:// or postgresql:// URL with the postgres driver",
+                );
+            }
+            Driver::Sqlite | Driver::Postgres => {}
         }
         if d.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
@@ -373,6 +473,19 @@ impl Config {
         }
         if inv.cleanup_batch_size == 0 {
             return invalid("inventory.cleanup_batch_size", "must be at least 1");
+        }
+        for (product, quantity) in &inv.initial_stock {
+            if product.is_empty() || product.chars().count() > 255 || *quantity < 0 {
+                return invalid(
+                    "inventory.initial_stock",
+                    format!(
+                        "{product:?}: needs an id of 1 to 255 characters and a quantity of 0 or more"
+                    ),
+                );
+            }
+        }
+        if self.rest.max_body_size == 0 {
+            return invalid("rest.max_body_size", "must be at least 1 byte");
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return invalid(
@@ -444,6 +557,18 @@ mod tests {
                 "database.max_connections",
             ),
             ("database:\n  dsn: \":memory:\"\n", "database.dsn"),
+            (
+                "database:\n  driver: postgres\n  dsn: \"./data/inventory.db\"\n",
+                "database.dsn",
+            ),
+            (
+                "database:\n  driver: postgres\n  dsn: \"mysql://db/inventory\"\n",
+                "database.dsn",
+            ),
+            (
+                "database:\n  dsn: \"postgres://db/inventory\"\n",
+                "database.dsn",
+            ),
             ("tracing:\n  sampling_rate: 1.5\n", "tracing.sampling_rate"),
             (
                 "inventory:\n  cleanup_interval: \"soon\"\n",
@@ -480,6 +605,69 @@ mod tests {
             let config = Config::load(Some(Path::new("config.yaml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.server.http_port, 8100);
             assert!(config.inventory.record_checks);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn postgres_takes_a_postgres_url_and_ignores_the_sqlite_keys() {
+        for url in [
+            "postgres://inventory:secret@db:5432/inventory",
+            "postgresql://db/inventory?sslmode=disable",
+        ] {
+            let config = from_yaml(&format!(
+                "database:\n  driver: postgres\n  dsn: \"{url}\"\n  busy_timeout: \"1s\"\n  synchronous: normal\n"
+            ))
+            .expect("a valid postgres configuration");
+            assert_eq!(config.database.driver, Driver::Postgres);
+            assert_eq!(config.database.dsn, url);
+        }
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure signature returns figment::Error"
+    )]
+    fn database_url_overrides_the_postgres_dsn_only() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "postgres.yaml",
+                "database:\n  driver: postgres\n  dsn: \"postgres://file/inventory\"\n",
+            )?;
+            jail.create_file("sqlite.yaml", "database:\n  dsn: \"./from-file.db\"\n")?;
+            jail.set_env("INVENTORY_DATABASE__DSN", "postgres://env/inventory");
+            jail.set_env(
+                DATABASE_URL_ENV,
+                "postgres://app:pw@platform:5432/inventory",
+            );
+
+            let config =
+                Config::load(Some(Path::new("postgres.yaml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.database.dsn,
+                "postgres://app:pw@platform:5432/inventory"
+            );
+
+            // SQLite keeps its file whatever DATABASE_URL says.
+            jail.set_env("INVENTORY_DATABASE__DSN", "./from-env.db");
+            let config = Config::load(Some(Path::new("sqlite.yaml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.database.driver, Driver::Sqlite);
+            assert_eq!(config.database.dsn, "./from-env.db");
+
+            // Set but empty is unset.
+            jail.set_env(DATABASE_URL_ENV, "");
+            jail.set_env("INVENTORY_DATABASE__DSN", "postgres://env/inventory");
+            let config =
+                Config::load(Some(Path::new("postgres.yaml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.database.dsn, "postgres://env/inventory");
+
+            // The override is validated like the key it replaces.
+            jail.set_env(DATABASE_URL_ENV, "/var/lib/inventory.db");
+            let error = Config::load(Some(Path::new("postgres.yaml")))
+                .expect_err("not a postgres URL")
+                .to_string();
+            assert!(error.contains("database.dsn"), "{error}");
             Ok(())
         });
     }

@@ -11,7 +11,10 @@
 //! - [`domain`]: the inventory rules and the error type. Knows neither SQL
 //!   nor protobuf.
 //! - [`store`]: persistence behind one trait, [`store::InventoryStore`];
-//!   SQLite (embedded default) via diesel-async.
+//!   SQLite (embedded default) and PostgreSQL via diesel-async.
+//! - [`transcode`]: a generic REST/JSON and Connect front for tonic
+//!   services, driven by the `google.api.http` rules of a descriptor set;
+//!   it knows nothing about inventory.
 //! - [`pb`]: the generated protobuf code and descriptor set.
 //! - [`config`]: the YAML configuration, environment overrides, validation.
 //! - [`telemetry`]: logging setup.
@@ -27,3 +30,4 @@ pub mod pb;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transcode;

@@ -1,9 +1,11 @@
 //! Wiring: opens the store, builds the domain and the tonic services, and
 //! serves them on the two listeners until shutdown.
 //!
-//! - gRPC port: `inventory.v1.InventoryService`, server reflection v1 and
-//!   v1alpha, `grpc.health.v1.Health`, and gRPC-Web over HTTP/1.1 with CORS.
-//! - HTTP port: `GET /health` as JSON, and the same gRPC routes.
+//! Both ports serve one stack: `inventory.v1.InventoryService`, server
+//! reflection v1 and v1alpha and `grpc.health.v1.Health` over gRPC, gRPC-Web
+//! (HTTP/1.1, CORS), REST/JSON and Connect through the transcoding layer, and
+//! `GET /health`. The seed's split (HTTP 8083, gRPC 9083) is kept as two
+//! listeners; clients may use either.
 //!
 //! Background tasks: the expiry sweeper and the health monitor. Shutdown stops
 //! accepting, lets in-flight requests finish (up to
@@ -30,6 +32,7 @@ use crate::domain::{Inventory, InventorySettings};
 use crate::pb;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{self, InventoryStore};
+use crate::transcode::{self, JsonOptions, TranscodeLayer, TranscodeOptions, Transcoder};
 
 /// The two bound listeners. Tests bind `127.0.0.1:0`.
 pub struct Listeners {
@@ -59,6 +62,12 @@ pub enum ServeError {
     /// The reflection service could not read the descriptor set.
     #[error("building server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// `inventory.initial_stock` could not be applied.
+    #[error("creating the initial stock: {0}")]
+    InitialStock(String),
+    /// The REST routes in the descriptors are invalid.
+    #[error("building the REST layer: {0}")]
+    Transcode(#[from] transcode::BuildError),
     /// A server failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -79,9 +88,16 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, stor
             .await?;
             Ok(Arc::new(store))
         }
-        Driver::Postgres => Err(store::Error::Internal(
-            "the postgres backend is not available in this version".to_owned(),
-        )),
+        Driver::Postgres => {
+            use crate::store::postgres::{PostgresOptions, PostgresStore};
+            let store = PostgresStore::open(PostgresOptions {
+                url: db.dsn.clone(),
+                max_connections: db.max_connections as usize,
+                connection_timeout: db.connection_timeout,
+            })
+            .await?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -100,6 +116,8 @@ pub async fn serve(
             record_checks: config.inventory.record_checks,
         },
     );
+
+    stock_initial_products(&inventory, &config).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = || {
@@ -163,23 +181,40 @@ pub async fn serve(
         "inventory-service listening"
     );
 
-    let grpc = Server::builder()
-        .accept_http1(true)
-        .layer(grpc_web_cors())
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_routes(routes.clone())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.grpc),
-            stop.clone().cancelled_owned(),
-        );
-    let http = Server::builder()
-        .accept_http1(true)
-        .layer(HttpEdgeLayer::new(probe))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.http),
-            stop.clone().cancelled_owned(),
-        );
+    let transcoder = Transcoder::new(
+        pb::FILE_DESCRIPTOR_SET,
+        TranscodeOptions {
+            json: JsonOptions {
+                use_proto_names: config.rest.use_proto_field_names,
+                emit_defaults: config.rest.emit_unpopulated,
+                deny_unknown_fields: config.rest.reject_unknown_fields,
+            },
+            max_body_bytes: config.rest.max_body_size,
+            openapi_path: Some("/openapi.json".to_owned()),
+            title: config.server.name.clone(),
+            version: config.server.version.clone(),
+        },
+    )?;
+    let transcode = TranscodeLayer::new(transcoder);
+    let edge = HttpEdgeLayer::new(probe);
+    // Both ports serve the same stack, outermost first: CORS, /health, REST
+    // and Connect to gRPC, gRPC-Web to gRPC, then the gRPC routes. gRPC-Web
+    // sits inside the REST layer because it refuses other HTTP/1.1 requests.
+    let serve_on = |listener: TcpListener| {
+        Server::builder()
+            .accept_http1(true)
+            .layer(grpc_web_cors())
+            .layer(edge.clone())
+            .layer(transcode.clone())
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                stop.clone().cancelled_owned(),
+            )
+    };
+    let grpc = serve_on(listeners.grpc);
+    let http = serve_on(listeners.http);
 
     let servers = async { tokio::try_join!(grpc, http).map(|_| ()) };
     let deadline = {
@@ -203,6 +238,24 @@ pub async fn serve(
     store.close();
     tracing::info!("inventory-service stopped");
     result
+}
+
+/// Creates the products of `inventory.initial_stock` that do not exist yet.
+async fn stock_initial_products(inventory: &Inventory, config: &Config) -> Result<(), ServeError> {
+    for (product, quantity) in &config.inventory.initial_stock {
+        match inventory.check(product, 0).await {
+            Ok(_) => {}
+            Err(crate::domain::Error::ProductNotFound { .. }) => {
+                inventory
+                    .update(product, "set", *quantity)
+                    .await
+                    .map_err(|e| ServeError::InitialStock(e.to_string()))?;
+                tracing::info!(inventory.product_id = %product, inventory.quantity = quantity, "initial stock created");
+            }
+            Err(e) => return Err(ServeError::InitialStock(e.to_string())),
+        }
+    }
+    Ok(())
 }
 
 /// CORS for browsers calling gRPC-Web from another origin: any origin, the

@@ -1,9 +1,10 @@
 //! Every RPC over a real gRPC connection: success paths, error codes and
-//! their ErrorInfo, and that refused requests change nothing.
+//! their ErrorInfo, and that refused requests change nothing; each test runs
+//! once on SQLite and once on PostgreSQL.
 
 mod common;
 
-use common::{TestServer, reason};
+use common::{Backend, TestServer, backend_tests, reason};
 use inventory_service::pb::{
     self, CheckInventoryRequest, GetInventoryHistoryRequest, ReleaseInventoryRequest,
     ReserveInventoryRequest, UpdateInventoryRequest,
@@ -12,6 +13,19 @@ use tonic::Code;
 use tonic_types::StatusExt as _;
 
 type Client = pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>;
+
+backend_tests!(
+    check_inventory_reports_stock_and_availability,
+    reserve_inventory_holds_stock_and_reports_what_remains,
+    insufficient_stock_is_failed_precondition_with_details_and_changes_nothing,
+    retried_reservations_are_idempotent_and_conflicts_are_already_exists,
+    release_inventory_partial_full_repeated_and_unknown,
+    update_inventory_set_add_subtract_and_guards,
+    history_is_newest_first_paged_with_metadata,
+    invalid_arguments_name_the_field,
+    concurrent_reservations_never_oversell,
+    concurrent_retries_of_one_reservation_hold_stock_once,
+);
 
 async fn set_stock(
     client: &mut Client,
@@ -49,9 +63,8 @@ fn reserve_request(product: &str, order: &str, quantity: i32) -> ReserveInventor
     }
 }
 
-#[tokio::test]
-async fn check_inventory_reports_stock_and_availability() {
-    let server = TestServer::start().await;
+async fn check_inventory_reports_stock_and_availability(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
 
     let missing = client
@@ -82,9 +95,8 @@ async fn check_inventory_reports_stock_and_availability() {
     assert!(check(&mut client, "product-123", 0).await.available);
 }
 
-#[tokio::test]
-async fn reserve_inventory_holds_stock_and_reports_what_remains() {
-    let server = TestServer::start().await;
+async fn reserve_inventory_holds_stock_and_reports_what_remains(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "product-456", 10).await;
 
@@ -122,9 +134,10 @@ async fn reserve_inventory_holds_stock_and_reports_what_remains() {
     assert!((29..=31).contains(&lifetime), "{lifetime}");
 }
 
-#[tokio::test]
-async fn insufficient_stock_is_failed_precondition_with_details_and_changes_nothing() {
-    let server = TestServer::start().await;
+async fn insufficient_stock_is_failed_precondition_with_details_and_changes_nothing(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "p", 3).await;
 
@@ -156,9 +169,8 @@ async fn insufficient_stock_is_failed_precondition_with_details_and_changes_noth
     assert_eq!(history.entries.len(), 1, "only the set");
 }
 
-#[tokio::test]
-async fn retried_reservations_are_idempotent_and_conflicts_are_already_exists() {
-    let server = TestServer::start().await;
+async fn retried_reservations_are_idempotent_and_conflicts_are_already_exists(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "p", 10).await;
 
@@ -185,9 +197,8 @@ async fn retried_reservations_are_idempotent_and_conflicts_are_already_exists() 
     assert_eq!(check(&mut client, "p", 1).await.reserved_quantity, 2);
 }
 
-#[tokio::test]
-async fn release_inventory_partial_full_repeated_and_unknown() {
-    let server = TestServer::start().await;
+async fn release_inventory_partial_full_repeated_and_unknown(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "p", 10).await;
     client
@@ -246,9 +257,8 @@ async fn release_inventory_partial_full_repeated_and_unknown() {
     assert_eq!(reason(&unknown), "RESERVATION_NOT_FOUND");
 }
 
-#[tokio::test]
-async fn update_inventory_set_add_subtract_and_guards() {
-    let server = TestServer::start().await;
+async fn update_inventory_set_add_subtract_and_guards(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let updater = client.clone();
     let update = |operation: &str, quantity| {
@@ -307,9 +317,8 @@ async fn update_inventory_set_add_subtract_and_guards() {
     assert_eq!((stock.current_quantity, stock.reserved_quantity), (90, 80));
 }
 
-#[tokio::test]
-async fn history_is_newest_first_paged_with_metadata() {
-    let server = TestServer::start().await;
+async fn history_is_newest_first_paged_with_metadata(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "p", 50).await;
     for i in 0..4 {
@@ -381,9 +390,8 @@ async fn history_is_newest_first_paged_with_metadata() {
     assert_eq!(missing.code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn invalid_arguments_name_the_field() {
-    let server = TestServer::start().await;
+async fn invalid_arguments_name_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "p", 5).await;
 
@@ -446,9 +454,8 @@ async fn invalid_arguments_name_the_field() {
     assert_eq!((stock.current_quantity, stock.reserved_quantity), (5, 0));
 }
 
-#[tokio::test]
-async fn concurrent_reservations_never_oversell() {
-    let server = TestServer::start().await;
+async fn concurrent_reservations_never_oversell(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     set_stock(&mut client, "hot", 50).await;
 
@@ -475,4 +482,41 @@ async fn concurrent_reservations_never_oversell() {
     let stock = check(&mut client, "hot", 1).await;
     assert_eq!((stock.current_quantity, stock.reserved_quantity), (50, 50));
     assert!(!stock.available);
+}
+
+/// A client retrying before its first attempt answered: every attempt gets
+/// the one reservation, and the stock is held once. On PostgreSQL the losers
+/// hit the unique index and answer from the winner's row.
+async fn concurrent_retries_of_one_reservation_hold_stock_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 10).await;
+
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .reserve_inventory(reserve_request("p", "the-order", 3))
+                .await
+                .map(|response| response.into_inner().reservation_id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("task").expect("every attempt succeeds"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one reservation: {ids:?}");
+    let stock = check(&mut client, "p", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (10, 3));
+    let history = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(history.entries.len(), 2, "the set and one reserve");
 }

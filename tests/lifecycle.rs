@@ -1,20 +1,25 @@
 //! The service over time: data survives a restart, the expiry sweeper gives
-//! stock back on its own, shutdown is graceful.
+//! stock back on its own, shutdown is graceful; on SQLite and on PostgreSQL.
 
 mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{Backend, TestServer, backend_tests};
 use inventory_service::pb::{
     CheckInventoryRequest, GetInventoryHistoryRequest, ReserveInventoryRequest,
     UpdateInventoryRequest,
 };
 
-#[tokio::test]
-async fn data_survives_a_restart() {
-    let server = TestServer::start().await;
-    let dir = server.dir.clone();
+backend_tests!(
+    data_survives_a_restart,
+    the_expiry_task_releases_a_timed_out_reservation,
+    shutdown_stops_accepting_and_returns_cleanly,
+);
+
+async fn data_survives_a_restart(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let database = server.database.clone();
     let mut client = server.client().await;
     client
         .update_inventory(UpdateInventoryRequest {
@@ -37,7 +42,7 @@ async fn data_survives_a_restart() {
     drop(client);
     server.stop().await.expect("clean shutdown");
 
-    let restarted = TestServer::start_in(dir, |_| {}).await;
+    let restarted = TestServer::start_in(database, |_| {}).await;
     let mut client = restarted.client().await;
     let stock = client
         .check_inventory(CheckInventoryRequest {
@@ -61,9 +66,8 @@ async fn data_survives_a_restart() {
     assert_eq!(retry.reservation_id, reserved.reservation_id);
 }
 
-#[tokio::test]
-async fn the_expiry_task_releases_a_timed_out_reservation() {
-    let server = TestServer::start_with(|config| {
+async fn the_expiry_task_releases_a_timed_out_reservation(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
         config.inventory.cleanup_interval = Duration::from_millis(100);
     })
     .await;
@@ -127,9 +131,8 @@ async fn the_expiry_task_releases_a_timed_out_reservation() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_stops_accepting_and_returns_cleanly() {
-    let server = TestServer::start().await;
+async fn shutdown_stops_accepting_and_returns_cleanly(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let grpc_addr = server.grpc_addr;
     let http_addr = server.http_addr;
     server.stop().await.expect("clean shutdown");

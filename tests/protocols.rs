@@ -1,16 +1,24 @@
 //! The other ways in: server reflection (v1 and v1alpha), grpc.health.v1,
 //! gRPC-Web over HTTP/1.1 with CORS, and the HTTP port's `/health`.
+//!
+//! Health reports the database, so its tests run on both backends; the rest
+//! never reach the store's differences and run on SQLite only.
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, TestServer, backend_tests};
 use inventory_service::pb::{self, CheckInventoryRequest, UpdateInventoryRequest};
 use prost::Message as _;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
+backend_tests!(
+    grpc_health_reports_serving_overall_and_per_service,
+    http_health_reports_the_database_as_json,
+);
+
 async fn stocked_server() -> TestServer {
-    let server = TestServer::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
     server
         .client()
         .await
@@ -31,7 +39,7 @@ async fn reflection_v1_lists_services_and_serves_every_import() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let server = TestServer::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
     let mut client = ServerReflectionClient::new(server.channel().await);
     let ask = |request| ServerReflectionRequest {
         host: String::new(),
@@ -103,7 +111,7 @@ async fn reflection_v1alpha_lists_the_service() {
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
-    let server = TestServer::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
     let mut client = ServerReflectionClient::new(server.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -125,9 +133,8 @@ async fn reflection_v1alpha_lists_the_service() {
     );
 }
 
-#[tokio::test]
-async fn grpc_health_reports_serving_overall_and_per_service() {
-    let server = TestServer::start().await;
+async fn grpc_health_reports_serving_overall_and_per_service(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut health = HealthClient::new(server.channel().await);
     for service in ["", "inventory.v1.InventoryService"] {
         let status = health
@@ -237,7 +244,7 @@ async fn grpc_web_over_http1_calls_the_same_handler() {
 
 #[tokio::test]
 async fn grpc_web_cors_preflight_is_answered() {
-    let server = TestServer::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
     let response = reqwest::Client::new()
         .request(
             reqwest::Method::OPTIONS,
@@ -262,9 +269,8 @@ async fn grpc_web_cors_preflight_is_answered() {
     assert!(allowed.contains("x-grpc-web"), "{allowed}");
 }
 
-#[tokio::test]
-async fn http_health_reports_the_database_as_json() {
-    let server = TestServer::start().await;
+async fn http_health_reports_the_database_as_json(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let response = reqwest::get(server.http_url("/health"))
         .await
         .expect("health");
@@ -273,13 +279,13 @@ async fn http_health_reports_the_database_as_json() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["status"], "SERVING");
     assert_eq!(body["service"], "inventory-service");
-    assert_eq!(body["database"]["driver"], "sqlite");
+    assert_eq!(body["database"]["driver"], backend.driver());
     assert_eq!(body["database"]["status"], "up");
 }
 
 #[tokio::test]
 async fn unknown_http_paths_are_json_404s() {
-    let server = TestServer::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
     let response = reqwest::get(server.http_url("/no/such/path"))
         .await
         .expect("request");

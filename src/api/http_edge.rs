@@ -1,7 +1,6 @@
-//! What the HTTP port answers itself, in front of the gRPC routes:
-//! `GET /health` (JSON, 200 when serving, 503 when not), and a JSON 404 for
-//! plain HTTP requests no route serves, instead of a gRPC error in an HTTP 200.
-//! gRPC and gRPC-Web requests pass through untouched.
+//! What the HTTP port answers itself, in front of everything else:
+//! `GET /health` (JSON, 200 when serving, 503 when not). Every other request
+//! passes through untouched.
 //!
 //! Shaped like the tower-http middlewares: [`HttpEdgeLayer`] holds the
 //! configuration, [`HttpEdge`] is the service, [`ResponseFuture`] avoids
@@ -21,7 +20,7 @@ use tower::{Layer, Service};
 
 use super::health::HealthProbe;
 
-/// Adds `/health` and the JSON 404 in front of a service.
+/// Adds `/health` in front of a service.
 #[derive(Clone)]
 pub struct HttpEdgeLayer {
     /// Answers `/health`.
@@ -51,7 +50,7 @@ impl<S> Layer<S> for HttpEdgeLayer {
 /// The service made by [`HttpEdgeLayer`].
 #[derive(Clone)]
 pub struct HttpEdge<S> {
-    /// The gRPC routes.
+    /// Everything else.
     inner: S,
     /// Answers `/health`.
     probe: Arc<HealthProbe>,
@@ -91,25 +90,8 @@ where
                 json_response(status, body)
             }));
         }
-        if !is_grpc(&request) {
-            let body = serde_json::json!({
-                "code": tonic::Code::NotFound as i32,
-                "message": format!("no route for {} {}", request.method(), request.uri().path()),
-                "details": [],
-            });
-            let response = json_response(StatusCode::NOT_FOUND, body.to_string().into_bytes());
-            return ResponseFuture::answer(Box::pin(std::future::ready(response)));
-        }
         ResponseFuture::inner(self.inner.call(request))
     }
-}
-
-fn is_grpc<B>(request: &Request<B>) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {

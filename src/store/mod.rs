@@ -1,5 +1,7 @@
 //! Persistence: one trait, [`InventoryStore`], that the domain calls, and one
-//! implementation per database behind it ([`sqlite`] for now).
+//! implementation per database behind it: [`sqlite`] (the embedded default)
+//! and [`postgres`] (one database shared by several replicas). The same
+//! integration suite runs against both.
 //!
 //! Each method is one atomic unit of work. Business outcomes that depend on
 //! the stored state (not found, not enough stock, an existing reservation)
@@ -12,6 +14,7 @@
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;

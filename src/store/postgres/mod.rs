@@ -1,0 +1,717 @@
+//! The PostgreSQL store: one database shared by several replicas.
+//!
+//! Connections are diesel-async [`AsyncPgConnection`]s (the pure-Rust
+//! tokio-postgres driver; no libpq), pooled by deadpool. Migrations are
+//! applied at [`PostgresStore::open`] under an advisory lock (see
+//! [`MIGRATIONS`] and [`MIGRATION_LOCK_KEY`]).
+//!
+//! # Transactions
+//! Every write is one short `READ COMMITTED` transaction that takes row locks
+//! as late as it can and holds them across as few round trips as it can:
+//! - **reserve**: a conditional `UPDATE inventory ... WHERE total_quantity -
+//!   reserved_quantity >= q RETURNING ...` decides availability and takes the
+//!   row lock in one statement; the reservation and history `INSERT`s follow,
+//!   pipelined, then `COMMIT`. A concurrent duplicate (order, product) hits the
+//!   unique index; the transaction is retried once and then finds the winner.
+//! - **release** and **update**: `SELECT ... FOR UPDATE` of the reservation or
+//!   inventory row, then the writes.
+//! - **expiry**: `SELECT ... FOR UPDATE SKIP LOCKED` of due reservations, so
+//!   several replicas' sweepers never expire the same reservation twice, then
+//!   one update per product, in product order (no lock-order deadlock).
+//!
+//! Each store call runs on its own task: a request cancelled mid-transaction
+//! (a client gone) does not leave a transaction half-way; it completes, and the
+//! connection goes back to the pool clean.
+//!
+//! Conflicts the database reports (unique violation, serialization failure,
+//! deadlock) are [`Error::Conflict`]; reserve and update retry once on them
+//! before giving up.
+
+mod migrate;
+mod rows;
+mod schema;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::{ConnectionError, ConnectionResult};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{
+    AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
+};
+use serde_json::json;
+use tracing::Instrument as _;
+
+use self::rows::{HistoryRow, ReservationRow, StockRow, StoredStatus};
+use self::schema::{inventory, inventory_history, inventory_reservations};
+use super::{
+    CheckRecord, Error, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
+    ReserveOutcome, Result, StockUpdate, UpdateOutcome,
+};
+use crate::domain::{
+    self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
+};
+
+pub use self::migrate::{MIGRATION_LOCK_KEY, MIGRATIONS};
+
+/// How to open the PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database`; the database must exist.
+    pub url: String,
+    /// Most pooled connections.
+    pub max_connections: usize,
+    /// How long a request waits for a pooled connection, and how long opening
+    /// a new connection may take.
+    pub connection_timeout: Duration,
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("connection_timeout", &self.connection_timeout)
+            .finish()
+    }
+}
+
+/// `url` with the password, if any, replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    let Some(at) = url[scheme_end..authority_end]
+        .rfind('@')
+        .map(|i| scheme_end + i)
+    else {
+        return url.to_owned();
+    };
+    match url[scheme_end..at].find(':').map(|i| scheme_end + i) {
+        Some(colon) => format!("{}:***{}", &url[..colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+type Conn = AsyncPgConnection;
+
+/// Opens one connection to `url`, without TLS. Unlike
+/// [`AsyncPgConnection::establish`], a failure keeps its cause
+/// ("error connecting to server: Connection refused (os error 111)").
+pub async fn connect(url: &str) -> ConnectionResult<AsyncPgConnection> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| ConnectionError::BadConnection(with_causes(&e)))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+/// `error`'s message followed by those of its causes.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
+}
+
+/// The PostgreSQL implementation of [`InventoryStore`].
+pub struct PostgresStore {
+    /// Pooled connections; a store call holds one for its transaction only.
+    pool: Pool<Conn>,
+}
+
+impl PostgresStore {
+    /// Applies pending migrations (under the migration lock) and opens the
+    /// pool. The database itself must exist.
+    pub async fn open(options: PostgresOptions) -> Result<Self> {
+        let applied =
+            migrate::run_pending_migrations(&options.url, options.connection_timeout).await?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        let mut config = ManagerConfig::<Conn>::default();
+        // No `SELECT 1` before every checkout: a connection the server closed
+        // is seen as closed and dropped when it comes back, and the request
+        // that met it fails as unavailable.
+        config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(|url| Box::pin(connect(url)));
+        let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(options.url, config);
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .wait_timeout(Some(options.connection_timeout))
+            .create_timeout(Some(options.connection_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Internal(format!("building the connection pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `work` on a pooled connection, on a task of its own so that it
+    /// completes even if the caller stops waiting.
+    async fn run<R, F, Fut>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Object<Conn>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { work(pool.get().await?).await }.in_current_span())
+            .await
+            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl InventoryStore for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        self.run(|mut c| async move { Ok(c.batch_execute("SELECT 1").await?) })
+            .await
+    }
+
+    async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>> {
+        let product_id = product_id.to_owned();
+        self.run(move |mut c| async move { load_stock(&mut c, &product_id).await })
+            .await
+    }
+
+    async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome> {
+        self.run(move |mut c| async move { reserve(&mut c, &request).await })
+            .await
+    }
+
+    async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome> {
+        self.run(
+            move |mut c| async move { c.transaction(async |c| release(c, &request).await).await },
+        )
+        .await
+    }
+
+    async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome> {
+        self.run(move |mut c| async move { update_stock(&mut c, &request).await })
+            .await
+    }
+
+    async fn record_check(&self, record: CheckRecord) -> Result<()> {
+        self.run(move |mut c| async move {
+            let row = HistoryRow::new(
+                &record.product_id,
+                OperationType::Check,
+                0,
+                None,
+                record.now,
+                json!({
+                    "required_quantity": record.required_quantity,
+                    "available_quantity": record.available_quantity,
+                    "available": record.available_quantity >= record.required_quantity,
+                }),
+            );
+            diesel::insert_into(inventory_history::table)
+                .values(&row)
+                .execute(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        product_id: &str,
+        after: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
+        let product_id = product_id.to_owned();
+        self.run(move |c| async move { history(&c, &product_id, after, limit).await })
+            .await
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
+        self.run(move |mut c| async move {
+            c.transaction(async |c| expire_due(c, now, limit).await)
+                .await
+        })
+        .await
+    }
+
+    fn close(&self) {
+        self.pool.close();
+    }
+}
+
+/// Runs two statements of one connection pipelined (both are sent before
+/// either answer is awaited; the server still runs them one after the other)
+/// and waits for both answers. When one fails, the other may fail only because
+/// the transaction is aborted: the error returned is the cause, so that a
+/// unique violation is recognised as one whichever statement ran first.
+async fn pipelined<A, B>(
+    first: impl Future<Output = QueryResult<A>>,
+    second: impl Future<Output = QueryResult<B>>,
+) -> QueryResult<(A, B)> {
+    match tokio::join!(first, second) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
+        (Err(first), Err(second)) => Err(if is_aborted_transaction(&first) {
+            second
+        } else {
+            first
+        }),
+    }
+}
+
+/// PostgreSQL's answer to a statement sent after an earlier one failed in
+/// the same transaction (SQLSTATE 25P02).
+fn is_aborted_transaction(error: &diesel::result::Error) -> bool {
+    matches!(error, diesel::result::Error::DatabaseError(_, info)
+        if info.message().starts_with("current transaction is aborted"))
+}
+
+async fn load_stock(c: &mut Conn, product_id: &str) -> Result<Option<StockLevel>> {
+    let row = inventory::table
+        .find(product_id)
+        .select(StockRow::as_select())
+        .first(c)
+        .await
+        .optional()?;
+    Ok(row.map(StockLevel::from))
+}
+
+async fn existing_stock(c: &mut Conn, product_id: &str) -> Result<StockLevel> {
+    load_stock(c, product_id).await?.ok_or_else(|| {
+        Error::Internal(format!(
+            "product {product_id:?} has reservations but no stock row"
+        ))
+    })
+}
+
+/// The order's reservation of the product; with `lock`, locked until the
+/// transaction ends.
+async fn find_reservation(
+    c: &mut Conn,
+    order_id: &str,
+    product_id: &str,
+    lock: bool,
+) -> Result<Option<Reservation>> {
+    let query = inventory_reservations::table
+        .filter(inventory_reservations::order_id.eq(order_id))
+        .filter(inventory_reservations::product_id.eq(product_id))
+        .select(ReservationRow::as_select());
+    let row = if lock {
+        query.for_update().first(c).await.optional()?
+    } else {
+        query.first(c).await.optional()?
+    };
+    Ok(row.map(Reservation::from))
+}
+
+/// Moves `delta` units into (positive) or out of (negative) the reserved
+/// quantity. The `WHERE` keeps `0 <= reserved <= total` however many requests
+/// race: a statement that waited for another transaction's row lock
+/// re-evaluates it against the row that transaction committed. `None` means
+/// no row qualified.
+async fn shift_reserved(
+    c: &mut Conn,
+    product_id: &str,
+    delta: i32,
+    now: DateTime<Utc>,
+) -> Result<Option<StockLevel>> {
+    use inventory::dsl::{product_id as pid, reserved_quantity, total_quantity, updated_at};
+    let row = diesel::update(inventory::table)
+        .filter(pid.eq(product_id))
+        .filter((total_quantity - reserved_quantity).ge(delta))
+        .filter(reserved_quantity.ge(-delta))
+        .set((
+            reserved_quantity.eq(reserved_quantity + delta),
+            updated_at.eq(now),
+        ))
+        .returning(StockRow::as_returning())
+        .get_result(c)
+        .await
+        .optional()?;
+    Ok(row.map(StockLevel::from))
+}
+
+/// [`try_reserve`] in a transaction, run a second time if it lost a race: a
+/// concurrent reserve of the same order and product that committed first
+/// (unique violation), or a transient conflict. The second run sees the
+/// winner's reservation and answers [`ReserveOutcome::Existing`].
+async fn reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOutcome> {
+    match c.transaction(async |c| try_reserve(c, request).await).await {
+        Err(Error::Conflict(reason)) => {
+            tracing::debug!(%reason, "reserve lost a race; retrying once");
+            c.transaction(async |c| try_reserve(c, request).await).await
+        }
+        outcome => outcome,
+    }
+}
+
+async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOutcome> {
+    if let Some(reservation) =
+        find_reservation(c, &request.order_id, &request.product_id, false).await?
+    {
+        let stock = existing_stock(c, &request.product_id).await?;
+        return Ok(ReserveOutcome::Existing { reservation, stock });
+    }
+    // No `SELECT ... FOR UPDATE` first: that would hold the row lock across a
+    // read, a decision in this process and a write. The conditional UPDATE
+    // decides availability and takes the lock in one statement, so the lock is
+    // held only for the two INSERTs (sent together) and the COMMIT; on a hot
+    // product that is what bounds throughput.
+    let Some(stock) = shift_reserved(c, &request.product_id, request.quantity, request.now).await?
+    else {
+        return Ok(match load_stock(c, &request.product_id).await? {
+            None => ReserveOutcome::ProductNotFound,
+            Some(stock) => ReserveOutcome::InsufficientStock { stock },
+        });
+    };
+    let row = ReservationRow {
+        id: request.id.clone(),
+        product_id: request.product_id.clone(),
+        order_id: request.order_id.clone(),
+        quantity: request.quantity,
+        released_quantity: 0,
+        status: StoredStatus(ReservationStatus::Active),
+        expires_at: request.expires_at,
+        created_at: request.now,
+        updated_at: request.now,
+    };
+    let history = HistoryRow::new(
+        &row.product_id,
+        OperationType::Reserve,
+        -row.quantity,
+        Some(&row.order_id),
+        request.now,
+        json!({
+            "reservation_id": row.id,
+            "quantity": row.quantity,
+            "expires_at": row.expires_at.to_rfc3339(),
+            "reserved_quantity": stock.reserved_quantity,
+            "available_quantity": stock.available_quantity(),
+        }),
+    );
+    let shared: &Conn = c;
+    pipelined(
+        diesel::insert_into(inventory_reservations::table)
+            .values(&row)
+            .execute(&mut { shared }),
+        diesel::insert_into(inventory_history::table)
+            .values(&history)
+            .execute(&mut { shared }),
+    )
+    .await?;
+    Ok(ReserveOutcome::Created {
+        reservation: Reservation::from(row),
+        stock,
+    })
+}
+
+async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcome> {
+    let Some(mut reservation) =
+        find_reservation(c, &request.order_id, &request.product_id, true).await?
+    else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    if reservation.status != ReservationStatus::Active {
+        let stock = existing_stock(c, &request.product_id).await?;
+        return Ok(ReleaseOutcome::NotActive { reservation, stock });
+    }
+    let held = reservation.held_quantity();
+    let amount = request.quantity.unwrap_or(held);
+    if amount > held {
+        return Ok(ReleaseOutcome::ExceedsHeld { reservation });
+    }
+    reservation.released_quantity += amount;
+    if reservation.released_quantity == reservation.quantity {
+        reservation.status = ReservationStatus::Released;
+    }
+    let shared: &Conn = c;
+    let (_, stock) = pipelined(
+        diesel::update(inventory_reservations::table.find(&reservation.id))
+            .set((
+                inventory_reservations::released_quantity.eq(reservation.released_quantity),
+                inventory_reservations::status.eq(StoredStatus(reservation.status)),
+                inventory_reservations::updated_at.eq(request.now),
+            ))
+            .execute(&mut { shared }),
+        diesel::update(inventory::table)
+            .filter(inventory::product_id.eq(&request.product_id))
+            .filter(inventory::reserved_quantity.ge(amount))
+            .set((
+                inventory::reserved_quantity.eq(inventory::reserved_quantity - amount),
+                inventory::updated_at.eq(request.now),
+            ))
+            .returning(StockRow::as_returning())
+            .get_result(&mut { shared }),
+    )
+    .await
+    .map_err(|e| match e {
+        diesel::result::Error::NotFound => Error::Internal(format!(
+            "reserved quantity of {:?} is below its active reservation {}",
+            request.product_id, reservation.id
+        )),
+        other => Error::from(other),
+    })?;
+    let stock = StockLevel::from(stock);
+    let history = HistoryRow::new(
+        &reservation.product_id,
+        OperationType::Release,
+        amount,
+        Some(&reservation.order_id),
+        request.now,
+        json!({
+            "reservation_id": reservation.id,
+            "quantity": amount,
+            "reason": "released",
+            "held_quantity": reservation.held_quantity(),
+            "reserved_quantity": stock.reserved_quantity,
+            "available_quantity": stock.available_quantity(),
+        }),
+    );
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)
+        .await?;
+    Ok(ReleaseOutcome::Released {
+        reservation,
+        released: amount,
+        stock,
+    })
+}
+
+/// [`try_update_stock`] in a transaction, run a second time if it lost a
+/// race: two requests creating the same product (unique violation), or a
+/// transient conflict. The second run plans against the winner's row.
+async fn update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateOutcome> {
+    match c
+        .transaction(async |c| try_update_stock(c, request).await)
+        .await
+    {
+        Err(Error::Conflict(reason)) => {
+            tracing::debug!(%reason, "stock update lost a race; retrying once");
+            c.transaction(async |c| try_update_stock(c, request).await)
+                .await
+        }
+        outcome => outcome,
+    }
+}
+
+async fn try_update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateOutcome> {
+    use inventory::dsl::{
+        created_at, product_id as pid, reserved_quantity, total_quantity, updated_at,
+    };
+    // Locked until commit: the plan is made against this row and must still
+    // hold when it is written.
+    let current = inventory::table
+        .find(&request.product_id)
+        .select(StockRow::as_select())
+        .for_update()
+        .first(c)
+        .await
+        .optional()?
+        .map(StockLevel::from);
+    let plan = match domain::plan_update(&request.product_id, current.as_ref(), request.change) {
+        Ok(plan) => plan,
+        Err(rejection) => return Ok(UpdateOutcome::Rejected(rejection)),
+    };
+    let history = HistoryRow::new(
+        &request.product_id,
+        OperationType::Update,
+        plan.delta(),
+        None,
+        request.now,
+        json!({
+            "operation": request.change.name(),
+            "quantity": request.change.amount(),
+            "previous_quantity": plan.previous_total,
+            "current_quantity": plan.new_total,
+            "created": plan.creates_product,
+        }),
+    );
+    let shared: &Conn = c;
+    let write_history = diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(&mut { shared });
+    let row: StockRow = if plan.creates_product {
+        // A concurrent creation of the same product makes this a unique
+        // violation; `update_stock` then retries against the winner's row.
+        let insert = diesel::insert_into(inventory::table)
+            .values((
+                pid.eq(&request.product_id),
+                total_quantity.eq(plan.new_total),
+                reserved_quantity.eq(0),
+                created_at.eq(request.now),
+                updated_at.eq(request.now),
+            ))
+            .returning(StockRow::as_returning())
+            .get_result(&mut { shared });
+        pipelined(insert, write_history).await?.0
+    } else {
+        // The row is locked since it was read, so the plan still applies; the
+        // WHERE and the CHECK constraints guard anyway.
+        let update = diesel::update(inventory::table)
+            .filter(pid.eq(&request.product_id))
+            .filter(reserved_quantity.le(plan.new_total))
+            .set((
+                total_quantity.eq(plan.new_total),
+                updated_at.eq(request.now),
+            ))
+            .returning(StockRow::as_returning())
+            .get_result(&mut { shared });
+        pipelined(update, write_history).await?.0
+    };
+    Ok(UpdateOutcome::Applied {
+        plan,
+        stock: StockLevel::from(row),
+    })
+}
+
+/// One round trip: whether the product exists and its page of history are
+/// asked together (pipelined).
+async fn history(
+    c: &Conn,
+    product_id: &str,
+    after: Option<HistoryCursor>,
+    limit: u32,
+) -> Result<Option<Vec<HistoryEntry>>> {
+    use inventory_history::dsl::{created_at, id, product_id as pid};
+    let mut query = inventory_history::table
+        .filter(pid.eq(product_id))
+        .select(HistoryRow::as_select())
+        .into_boxed();
+    if let Some(cursor) = after {
+        query = query.filter(
+            created_at
+                .lt(cursor.created_at)
+                .or(created_at.eq(cursor.created_at).and(id.lt(cursor.id))),
+        );
+    }
+    let (exists, rows) = pipelined(
+        diesel::select(diesel::dsl::exists(inventory::table.find(product_id)))
+            .get_result::<bool>(&mut { c }),
+        query
+            .order((created_at.desc(), id.desc()))
+            .limit(i64::from(limit))
+            .load::<HistoryRow>(&mut { c }),
+    )
+    .await?;
+    Ok(exists.then(|| rows.into_iter().map(HistoryEntry::from).collect()))
+}
+
+async fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
+    use inventory_reservations::dsl::{expires_at, id, status, updated_at};
+    // SKIP LOCKED: reservations another sweeper (or a release) has locked are
+    // left to it, so no two replicas expire the same one.
+    let mut due: Vec<Reservation> = inventory_reservations::table
+        .filter(status.eq(StoredStatus(ReservationStatus::Active)))
+        .filter(expires_at.le(now))
+        .order(expires_at.asc())
+        .limit(i64::from(limit))
+        .select(ReservationRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(c)
+        .await?
+        .into_iter()
+        .map(Reservation::from)
+        .collect();
+    if due.is_empty() {
+        return Ok(due);
+    }
+    // Inventory rows are then locked in product order, whatever order the
+    // reservations expire in: two sweepers cannot deadlock on them.
+    due.sort_by(|a, b| {
+        (a.product_id.as_str(), a.expires_at).cmp(&(b.product_id.as_str(), b.expires_at))
+    });
+    let ids: Vec<&str> = due.iter().map(|r| r.id.as_str()).collect();
+    diesel::update(inventory_reservations::table.filter(id.eq_any(&ids)))
+        .set((
+            status.eq(StoredStatus(ReservationStatus::Expired)),
+            updated_at.eq(now),
+        ))
+        .execute(c)
+        .await?;
+
+    let mut history = Vec::with_capacity(due.len());
+    for group in due.chunk_by(|a, b| a.product_id == b.product_id) {
+        let product = &group[0].product_id;
+        let held: i64 = group.iter().map(|r| i64::from(r.held_quantity())).sum();
+        let held = i32::try_from(held).map_err(|_| {
+            Error::Internal(format!("reservations of {product:?} hold more than i32"))
+        })?;
+        let stock = shift_reserved(c, product, -held, now)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "reserved quantity of {product:?} is below its active reservations"
+                ))
+            })?;
+        // The history reads as if each reservation were released in turn,
+        // as the SQLite store writes it.
+        let mut reserved = stock.reserved_quantity + held;
+        for reservation in group {
+            let released = reservation.held_quantity();
+            reserved -= released;
+            history.push(HistoryRow::new(
+                &reservation.product_id,
+                OperationType::Release,
+                released,
+                Some(&reservation.order_id),
+                now,
+                json!({
+                    "reservation_id": reservation.id,
+                    "quantity": released,
+                    "reason": "expired",
+                    "expires_at": reservation.expires_at.to_rfc3339(),
+                    "reserved_quantity": reserved,
+                    "available_quantity": stock.total_quantity - reserved,
+                }),
+            ));
+        }
+    }
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)
+        .await?;
+    for reservation in &mut due {
+        reservation.status = ReservationStatus::Expired;
+    }
+    Ok(due)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/inventory",
+                "postgres://app:***@db:5432/inventory",
+            ),
+            (
+                "postgresql://app@db/inventory",
+                "postgresql://app@db/inventory",
+            ),
+            (
+                "postgres://db/inventory?user=a",
+                "postgres://db/inventory?user=a",
+            ),
+            ("postgres://a:b@c@db/x", "postgres://a:***@db/x"),
+        ] {
+            assert_eq!(redact_password(url), shown);
+        }
+    }
+}

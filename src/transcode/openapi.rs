@@ -1,0 +1,390 @@
+//! The OpenAPI 3 document of the REST routes, generated from the same
+//! descriptors: paths and parameters from the HttpRules, request and response
+//! schemas from the messages (in the configured JSON names), descriptions
+//! from the proto comments, and the error schema.
+
+use std::collections::BTreeMap;
+
+use prost_reflect::{
+    EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+};
+use serde_json::{Map, Value, json};
+
+use super::TranscodeOptions;
+use super::routes::{BodyBinding, Route, RouteMethod, RouteTable};
+use super::template::Segment;
+
+/// The schema name of the error body.
+const ERROR_SCHEMA: &str = "ErrorResponse";
+
+/// The OpenAPI 3.0 document of `routes`.
+pub fn document(routes: &RouteTable, options: &TranscodeOptions) -> Value {
+    let mut schemas = BTreeMap::new();
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for route in routes.routes() {
+        let RouteMethod::Exact(method) = &route.method else {
+            continue; // `custom { kind: "*" }` has no OpenAPI operation.
+        };
+        let operation = operation(route, options, &mut schemas);
+        paths
+            .entry(openapi_path(route))
+            .or_default()
+            .insert(method.as_str().to_ascii_lowercase(), operation);
+    }
+    let mut components = Map::new();
+    for (name, schema) in schemas {
+        components.insert(name, schema);
+    }
+    components.insert(
+        ERROR_SCHEMA.to_owned(),
+        json!({
+            "type": "object",
+            "description": "An error: the gRPC status code, a message, and typed details \
+                            (google.rpc.ErrorInfo, google.rpc.BadRequest, ...).",
+            "properties": {
+                "code": {"type": "integer", "format": "int32", "description": "The gRPC status code."},
+                "message": {"type": "string", "description": "A developer-facing message."},
+                "details": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"@type": {"type": "string"}},
+                        "additionalProperties": true
+                    }
+                }
+            },
+            "required": ["code", "message", "details"]
+        }),
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": options.title, "version": options.version},
+        "paths": paths,
+        "components": {"schemas": components},
+    })
+}
+
+/// `/v1/{name=shelves/*}:publish` becomes `/v1/{name}:publish`.
+fn openapi_path(route: &Route) -> String {
+    let template = &route.template;
+    let mut path = String::new();
+    let mut i = 0;
+    while i < template.segments.len() {
+        path.push('/');
+        if let Some(variable) = template.variables.iter().find(|v| v.start == i) {
+            path.push('{');
+            path.push_str(&variable.field_path.join("."));
+            path.push('}');
+            i += variable.len.max(1);
+            continue;
+        }
+        match &template.segments[i] {
+            Segment::Literal(text) => path.push_str(text),
+            Segment::Any => path.push('*'),
+            Segment::Rest => path.push_str("**"),
+        }
+        i += 1;
+    }
+    if let Some(verb) = &template.verb {
+        path.push(':');
+        path.push_str(verb);
+    }
+    path
+}
+
+fn operation(
+    route: &Route,
+    options: &TranscodeOptions,
+    schemas: &mut BTreeMap<String, Value>,
+) -> Value {
+    let method = &route.grpc;
+    let mut parameters = Vec::new();
+    for (variable, fields) in route.template.variables.iter().zip(&route.path_fields) {
+        if let Some(field) = fields.last() {
+            parameters.push(json!({
+                "name": variable.field_path.join("."),
+                "in": "path",
+                "required": true,
+                "description": comment_of_field(field),
+                "schema": field_schema(field, options, schemas),
+            }));
+        }
+    }
+    let bound: Vec<&FieldDescriptor> = route.path_fields.iter().filter_map(|f| f.first()).collect();
+    match &route.body {
+        BodyBinding::Whole => {}
+        BodyBinding::Field(body) => {
+            query_parameters(
+                &method.input(),
+                "",
+                &bound,
+                Some(body),
+                options,
+                schemas,
+                &mut parameters,
+            );
+        }
+        BodyBinding::None => {
+            query_parameters(
+                &method.input(),
+                "",
+                &bound,
+                None,
+                options,
+                schemas,
+                &mut parameters,
+            );
+        }
+    }
+    let mut op = json!({
+        "operationId": format!("{}_{}", method.parent_service().name(), method.name()),
+        "tags": [method.parent_service().full_name()],
+        "description": comment_of_method(method),
+        "parameters": parameters,
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": response_schema(route, options, schemas)}}
+            },
+            "default": {
+                "description": "An error, with the HTTP status mapped from its gRPC code.",
+                "content": {"application/json": {"schema": reference(ERROR_SCHEMA)}}
+            }
+        }
+    });
+    let body_schema = match &route.body {
+        BodyBinding::None => None,
+        BodyBinding::Whole => Some(message_ref(&method.input(), options, schemas)),
+        BodyBinding::Field(field) => Some(field_schema(field, options, schemas)),
+    };
+    if let Some(schema) = body_schema {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": schema}}
+        });
+    }
+    op
+}
+
+fn response_schema(
+    route: &Route,
+    options: &TranscodeOptions,
+    schemas: &mut BTreeMap<String, Value>,
+) -> Value {
+    match &route.response_body {
+        Some(field) => field_schema(field, options, schemas),
+        None => message_ref(&route.grpc.output(), options, schemas),
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a recursive walk with its accumulators"
+)]
+fn query_parameters(
+    message: &MessageDescriptor,
+    prefix: &str,
+    bound: &[&FieldDescriptor],
+    body: Option<&FieldDescriptor>,
+    options: &TranscodeOptions,
+    schemas: &mut BTreeMap<String, Value>,
+    out: &mut Vec<Value>,
+) {
+    for field in message.fields() {
+        if prefix.is_empty() && (bound.contains(&&field) || body == Some(&field)) {
+            continue;
+        }
+        let name = format!("{prefix}{}", field.name());
+        match field.kind() {
+            Kind::Message(nested)
+                if !field.is_list() && !field.is_map() && !is_scalar_like(&nested) =>
+            {
+                if prefix.matches('.').count() < 3 {
+                    query_parameters(
+                        &nested,
+                        &format!("{name}."),
+                        &[],
+                        None,
+                        options,
+                        schemas,
+                        out,
+                    );
+                }
+            }
+            _ if field.is_map() => {}
+            _ => out.push(json!({
+                "name": name,
+                "in": "query",
+                "required": false,
+                "description": comment_of_field(&field),
+                "schema": field_schema(&field, options, schemas),
+            })),
+        }
+    }
+}
+
+fn is_scalar_like(message: &MessageDescriptor) -> bool {
+    matches!(
+        message.full_name(),
+        "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.DoubleValue"
+    )
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn message_ref(
+    message: &MessageDescriptor,
+    options: &TranscodeOptions,
+    schemas: &mut BTreeMap<String, Value>,
+) -> Value {
+    if let Some(schema) = well_known(message) {
+        return schema;
+    }
+    let name = message.full_name().to_owned();
+    if !schemas.contains_key(&name) {
+        schemas.insert(name.clone(), Value::Null); // Reserve: messages may recurse.
+        let mut properties = Map::new();
+        for field in message.fields() {
+            let key = if options.json.use_proto_names {
+                field.name().to_owned()
+            } else {
+                field.json_name().to_owned()
+            };
+            let mut schema = field_schema(&field, options, schemas);
+            let description = comment_of_field(&field);
+            if !description.is_empty()
+                && let Value::Object(object) = &mut schema
+                && !object.contains_key("$ref")
+            {
+                object.insert("description".to_owned(), Value::String(description));
+            }
+            properties.insert(key, schema);
+        }
+        schemas.insert(
+            name.clone(),
+            json!({
+                "type": "object",
+                "description": comment_at(&message.parent_file(), message.path()),
+                "properties": properties,
+            }),
+        );
+    }
+    reference(&name)
+}
+
+fn well_known(message: &MessageDescriptor) -> Option<Value> {
+    Some(match message.full_name() {
+        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => json!({"type": "string", "example": "1.5s"}),
+        "google.protobuf.FieldMask" => json!({"type": "string"}),
+        "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
+        "google.protobuf.Value" => json!({}),
+        "google.protobuf.ListValue" => json!({"type": "array", "items": {}}),
+        "google.protobuf.Empty" => json!({"type": "object"}),
+        "google.protobuf.Any" => json!({
+            "type": "object",
+            "properties": {"@type": {"type": "string"}},
+            "additionalProperties": true
+        }),
+        "google.protobuf.BoolValue" => json!({"type": "boolean", "nullable": true}),
+        "google.protobuf.StringValue" => json!({"type": "string", "nullable": true}),
+        "google.protobuf.BytesValue" => {
+            json!({"type": "string", "format": "byte", "nullable": true})
+        }
+        "google.protobuf.Int32Value" | "google.protobuf.UInt32Value" => {
+            json!({"type": "integer", "format": "int32", "nullable": true})
+        }
+        "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => {
+            json!({"type": "string", "format": "int64", "nullable": true})
+        }
+        "google.protobuf.FloatValue" | "google.protobuf.DoubleValue" => {
+            json!({"type": "number", "nullable": true})
+        }
+        _ => return None,
+    })
+}
+
+fn field_schema(
+    field: &FieldDescriptor,
+    options: &TranscodeOptions,
+    schemas: &mut BTreeMap<String, Value>,
+) -> Value {
+    if field.is_map() {
+        let value_schema = match field.kind() {
+            Kind::Message(entry) => entry
+                .get_field_by_name("value")
+                .map(|v| field_schema(&v, options, schemas))
+                .unwrap_or_else(|| json!({})),
+            _ => json!({}),
+        };
+        return json!({"type": "object", "additionalProperties": value_schema});
+    }
+    let item = match field.kind() {
+        Kind::Double | Kind::Float => json!({"type": "number"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
+        Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64", "minimum": 0}),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
+            json!({"type": "string", "format": "int64"})
+        }
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::String => json!({"type": "string"}),
+        Kind::Bytes => json!({"type": "string", "format": "byte"}),
+        Kind::Enum(e) => enum_schema(&e),
+        Kind::Message(m) => message_ref(&m, options, schemas),
+    };
+    if field.is_list() {
+        json!({"type": "array", "items": item})
+    } else {
+        item
+    }
+}
+
+fn enum_schema(descriptor: &EnumDescriptor) -> Value {
+    let names: Vec<String> = descriptor.values().map(|v| v.name().to_owned()).collect();
+    json!({
+        "type": "string",
+        "enum": names,
+        "description": comment_at(&descriptor.parent_file(), descriptor.path()),
+    })
+}
+
+fn comment_of_field(field: &FieldDescriptor) -> String {
+    comment_at(&field.parent_file(), field.path())
+}
+
+fn comment_of_method(method: &MethodDescriptor) -> String {
+    comment_at(&method.parent_file(), method.path())
+}
+
+/// The leading comment of the element at `path` in `file`, trimmed.
+fn comment_at(file: &FileDescriptor, path: &[i32]) -> String {
+    file.file_descriptor_proto()
+        .source_code_info
+        .as_ref()
+        .and_then(|info| info.location.iter().find(|l| l.path == path))
+        .and_then(|location| location.leading_comments.as_deref())
+        .map(|text| {
+            text.lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
