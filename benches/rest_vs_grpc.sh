@@ -30,7 +30,7 @@ INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
 INVENTORY_SERVER__HOST=127.0.0.1 \
 INVENTORY_LOGGING__LEVEL=warn \
 INVENTORY_INVENTORY__INITIAL_STOCK='{bench-product=1000}' \
-  target/release/inventory-service --config config/config.yaml &
+  "${CARGO_TARGET_DIR:-target}/release/inventory-service" --config config/config.yaml &
 server=$!
 for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break

@@ -118,6 +118,40 @@ impl JsonOptions {
         integral_doubles_as_integers(&mut json);
         Ok(json)
     }
+
+    /// A message as JSON text, written directly when its type can hold no
+    /// floating-point value (`may_hold_floats` false: nothing to tidy), else
+    /// via [`Self::to_json`].
+    pub fn to_json_bytes(
+        &self,
+        message: &DynamicMessage,
+        may_hold_floats: bool,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        if may_hold_floats {
+            return serde_json::to_vec(&self.to_json(message)?);
+        }
+        let mut bytes = Vec::with_capacity(256);
+        message.serialize_with_options(
+            &mut serde_json::Serializer::new(&mut bytes),
+            &self.serialize_options(),
+        )?;
+        Ok(bytes)
+    }
+}
+
+/// Whether a message type can carry a float or double anywhere inside it
+/// (including google.protobuf.Value, whose numbers are doubles).
+pub(crate) fn has_floats(message: &prost_reflect::MessageDescriptor, seen: &mut Vec<String>) -> bool {
+    use prost_reflect::Kind;
+    if seen.iter().any(|s| s == message.full_name()) {
+        return false;
+    }
+    seen.push(message.full_name().to_owned());
+    message.fields().any(|field| match field.kind() {
+        Kind::Double | Kind::Float => true,
+        Kind::Message(nested) => has_floats(&nested, seen),
+        _ => false,
+    })
 }
 
 fn integral_doubles_as_integers(value: &mut serde_json::Value) {
@@ -343,6 +377,46 @@ where
     }
 }
 
+/// What a transcoded call was, attached to its response's extensions so
+/// that an outer layer (telemetry) can name the request after its route
+/// and gRPC method, and read its outcome, without parsing the JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodedCall {
+    /// The matched HttpRule path template (`/api/v1/inventory/{product_id}`);
+    /// `None` for Connect and for paths no rule matches.
+    pub route: Option<String>,
+    /// The gRPC method called (`/package.Service/Method`), if any was.
+    pub grpc_path: Option<String>,
+    /// The gRPC code of the outcome (the call's, or the layer's own refusal).
+    pub code: Code,
+}
+
+/// Records `code` as the outcome of `response` unless one is recorded.
+fn with_code(mut response: Response<Body>, code: Code) -> Response<Body> {
+    if response.extensions().get::<TranscodedCall>().is_none() {
+        response.extensions_mut().insert(TranscodedCall {
+            route: None,
+            grpc_path: None,
+            code,
+        });
+    }
+    response
+}
+
+/// Adds the route and method to the [`TranscodedCall`] of `response`.
+fn annotate(mut response: Response<Body>, route: Option<String>, grpc_path: &str) -> Response<Body> {
+    let code = response
+        .extensions()
+        .get::<TranscodedCall>()
+        .map_or(Code::Unknown, |call| call.code);
+    response.extensions_mut().insert(TranscodedCall {
+        route,
+        grpc_path: Some(grpc_path.to_owned()),
+        code,
+    });
+    response
+}
+
 /// An error the transcoder answers itself, before or instead of a call.
 #[derive(Debug, Clone)]
 pub struct TranscodeError {
@@ -402,12 +476,19 @@ impl Transcoder {
             && let Some(method) = self.methods.get(path)
         {
             let outcome = self.connect(&mut inner, method, &parts, body).await?;
-            return Ok(outcome.unwrap_or_else(|e| self.error_response(Protocol::Connect, &e)));
+            let response = outcome.unwrap_or_else(|e| self.error_response(Protocol::Connect, &e));
+            return Ok(annotate(response, None, path));
         }
 
         let outcome = match self.routes.lookup(&parts.method, path) {
             routes::Lookup::Found(route, values) => {
-                self.rest(&mut inner, route, values, &parts, body).await?
+                let outcome = self.rest(&mut inner, route, values, &parts, body).await?;
+                let response = outcome.unwrap_or_else(|e| self.error_response(Protocol::Rest, &e));
+                return Ok(annotate(
+                    response,
+                    Some(route.template.to_string()),
+                    &route.grpc_path,
+                ));
             }
             routes::Lookup::WrongMethod(allowed) => {
                 let mut error = TranscodeError::new(
@@ -516,7 +597,7 @@ impl Transcoder {
         };
         copy_metadata(response.headers_mut(), &reply.headers, "grpc-metadata-");
         copy_metadata(response.headers_mut(), &reply.trailers, "grpc-trailer-");
-        response
+        with_code(response, reply.code)
     }
 
     fn render_output(
@@ -526,11 +607,17 @@ impl Transcoder {
     ) -> Result<Bytes, TranscodeError> {
         let message = DynamicMessage::decode(route.grpc.output(), payload)
             .map_err(|e| TranscodeError::internal(format!("undecodable response: {e}")))?;
-        let mut json = self
-            .options
-            .json
-            .to_json(&message)
-            .map_err(|e| TranscodeError::internal(format!("unencodable response: {e}")))?;
+        let unencodable =
+            |e: serde_json::Error| TranscodeError::internal(format!("unencodable response: {e}"));
+        if route.response_body.is_none() {
+            return self
+                .options
+                .json
+                .to_json_bytes(&message, route.output_has_floats)
+                .map(Bytes::from)
+                .map_err(unencodable);
+        }
+        let mut json = self.options.json.to_json(&message).map_err(unencodable)?;
         if let Some(field) = &route.response_body {
             let key = if self.options.json.use_proto_names {
                 field.name()
@@ -643,7 +730,7 @@ impl Transcoder {
         };
         copy_metadata(response.headers_mut(), &reply.headers, "");
         copy_metadata(response.headers_mut(), &reply.trailers, "trailer-");
-        Ok(Ok(response))
+        Ok(Ok(with_code(response, reply.code)))
     }
 
     async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, TranscodeError> {
@@ -688,6 +775,11 @@ impl Transcoder {
             ),
         };
         let mut response = json_response(error.status, &body);
+        response.extensions_mut().insert(TranscodedCall {
+            route: None,
+            grpc_path: None,
+            code: error.code,
+        });
         if let Some(allow) = error
             .allow
             .as_deref()

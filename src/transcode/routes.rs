@@ -58,6 +58,9 @@ pub struct Route {
     pub body: BodyBinding,
     /// The response field sent as the body, if not the whole response.
     pub response_body: Option<FieldDescriptor>,
+    /// Whether the response type can hold a float anywhere (its JSON then
+    /// needs tidying; see `JsonOptions::to_json_bytes`).
+    pub output_has_floats: bool,
     /// The gRPC method.
     pub grpc: MethodDescriptor,
     /// Its gRPC path, `/package.Service/Method`.
@@ -263,6 +266,7 @@ impl Route {
             path_fields,
             body,
             response_body,
+            output_has_floats: super::has_floats(&method.output(), &mut Vec::new()),
             grpc_path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
             grpc: method.clone(),
         })

@@ -183,7 +183,12 @@ impl PathTemplate {
             match segment {
                 Segment::Literal(text) => {
                     let part = parts.get(i)?;
-                    if percent_decode(part, false)? != *text {
+                    let equal = if part.contains('%') {
+                        percent_decode(part, false)? == *text
+                    } else {
+                        *part == text
+                    };
+                    if !equal {
                         return None;
                     }
                     i += 1;
