@@ -108,6 +108,18 @@ impl TestDatabase {
         }
     }
 
+    /// The SQLite file, on SQLite.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.postgres
+            .is_none()
+            .then(|| self.dir.path().join("inventory.db"))
+    }
+
+    /// The connection URL, on PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|p| p.url.as_str())
+    }
+
     /// Points `config.database` at this database.
     pub fn configure(&self, config: &mut Config) {
         match &self.postgres {
