@@ -13,9 +13,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use common::invariants::{
+    AVAILABLE_VS_HISTORY, LEVELS, RESERVATIONS, RESERVE_ENTRIES, RESERVED_VS_HELD, query,
+};
 use common::{Backend, TestDatabase, TestServer, backend_tests};
-use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Text};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{
     ReleaseInventoryRequest, ReserveInventoryRequest, UpdateInventoryRequest,
@@ -204,59 +205,6 @@ async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Ackn
                 }
             }
         }
-    }
-}
-
-/// One row of an invariant query: a key and two numbers to compare.
-#[derive(Debug, QueryableByName)]
-struct Row {
-    #[diesel(sql_type = Text)]
-    key: String,
-    #[diesel(sql_type = BigInt)]
-    a: i64,
-    #[diesel(sql_type = BigInt)]
-    b: i64,
-}
-
-/// reserved_quantity, and what active reservations hold.
-const RESERVED_VS_HELD: &str = "SELECT i.product_id AS key, CAST(i.reserved_quantity AS BIGINT) AS a, \
-     CAST(COALESCE((SELECT SUM(r.quantity - r.released_quantity) FROM inventory_reservations r \
-     WHERE r.product_id = i.product_id AND r.status = 'active'), 0) AS BIGINT) AS b FROM inventory i";
-/// total and reserved.
-const LEVELS: &str = "SELECT product_id AS key, CAST(total_quantity AS BIGINT) AS a, \
-     CAST(reserved_quantity AS BIGINT) AS b FROM inventory";
-/// Available, and the sum of the history's signed changes.
-const AVAILABLE_VS_HISTORY: &str = "SELECT i.product_id AS key, \
-     CAST(i.total_quantity - i.reserved_quantity AS BIGINT) AS a, \
-     CAST(COALESCE((SELECT SUM(h.quantity_change) FROM inventory_history h \
-     WHERE h.product_id = i.product_id), 0) AS BIGINT) AS b FROM inventory i";
-/// Each reservation's quantity, and how many rows it has.
-const RESERVATIONS: &str = "SELECT order_id || '/' || product_id AS key, CAST(MAX(quantity) AS BIGINT) AS a, \
-     CAST(COUNT(*) AS BIGINT) AS b FROM inventory_reservations GROUP BY order_id, product_id";
-/// Reserve entries in the history per reservation id, and reservations.
-const RESERVE_ENTRIES: &str = "SELECT 'all' AS key, \
-     CAST((SELECT COUNT(*) FROM inventory_history WHERE operation_type = 'reserve') AS BIGINT) AS a, \
-     CAST((SELECT COUNT(*) FROM inventory_reservations) AS BIGINT) AS b";
-
-async fn query(database: &TestDatabase, sql: &'static str) -> Vec<Row> {
-    if let Some(url) = database.postgres_url() {
-        let mut conn = inventory_service::store::postgres::connect(url)
-            .await
-            .expect("connect to the test database");
-        diesel_async::RunQueryDsl::load(diesel::sql_query(sql), &mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    } else {
-        let path = database.sqlite_path().expect("a SQLite file");
-        tokio::task::spawn_blocking(move || {
-            use diesel::Connection as _;
-            let mut conn = diesel::SqliteConnection::establish(&path.display().to_string())
-                .expect("open the test database");
-            diesel::RunQueryDsl::load(diesel::sql_query(sql), &mut conn)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
-        .await
-        .expect("query task")
     }
 }
 

@@ -18,6 +18,8 @@
     reason = "each test binary uses a different part of the fixture"
 )]
 
+pub mod invariants;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
