@@ -141,7 +141,10 @@ impl JsonOptions {
 
 /// Whether a message type can carry a float or double anywhere inside it
 /// (including google.protobuf.Value, whose numbers are doubles).
-pub(crate) fn has_floats(message: &prost_reflect::MessageDescriptor, seen: &mut Vec<String>) -> bool {
+pub(crate) fn has_floats(
+    message: &prost_reflect::MessageDescriptor,
+    seen: &mut Vec<String>,
+) -> bool {
     use prost_reflect::Kind;
     if seen.iter().any(|s| s == message.full_name()) {
         return false;
@@ -404,7 +407,11 @@ fn with_code(mut response: Response<Body>, code: Code) -> Response<Body> {
 }
 
 /// Adds the route and method to the [`TranscodedCall`] of `response`.
-fn annotate(mut response: Response<Body>, route: Option<String>, grpc_path: &str) -> Response<Body> {
+fn annotate(
+    mut response: Response<Body>,
+    route: Option<String>,
+    grpc_path: &str,
+) -> Response<Body> {
     let code = response
         .extensions()
         .get::<TranscodedCall>()

@@ -83,14 +83,11 @@ fn decode_value(
     options: &JsonOptions,
 ) -> Result<DynamicMessage, TranscodeError> {
     let decode_options = DeserializeOptions::new().deny_unknown_fields(options.deny_unknown_fields);
-    let error = match DynamicMessage::deserialize_with_options(
-        message.clone(),
-        &value,
-        &decode_options,
-    ) {
-        Ok(decoded) => return Ok(decoded),
-        Err(error) => error,
-    };
+    let error =
+        match DynamicMessage::deserialize_with_options(message.clone(), &value, &decode_options) {
+            Ok(decoded) => return Ok(decoded),
+            Err(error) => error,
+        };
     let mut track = serde_path_to_error::Track::new();
     let deserializer = serde_path_to_error::Deserializer::new(&value, &mut track);
     let _ = DynamicMessage::deserialize_with_options(message, deserializer, &decode_options);
