@@ -22,10 +22,11 @@ pub fn build_message(
     options: &JsonOptions,
 ) -> Result<DynamicMessage, TranscodeError> {
     let input = route.grpc.input();
-    if body.is_none() && query.is_none_or(str::is_empty) {
-        if let Some(message) = from_string_path_values(&input, route, &path_values) {
-            return Ok(message);
-        }
+    if body.is_none()
+        && query.is_none_or(str::is_empty)
+        && let Some(message) = from_string_path_values(&input, route, &path_values)
+    {
+        return Ok(message);
     }
     let mut root = match (&route.body, body) {
         (BodyBinding::Whole, Some(Value::Object(object))) => object,
