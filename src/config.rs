@@ -172,19 +172,42 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// The `tracing` section (the exporter arrives with the tracing work; the
-/// keys are accepted and validated now).
+/// How spans and metrics travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (Jaeger and the collector listen on 4317).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318, `/v1/traces`).
+    Http,
+}
+
+/// The `tracing` section: OpenTelemetry export of traces and metrics.
+///
+/// The standard `OTEL_*` environment variables override it (see
+/// [`TracingConfig::apply_otel_env`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracingConfig {
-    /// Whether spans are exported.
+    /// Whether spans and metrics are exported over OTLP.
     pub enabled: bool,
-    /// The collector endpoint (Jaeger accepts OTLP on 4317 and 4318).
+    /// The collector endpoint, the seed's key. Jaeger accepts OTLP on 4317
+    /// (gRPC) and 4318 (HTTP); [`Self::endpoint`] takes precedence.
     pub jaeger_endpoint: String,
+    /// The collector endpoint under its protocol-neutral name; when set it
+    /// wins over `jaeger_endpoint`.
+    pub endpoint: Option<String>,
+    /// `grpc` (the default) or `http` (HTTP/protobuf).
+    pub protocol: OtlpProtocol,
     /// The service name spans carry.
     pub service_name: String,
-    /// Fraction of new traces sampled, 0.0 to 1.0.
+    /// Fraction of new traces sampled, 0.0 to 1.0; a caller's sampling
+    /// decision (the `traceparent` flag) is followed.
     pub sampling_rate: f64,
+    /// How long finished spans wait to be sent in a batch; also the
+    /// interval of OTLP metric export.
+    #[serde(with = "humantime_serde")]
+    pub export_interval: Duration,
 }
 
 impl Default for TracingConfig {
@@ -192,9 +215,71 @@ impl Default for TracingConfig {
         Self {
             enabled: false,
             jaeger_endpoint: "http://localhost:4317".to_owned(),
+            endpoint: None,
+            protocol: OtlpProtocol::Grpc,
             service_name: "inventory-service".to_owned(),
             sampling_rate: 1.0,
+            export_interval: Duration::from_secs(5),
         }
+    }
+}
+
+impl TracingConfig {
+    /// The endpoint spans go to: `endpoint` if set, else `jaeger_endpoint`.
+    pub fn collector_endpoint(&self) -> &str {
+        self.endpoint.as_deref().unwrap_or(&self.jaeger_endpoint)
+    }
+
+    /// Applies the standard OpenTelemetry environment variables, which win
+    /// over the file: `OTEL_SDK_DISABLED=true` turns export off,
+    /// `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL`
+    /// (`grpc` or `http/protobuf`), `OTEL_TRACES_SAMPLER_ARG` (the ratio) and
+    /// `OTEL_BSP_SCHEDULE_DELAY` (milliseconds). `env` looks a variable up.
+    pub fn apply_otel_env(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            self.enabled = false;
+        }
+        if let Some(name) = get("OTEL_SERVICE_NAME") {
+            self.service_name = name;
+        }
+        if let Some(endpoint) =
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        {
+            self.endpoint = Some(endpoint);
+        }
+        if let Some(protocol) =
+            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        {
+            self.protocol = match protocol.trim() {
+                "grpc" => OtlpProtocol::Grpc,
+                "http/protobuf" => OtlpProtocol::Http,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "OTEL_EXPORTER_OTLP_PROTOCOL",
+                        reason: format!("must be grpc or http/protobuf, got {other:?}"),
+                    });
+                }
+            };
+        }
+        if let Some(ratio) = get("OTEL_TRACES_SAMPLER_ARG") {
+            self.sampling_rate = ratio.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: "OTEL_TRACES_SAMPLER_ARG",
+                reason: format!("must be a number between 0.0 and 1.0, got {ratio:?}"),
+            })?;
+        }
+        if let Some(delay) = get("OTEL_BSP_SCHEDULE_DELAY") {
+            let ms: u64 = delay.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: "OTEL_BSP_SCHEDULE_DELAY",
+                reason: format!("must be milliseconds, got {delay:?}"),
+            })?;
+            self.export_interval = Duration::from_millis(ms);
+        }
+        Ok(())
     }
 }
 
@@ -366,6 +451,9 @@ impl Config {
         config
             .database
             .apply_database_url(std::env::var_os(DATABASE_URL_ENV))?;
+        config
+            .tracing
+            .apply_otel_env(|name| std::env::var(name).ok())?;
         config.validate()?;
         Ok(config)
     }
@@ -452,6 +540,12 @@ impl Config {
                 format!("must be between 0.0 and 1.0, got {rate}"),
             );
         }
+        if self.tracing.export_interval.is_zero() {
+            return invalid("tracing.export_interval", "must be longer than zero");
+        }
+        if self.tracing.collector_endpoint().trim().is_empty() {
+            return invalid("tracing.endpoint", "must not be empty");
+        }
         if self.cache.enabled && self.cache.max_size == 0 {
             return invalid(
                 "cache.max_size",
@@ -503,6 +597,42 @@ mod tests {
 
     fn from_yaml(yaml: &str) -> Result<Config, ConfigError> {
         Config::from_figment(Figment::new().merge(Yaml::string(yaml)))
+    }
+
+    #[test]
+    fn otel_environment_variables_override_the_file() {
+        let mut config = from_yaml(
+            "tracing:\n  enabled: true\n  jaeger_endpoint: http://jaeger:4317\n  sampling_rate: 0.5\n",
+        )
+        .expect("valid");
+        assert_eq!(config.tracing.collector_endpoint(), "http://jaeger:4317");
+        let env = |name: &str| {
+            match name {
+                "OTEL_SERVICE_NAME" => Some("inv-a"),
+                "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318"),
+                "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf"),
+                "OTEL_TRACES_SAMPLER_ARG" => Some("0.25"),
+                "OTEL_SDK_DISABLED" => Some("true"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        config.tracing.apply_otel_env(env).expect("valid variables");
+        assert!(!config.tracing.enabled);
+        assert_eq!(config.tracing.service_name, "inv-a");
+        assert_eq!(config.tracing.collector_endpoint(), "http://collector:4318");
+        assert_eq!(config.tracing.protocol, OtlpProtocol::Http);
+        assert_eq!(config.tracing.sampling_rate, 0.25);
+        let error = config
+            .tracing
+            .apply_otel_env(|name| {
+                (name == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "carrier-pigeon".to_owned())
+            })
+            .expect_err("unknown protocol");
+        assert!(
+            error.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            "{error}"
+        );
     }
 
     #[test]

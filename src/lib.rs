@@ -17,7 +17,8 @@
 //!   it knows nothing about inventory.
 //! - [`pb`]: the generated protobuf code and descriptor set.
 //! - [`config`]: the YAML configuration, environment overrides, validation.
-//! - [`telemetry`]: logging setup.
+//! - [`telemetry`]: logs, traces and metrics, owned per server: the server
+//!   span layer, the database instrumentation, `/metrics`.
 //!
 //! The contract is `proto/inventory/v1/inventory.proto`.
 #![warn(missing_docs)]

@@ -1,5 +1,5 @@
 //! The inventory-service binary: parse flags, load the configuration, start
-//! logging, bind, and hand over to [`inventory_service::server::serve`] until
+//! logging, tracing and metrics, bind, and hand over to [`inventory_service::server::serve`] until
 //! SIGTERM or Ctrl-C.
 //!
 //! ```text
@@ -95,10 +95,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
-    if let Err(error) = telemetry::init_logging(&config.logging) {
-        eprintln!("inventory-service: cannot start logging: {error}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match telemetry::Telemetry::new(&config, telemetry::LogOutput::Stdout)
+        .and_then(|t| t.install_global().map(|()| t))
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("inventory-service: cannot start logging and tracing: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listeners = match Listeners::bind(&config).await {
         Ok(listeners) => listeners,
         Err(error) => {
@@ -106,7 +111,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::serve(config, listeners, shutdown_signal()).await {
+    match server::serve_with_telemetry(config, listeners, shutdown_signal(), telemetry).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "inventory-service failed");

@@ -9,7 +9,12 @@
 //!
 //! Background tasks: the expiry sweeper and the health monitor. Shutdown stops
 //! accepting, lets in-flight requests finish (up to
-//! `server.shutdown_timeout`), stops the background tasks and closes the pool.
+//! `server.shutdown_timeout`), stops the background tasks, closes the pool
+//! and flushes the telemetry.
+//!
+//! Telemetry is the server's own ([`Telemetry`]): everything the server runs
+//! (requests, background tasks, store calls) runs under its dispatch, so
+//! several servers in one process keep their spans and metrics apart.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +28,8 @@ use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 
 use crate::api::InventoryApi;
 use crate::api::health::{self, HealthProbe, run_health_monitor};
@@ -32,6 +39,8 @@ use crate::domain::{Inventory, InventorySettings};
 use crate::pb;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{self, InventoryStore};
+use crate::telemetry::layer::{RequestTelemetryLayer, TRACE_ID_HEADER};
+use crate::telemetry::{LogOutput, Telemetry, TelemetryError};
 use crate::transcode::{self, JsonOptions, TranscodeLayer, TranscodeOptions, Transcoder};
 
 /// The two bound listeners. Tests bind `127.0.0.1:0`.
@@ -71,6 +80,9 @@ pub enum ServeError {
     /// A server failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Tracing or metrics could not start.
+    #[error("starting telemetry: {0}")]
+    Telemetry(#[from] TelemetryError),
 }
 
 /// Opens the database `config.database` names.
@@ -101,13 +113,43 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, stor
     }
 }
 
-/// Runs the service on `listeners` until `shutdown` completes.
+/// Runs the service on `listeners` until `shutdown` completes, with the
+/// telemetry `config.tracing` describes and no log output (what tests use;
+/// the binary passes its own telemetry to [`serve_with_telemetry`]).
 pub async fn serve(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let telemetry = Telemetry::new(&config, LogOutput::Off)?;
+    serve_with_telemetry(config, listeners, shutdown, telemetry).await
+}
+
+/// Runs the service on `listeners` until `shutdown` completes, with
+/// `telemetry`: its dispatch for everything the server runs, its metrics
+/// on `/metrics`. Flushes and stops it before returning.
+pub async fn serve_with_telemetry(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    telemetry: Telemetry,
+) -> Result<(), ServeError> {
+    let dispatch = telemetry.dispatch().clone();
+    let result = run(config, listeners, shutdown, &telemetry)
+        .with_subscriber(dispatch)
+        .await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    telemetry: &Telemetry,
+) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
+    telemetry.metrics().observe_pool(store.clone());
     let inventory = Inventory::new(
         store.clone(),
         InventorySettings {
@@ -160,18 +202,24 @@ pub async fn serve(
             stop.cancel();
         });
     }
-    tasks.spawn(run_health_monitor(
-        probe.clone(),
-        health_reporter,
-        config.database.health_check_interval,
-        stop.clone(),
-    ));
-    tasks.spawn(run_expiry_sweeper(
-        inventory.clone(),
-        config.inventory.cleanup_interval,
-        config.inventory.cleanup_batch_size,
-        stop.clone(),
-    ));
+    tasks.spawn(
+        run_health_monitor(
+            probe.clone(),
+            health_reporter,
+            config.database.health_check_interval,
+            stop.clone(),
+        )
+        .with_current_subscriber(),
+    );
+    tasks.spawn(
+        run_expiry_sweeper(
+            inventory.clone(),
+            config.inventory.cleanup_interval,
+            config.inventory.cleanup_batch_size,
+            stop.clone(),
+        )
+        .with_current_subscriber(),
+    );
     tasks.close();
 
     tracing::info!(
@@ -196,15 +244,20 @@ pub async fn serve(
         },
     )?;
     let transcode = TranscodeLayer::new(transcoder);
-    let edge = HttpEdgeLayer::new(probe);
-    // Both ports serve the same stack, outermost first: CORS, /health, REST
-    // and Connect to gRPC, gRPC-Web to gRPC, then the gRPC routes. gRPC-Web
-    // sits inside the REST layer because it refuses other HTTP/1.1 requests.
+    let edge = HttpEdgeLayer::new(probe, telemetry.metrics().clone());
+    let traced = RequestTelemetryLayer::new(telemetry);
+    // Both ports serve the same stack, outermost first: CORS, /health and
+    // /metrics, the server span and request metrics, REST and Connect to
+    // gRPC, gRPC-Web to gRPC, then the gRPC routes. The span layer sits
+    // outside the transcoder to see REST requests as they came (method,
+    // headers); gRPC-Web sits inside the REST layer because it refuses other
+    // HTTP/1.1 requests.
     let serve_on = |listener: TcpListener| {
         Server::builder()
             .accept_http1(true)
             .layer(grpc_web_cors())
             .layer(edge.clone())
+            .layer(traced.clone())
             .layer(transcode.clone())
             .layer(tonic_web::GrpcWebLayer::new())
             .add_routes(routes.clone())
@@ -261,11 +314,12 @@ async fn stock_initial_products(inventory: &Inventory, config: &Config) -> Resul
 /// CORS for browsers calling gRPC-Web from another origin: any origin, the
 /// gRPC-Web request headers, and the gRPC status headers exposed.
 fn grpc_web_cors() -> CorsLayer {
-    const EXPOSED: [&str; 4] = [
+    const EXPOSED: [&str; 5] = [
         "grpc-status",
         "grpc-message",
         "grpc-status-details-bin",
         "x-request-id",
+        TRACE_ID_HEADER,
     ];
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
@@ -276,7 +330,8 @@ fn grpc_web_cors() -> CorsLayer {
 }
 
 /// Every `interval` (and once at start), releases the reservations whose
-/// timeout has passed, until `stop`.
+/// timeout has passed, until `stop`. Each run is a trace of its own (a root
+/// span `inventory.expire`), counted in the metrics.
 async fn run_expiry_sweeper(
     inventory: Inventory,
     interval: Duration,
@@ -290,10 +345,32 @@ async fn run_expiry_sweeper(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match inventory.expire_due_reservations(batch_size).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "expired reservations released"),
-            Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying next interval"),
+        let span = tracing::info_span!(
+            parent: None,
+            "inventory.expire",
+            inventory.operation = "expire",
+            inventory.expired = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let outcome = inventory
+            .expire_due_reservations(batch_size)
+            .instrument(span.clone())
+            .await;
+        let metrics = crate::telemetry::current().map(|context| context.metrics.clone());
+        match outcome {
+            Ok(count) => {
+                span.record("inventory.expired", count);
+                if let Some(metrics) = metrics {
+                    metrics.expiry_sweep(count);
+                }
+                if count > 0 {
+                    tracing::info!(parent: &span, count, "expired reservations released");
+                }
+            }
+            Err(error) => {
+                span.record("otel.status_description", error.to_string());
+                tracing::warn!(parent: &span, %error, "expiry sweep failed; retrying next interval");
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What the HTTP port answers itself, in front of everything else:
-//! `GET /health` (JSON, 200 when serving, 503 when not). Every other request
-//! passes through untouched.
+//! `GET /health` (JSON, 200 when serving, 503 when not) and `GET /metrics`
+//! (the Prometheus text format). Every other request passes through
+//! untouched.
 //!
 //! Shaped like the tower-http middlewares: [`HttpEdgeLayer`] holds the
 //! configuration, [`HttpEdge`] is the service, [`ResponseFuture`] avoids
@@ -19,19 +20,35 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::health::HealthProbe;
+use crate::telemetry::Metrics;
 
-/// Adds `/health` in front of a service.
+/// The content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Adds `/health` and `/metrics` in front of a service.
 #[derive(Clone)]
 pub struct HttpEdgeLayer {
     /// Answers `/health`.
     probe: Arc<HealthProbe>,
+    /// Answers `/metrics`, when set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl HttpEdgeLayer {
-    /// The layer, answering `/health` with `probe`.
-    pub fn new(probe: HealthProbe) -> Self {
+    /// The layer, answering `/health` with `probe` and `/metrics` with
+    /// `metrics`.
+    pub fn new(probe: HealthProbe, metrics: Arc<Metrics>) -> Self {
         Self {
             probe: Arc::new(probe),
+            metrics: Some(metrics),
+        }
+    }
+
+    /// The layer answering `/health` only.
+    pub fn health_only(probe: HealthProbe) -> Self {
+        Self {
+            probe: Arc::new(probe),
+            metrics: None,
         }
     }
 }
@@ -43,6 +60,7 @@ impl<S> Layer<S> for HttpEdgeLayer {
         HttpEdge {
             inner,
             probe: self.probe.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -54,6 +72,8 @@ pub struct HttpEdge<S> {
     inner: S,
     /// Answers `/health`.
     probe: Arc<HealthProbe>,
+    /// Answers `/metrics`, when set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
@@ -89,6 +109,18 @@ where
                 };
                 json_response(status, body)
             }));
+        }
+        if request.uri().path() == "/metrics"
+            && is_get
+            && let Some(metrics) = &self.metrics
+        {
+            let text = metrics.render();
+            let mut response = Response::new(Body::new(Full::new(Bytes::from(text))));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(PROMETHEUS_TEXT),
+            );
+            return ResponseFuture::answer(Box::pin(std::future::ready(response)));
         }
         ResponseFuture::inner(self.inner.call(request))
     }
@@ -173,7 +205,7 @@ mod tests {
         let routes = tower::service_fn(|_: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
         });
-        let edge = HttpEdgeLayer::new(probe).layer(routes);
+        let edge = HttpEdgeLayer::health_only(probe).layer(routes);
         let request = Request::get("/health")
             .body(Body::empty())
             .expect("request");

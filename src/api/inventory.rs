@@ -1,9 +1,20 @@
 //! [`InventoryApi`]: the `inventory.v1.InventoryService` handlers.
 //! Each decodes its request, calls [`Inventory`], and encodes the result; the
 //! rules and validation live in the domain.
+//!
+//! Each handler runs in its business span (`inventory.check`,
+//! `inventory.reserve`, ...), a child of the server span, with the seed's
+//! attributes: `inventory.operation`, `inventory.product_id`,
+//! `inventory.quantity`, `order.id`, and after the call `inventory.available`
+//! and `inventory.reserved` (the stock after it), or on failure the error
+//! status (`otel.status_description`) and `rpc.grpc.status_code`. The
+//! business counters (reservations created and released, insufficient stock)
+//! are counted here too.
 
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
+use tracing::Span;
+use tracing::field::Empty;
 
 use crate::domain::{
     self, CheckOutcome, HistoryEntry, Inventory, ReleaseResult, Reservation, ReservationResult,
@@ -39,6 +50,10 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             inventory.operation = "check",
             inventory.product_id = %request.get_ref().product_id,
             inventory.quantity = request.get_ref().required_quantity,
+            inventory.available = Empty,
+            inventory.reserved = Empty,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
         )
     )]
     async fn check_inventory(
@@ -49,7 +64,8 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let outcome = self
             .inventory
             .check(&request.product_id, request.required_quantity)
-            .await?;
+            .await;
+        let outcome = traced(outcome, |o| Some(stock_attributes(&o.stock)))?;
         Ok(Response::new(check_response(outcome)))
     }
 
@@ -61,6 +77,10 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             inventory.product_id = %request.get_ref().product_id,
             inventory.quantity = request.get_ref().quantity,
             order.id = %request.get_ref().order_id,
+            inventory.available = Empty,
+            inventory.reserved = Empty,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
         )
     )]
     async fn reserve_inventory(
@@ -76,7 +96,15 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
                 request.quantity,
                 request.reservation_timeout,
             )
-            .await?;
+            .await;
+        let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
+        if result.created
+            && let Some(context) = crate::telemetry::current()
+        {
+            context
+                .metrics
+                .reservation_created(&result.reservation.product_id);
+        }
         Ok(Response::new(reserve_response(result)))
     }
 
@@ -88,6 +116,10 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             inventory.product_id = %request.get_ref().product_id,
             inventory.quantity = request.get_ref().quantity,
             order.id = %request.get_ref().order_id,
+            inventory.available = Empty,
+            inventory.reserved = Empty,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
         )
     )]
     async fn release_inventory(
@@ -98,7 +130,13 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let result = self
             .inventory
             .release(&request.product_id, &request.order_id, request.quantity)
-            .await?;
+            .await;
+        let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
+        if result.released > 0
+            && let Some(context) = crate::telemetry::current()
+        {
+            context.metrics.reservation_released();
+        }
         Ok(Response::new(release_response(result)))
     }
 
@@ -109,6 +147,10 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             inventory.operation = "update",
             inventory.product_id = %request.get_ref().product_id,
             inventory.quantity = request.get_ref().quantity,
+            inventory.available = Empty,
+            inventory.reserved = Empty,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
         )
     )]
     async fn update_inventory(
@@ -119,14 +161,20 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let result = self
             .inventory
             .update(&request.product_id, &request.operation, request.quantity)
-            .await?;
+            .await;
+        let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
         Ok(Response::new(update_response(result)))
     }
 
     #[tracing::instrument(
         name = "inventory.history",
         skip_all,
-        fields(inventory.product_id = %request.get_ref().product_id)
+        fields(
+            inventory.operation = "history",
+            inventory.product_id = %request.get_ref().product_id,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
+        )
     )]
     async fn get_inventory_history(
         &self,
@@ -136,12 +184,50 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let page = self
             .inventory
             .history(&request.product_id, request.page_size, &request.page_token)
-            .await?;
+            .await;
+        let page = traced(page, |_| None)?;
         Ok(Response::new(pb::GetInventoryHistoryResponse {
             entries: page.entries.into_iter().map(history_entry).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
+}
+
+/// Records a use case's outcome on the current (business) span and maps an
+/// error to its status: `stock` picks the (available, reserved) quantities
+/// to record from a success; a failure records its gRPC code and message
+/// (marking the span as an error) and counts an insufficient-stock refusal.
+fn traced<T>(
+    result: Result<T, domain::Error>,
+    stock: impl FnOnce(&T) -> Option<(i32, i32)>,
+) -> Result<T, Status> {
+    let span = Span::current();
+    match result {
+        Ok(value) => {
+            if let Some((available, reserved)) = stock(&value) {
+                span.record("inventory.available", available);
+                span.record("inventory.reserved", reserved);
+            }
+            Ok(value)
+        }
+        Err(error) => {
+            if let domain::Error::InsufficientStock { available, .. } = &error {
+                span.record("inventory.available", *available);
+                if let Some(context) = crate::telemetry::current() {
+                    context.metrics.insufficient_stock();
+                }
+            }
+            let status = Status::from(error);
+            span.record("rpc.grpc.status_code", status.code() as i32);
+            span.record("otel.status_description", status.message());
+            Err(status)
+        }
+    }
+}
+
+/// The (available, reserved) quantities of a stock level.
+fn stock_attributes(stock: &StockLevel) -> (i32, i32) {
+    (stock.available_quantity(), stock.reserved_quantity)
 }
 
 fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {

@@ -149,6 +149,30 @@ pub struct CheckRecord {
     pub now: DateTime<Utc>,
 }
 
+/// The state of a store's connection pool, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections not lent out.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+impl From<deadpool::Status> for PoolStatus {
+    fn from(status: deadpool::Status) -> Self {
+        Self {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
+    }
+}
+
 /// The inventory's persistence. Every method is atomic.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + 'static {
@@ -189,6 +213,11 @@ pub trait InventoryStore: Send + Sync + 'static {
 
     /// Closes the connection pool; later calls fail as unavailable.
     fn close(&self);
+
+    /// The connection pool's state, when the store has a pool.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
 }
 
 /// A new time-ordered id (UUIDv7), for reservations and history entries.

@@ -33,7 +33,7 @@ mod schema;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -48,6 +48,7 @@ use diesel_async::{
 };
 use serde_json::json;
 use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 
 use self::rows::{HistoryRow, ReservationRow, StockRow, StoredStatus};
 use self::schema::{inventory, inventory_history, inventory_reservations};
@@ -58,6 +59,7 @@ use super::{
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
 };
+use crate::telemetry::db::DbTrace;
 
 pub use self::migrate::{MIGRATION_LOCK_KEY, MIGRATIONS};
 
@@ -168,7 +170,18 @@ impl PostgresStore {
         Fut: Future<Output = Result<R>> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::spawn(async move { work(pool.get().await?).await }.in_current_span())
+        let task = async move {
+            let waiting = Instant::now();
+            let mut conn = pool.get().await?;
+            let trace = DbTrace::begin("postgresql", waiting.elapsed());
+            if let Some(trace) = &trace {
+                conn.set_instrumentation(trace.instrumentation());
+            }
+            let result = work(conn).await;
+            drop(trace);
+            result
+        };
+        tokio::spawn(task.in_current_span().with_current_subscriber())
             .await
             .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
     }
@@ -248,6 +261,10 @@ impl InventoryStore for PostgresStore {
 
     fn close(&self) {
         self.pool.close();
+    }
+
+    fn pool_status(&self) -> Option<super::PoolStatus> {
+        Some(self.pool.status().into())
     }
 }
 

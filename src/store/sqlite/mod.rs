@@ -15,7 +15,7 @@ mod rows;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,6 +39,7 @@ use super::{
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
 };
+use crate::telemetry::db::DbTrace;
 
 /// The SQLite migrations, compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -145,14 +146,31 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    /// Runs `work` on a pooled connection on the blocking thread pool.
+    /// Runs `work` on a pooled connection on the blocking thread pool,
+    /// traced (transaction and statement spans, statement latency) when a
+    /// server's telemetry is current.
     async fn run<R, F>(&self, work: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
     {
+        let waiting = Instant::now();
         let mut conn = self.pool.get().await?;
-        conn.spawn_blocking(move |c| Ok(work(c))).await?
+        let trace = DbTrace::begin("sqlite", waiting.elapsed());
+        conn.spawn_blocking(move |c| {
+            if let Some(trace) = &trace {
+                c.set_instrumentation(trace.instrumentation());
+            }
+            let result = work(c);
+            drop(trace);
+            Ok(result)
+        })
+        .await?
+    }
+
+    /// The connection pool's state.
+    fn status(&self) -> super::PoolStatus {
+        self.pool.status().into()
     }
 }
 
@@ -228,6 +246,10 @@ impl InventoryStore for SqliteStore {
 
     fn close(&self) {
         self.pool.close();
+    }
+
+    fn pool_status(&self) -> Option<super::PoolStatus> {
+        Some(self.status())
     }
 }
 

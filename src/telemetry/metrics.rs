@@ -1,0 +1,287 @@
+//! The service's instruments. They are OpenTelemetry instruments of a
+//! per-server meter provider, read by a Prometheus registry for
+//! `GET /metrics` and, when tracing is enabled, exported over OTLP.
+//!
+//! | Prometheus name | Labels | What |
+//! |---|---|---|
+//! | `inventory_requests_total` | `protocol`, `method`, `code` | Finished requests |
+//! | `inventory_request_duration_seconds` | `protocol`, `method`, `code` | Request latency (histogram) |
+//! | `inventory_db_pool_max`, `_size`, `_in_use`, `_waiting` | | The connection pool |
+//! | `inventory_db_pool_wait_duration_seconds` | `db_system` | Wait for a pooled connection |
+//! | `inventory_db_query_duration_seconds` | `db_system`, `db_operation` | Statement latency |
+//! | `inventory_reservations_created_total` | | New reservations |
+//! | `inventory_reservations_released_total` | | Releases that gave stock back |
+//! | `inventory_reservations_expired_total` | | Reservations the sweeper expired |
+//! | `inventory_insufficient_stock_total` | | Reservations refused for lack of stock |
+//! | `inventory_expiry_sweeps_total` | | Sweeper runs |
+//! | `inventory_product_reservations_total` | `product_id` | Reservations per product: the first [`HOT_PRODUCTS`] products seen by name, the rest as `other` |
+//!
+//! `protocol` is `grpc`, `grpc-web`, `rest` or `connect`; `method` the gRPC
+//! method (`inventory.v1.InventoryService/ReserveInventory`, or `unknown`
+//! for a path no service answers); `code` the gRPC status name (`OK`,
+//! `FAILED_PRECONDITION`, ...). Every label has a bounded set of values.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::store::InventoryStore;
+
+/// How many products get a label of their own in
+/// `inventory_product_reservations_total`.
+pub const HOT_PRODUCTS: usize = 20;
+
+/// Buckets of the latency histograms, in seconds (100 µs to 10 s).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The instruments of one server.
+pub struct Metrics {
+    /// Keeps the observable gauges' meter alive.
+    meter: Meter,
+    /// Renders `/metrics`.
+    registry: prometheus::Registry,
+    /// `inventory.requests`.
+    requests: Counter<u64>,
+    /// `inventory.request.duration`.
+    request_duration: Histogram<f64>,
+    /// `inventory.db.pool.wait.duration`.
+    pool_wait: Histogram<f64>,
+    /// `inventory.db.query.duration`.
+    query_duration: Histogram<f64>,
+    /// `inventory.reservations.created`.
+    reservations_created: Counter<u64>,
+    /// `inventory.reservations.released`.
+    reservations_released: Counter<u64>,
+    /// `inventory.reservations.expired`.
+    reservations_expired: Counter<u64>,
+    /// `inventory.insufficient_stock`.
+    insufficient_stock: Counter<u64>,
+    /// `inventory.expiry.sweeps`.
+    expiry_sweeps: Counter<u64>,
+    /// `inventory.product.reservations`.
+    product_reservations: Counter<u64>,
+    /// The products with a label of their own.
+    hot_products: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    /// The instruments, on `provider`, rendered from `registry`.
+    pub fn new(provider: &SdkMeterProvider, registry: prometheus::Registry) -> Self {
+        let meter = provider.meter("inventory-service");
+        let seconds = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        };
+        let counter = |name: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_description(description)
+                .build()
+        };
+        Self {
+            requests: counter("inventory.requests", "Finished requests"),
+            request_duration: seconds("inventory.request.duration", "Request latency"),
+            pool_wait: seconds(
+                "inventory.db.pool.wait.duration",
+                "Wait for a pooled database connection",
+            ),
+            query_duration: seconds("inventory.db.query.duration", "Database statement latency"),
+            reservations_created: counter("inventory.reservations.created", "New reservations"),
+            reservations_released: counter(
+                "inventory.reservations.released",
+                "Releases that gave stock back",
+            ),
+            reservations_expired: counter(
+                "inventory.reservations.expired",
+                "Reservations expired by the sweeper",
+            ),
+            insufficient_stock: counter(
+                "inventory.insufficient_stock",
+                "Reservations refused for lack of available stock",
+            ),
+            expiry_sweeps: counter("inventory.expiry.sweeps", "Expiry sweeper runs"),
+            product_reservations: counter(
+                "inventory.product.reservations",
+                "Reservations per product (the first products seen; the rest as other)",
+            ),
+            hot_products: Mutex::new(HashSet::new()),
+            meter,
+            registry,
+        }
+    }
+
+    /// Reports the store's connection pool as gauges.
+    pub fn observe_pool(&self, store: Arc<dyn InventoryStore>) {
+        type Read = fn(&crate::store::PoolStatus) -> u64;
+        let gauges: [(&'static str, &'static str, Read); 4] = [
+            (
+                "inventory.db.pool.max",
+                "Most connections the pool opens",
+                |s| s.max_size as u64,
+            ),
+            ("inventory.db.pool.size", "Open connections", |s| {
+                s.size as u64
+            }),
+            ("inventory.db.pool.in_use", "Connections lent out", |s| {
+                s.size.saturating_sub(s.available) as u64
+            }),
+            (
+                "inventory.db.pool.waiting",
+                "Requests waiting for a connection",
+                |s| s.waiting as u64,
+            ),
+        ];
+        for (name, description, read) in gauges {
+            let store = store.clone();
+            // The gauge lives as long as the meter provider.
+            let _gauge = self
+                .meter
+                .u64_observable_gauge(name)
+                .with_description(description)
+                .with_callback(move |observer| {
+                    if let Some(status) = store.pool_status() {
+                        observer.observe(read(&status), &[]);
+                    }
+                })
+                .build();
+        }
+    }
+
+    /// Counts a finished request.
+    pub fn record_request(
+        &self,
+        protocol: &'static str,
+        method: &str,
+        code: i32,
+        elapsed: Duration,
+    ) {
+        let labels = [
+            KeyValue::new("protocol", protocol),
+            KeyValue::new("method", method.to_owned()),
+            KeyValue::new("code", code_name(code)),
+        ];
+        self.requests.add(1, &labels);
+        self.request_duration.record(elapsed.as_secs_f64(), &labels);
+    }
+
+    /// Records the wait for a pooled connection.
+    pub fn record_pool_wait(&self, system: &'static str, waited: Duration) {
+        self.pool_wait
+            .record(waited.as_secs_f64(), &[KeyValue::new("db_system", system)]);
+    }
+
+    /// Records one statement's latency; `operation` is its first keyword.
+    pub fn record_query(&self, system: &'static str, operation: &str, elapsed: Duration) {
+        self.query_duration.record(
+            elapsed.as_secs_f64(),
+            &[
+                KeyValue::new("db_system", system),
+                KeyValue::new("db_operation", operation.to_owned()),
+            ],
+        );
+    }
+
+    /// Counts a new reservation of `product_id`.
+    pub fn reservation_created(&self, product_id: &str) {
+        self.reservations_created.add(1, &[]);
+        let label = self.product_label(product_id);
+        self.product_reservations
+            .add(1, &[KeyValue::new("product_id", label)]);
+    }
+
+    /// Counts a release that gave stock back.
+    pub fn reservation_released(&self) {
+        self.reservations_released.add(1, &[]);
+    }
+
+    /// Counts a reservation refused for lack of stock.
+    pub fn insufficient_stock(&self) {
+        self.insufficient_stock.add(1, &[]);
+    }
+
+    /// Counts a sweeper run and the reservations it expired.
+    pub fn expiry_sweep(&self, expired: usize) {
+        self.expiry_sweeps.add(1, &[]);
+        if expired > 0 {
+            self.reservations_expired.add(expired as u64, &[]);
+        }
+    }
+
+    /// `product_id` if it is (or now becomes) one of the [`HOT_PRODUCTS`]
+    /// labelled products, else `other`.
+    fn product_label(&self, product_id: &str) -> String {
+        let mut hot = self
+            .hot_products
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hot.contains(product_id) {
+            return product_id.to_owned();
+        }
+        if hot.len() < HOT_PRODUCTS {
+            hot.insert(product_id.to_owned());
+            return product_id.to_owned();
+        }
+        "other".to_owned()
+    }
+
+    /// The Prometheus text exposition of every instrument.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_else(|error| format!("# encoding the metrics failed: {error}\n"))
+    }
+}
+
+/// The canonical name of a gRPC status code (`OK`, `NOT_FOUND`, ...).
+pub fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_labels_are_bounded() {
+        let metrics = Metrics::new(
+            &SdkMeterProvider::builder().build(),
+            prometheus::Registry::new(),
+        );
+        for i in 0..HOT_PRODUCTS {
+            assert_eq!(metrics.product_label(&format!("p{i}")), format!("p{i}"));
+        }
+        assert_eq!(metrics.product_label("late"), "other");
+        assert_eq!(metrics.product_label("p0"), "p0");
+    }
+}
