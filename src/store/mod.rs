@@ -14,6 +14,7 @@
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
+mod history;
 pub mod postgres;
 pub mod sqlite;
 

@@ -46,7 +46,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::{
     AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
 };
-use serde_json::json;
+
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
@@ -54,7 +54,7 @@ use self::rows::{HistoryRow, ReservationRow, StockRow, StoredStatus};
 use self::schema::{inventory, inventory_history, inventory_reservations};
 use super::{
     CheckRecord, Error, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
-    ReserveOutcome, Result, StockUpdate, UpdateOutcome,
+    ReserveOutcome, Result, StockUpdate, UpdateOutcome, history,
 };
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
@@ -225,11 +225,7 @@ impl InventoryStore for PostgresStore {
                 0,
                 None,
                 record.now,
-                json!({
-                    "required_quantity": record.required_quantity,
-                    "available_quantity": record.available_quantity,
-                    "available": record.available_quantity >= record.required_quantity,
-                }),
+                history::check_metadata(&record),
             );
             diesel::insert_into(inventory_history::table)
                 .values(&row)
@@ -410,13 +406,13 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
         -row.quantity,
         Some(&row.order_id),
         request.now,
-        json!({
-            "reservation_id": row.id,
-            "quantity": row.quantity,
-            "expires_at": row.expires_at.to_rfc3339(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
+        history::reserve_metadata(
+            &row.id,
+            row.quantity,
+            row.expires_at,
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
     );
     let shared: &Conn = c;
     pipelined(
@@ -487,14 +483,13 @@ async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcom
         amount,
         Some(&reservation.order_id),
         request.now,
-        json!({
-            "reservation_id": reservation.id,
-            "quantity": amount,
-            "reason": "released",
-            "held_quantity": reservation.held_quantity(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
+        history::release_metadata(
+            &reservation.id,
+            amount,
+            reservation.held_quantity(),
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
@@ -548,13 +543,7 @@ async fn try_update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateO
         plan.delta(),
         None,
         request.now,
-        json!({
-            "operation": request.change.name(),
-            "quantity": request.change.amount(),
-            "previous_quantity": plan.previous_total,
-            "current_quantity": plan.new_total,
-            "created": plan.creates_product,
-        }),
+        history::update_metadata(request.change, &plan),
     );
     let shared: &Conn = c;
     let write_history = diesel::insert_into(inventory_history::table)
@@ -686,14 +675,13 @@ async fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: u32) -> Result<Vec<
                 released,
                 Some(&reservation.order_id),
                 now,
-                json!({
-                    "reservation_id": reservation.id,
-                    "quantity": released,
-                    "reason": "expired",
-                    "expires_at": reservation.expires_at.to_rfc3339(),
-                    "reserved_quantity": reserved,
-                    "available_quantity": stock.total_quantity - reserved,
-                }),
+                history::expire_metadata(
+                    &reservation.id,
+                    released,
+                    reservation.expires_at,
+                    reserved,
+                    stock.total_quantity - reserved,
+                ),
             ));
         }
     }

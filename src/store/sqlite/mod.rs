@@ -28,13 +28,12 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use serde::Deserialize;
-use serde_json::json;
 
 use self::rows::{HistoryRow, ReservationRow, StockRow};
 use self::schema::{inventory, inventory_history, inventory_reservations};
 use super::{
     CheckRecord, Error, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
-    ReserveOutcome, Result, StockUpdate, UpdateOutcome,
+    ReserveOutcome, Result, StockUpdate, UpdateOutcome, history,
 };
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
@@ -214,11 +213,7 @@ impl InventoryStore for SqliteStore {
                 0,
                 None,
                 record.now,
-                json!({
-                    "required_quantity": record.required_quantity,
-                    "available_quantity": record.available_quantity,
-                    "available": record.available_quantity >= record.required_quantity,
-                }),
+                history::check_metadata(&record),
             );
             diesel::insert_into(inventory_history::table)
                 .values(&row)
@@ -340,13 +335,13 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
         -reservation.quantity,
         Some(&reservation.order_id),
         request.now,
-        json!({
-            "reservation_id": reservation.id,
-            "quantity": reservation.quantity,
-            "expires_at": reservation.expires_at.to_rfc3339(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
+        history::reserve_metadata(
+            &reservation.id,
+            reservation.quantity,
+            reservation.expires_at,
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
@@ -390,14 +385,13 @@ fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseO
         amount,
         Some(&reservation.order_id),
         request.now,
-        json!({
-            "reservation_id": reservation.id,
-            "quantity": amount,
-            "reason": "released",
-            "held_quantity": reservation.held_quantity(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
+        history::release_metadata(
+            &reservation.id,
+            amount,
+            reservation.held_quantity(),
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
@@ -447,13 +441,7 @@ fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<Update
         plan.delta(),
         None,
         request.now,
-        json!({
-            "operation": request.change.name(),
-            "quantity": request.change.amount(),
-            "previous_quantity": plan.previous_total,
-            "current_quantity": plan.new_total,
-            "created": plan.creates_product,
-        }),
+        history::update_metadata(request.change, &plan),
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
@@ -533,14 +521,13 @@ fn expire_due(
             held,
             Some(&reservation.order_id),
             now,
-            json!({
-                "reservation_id": reservation.id,
-                "quantity": held,
-                "reason": "expired",
-                "expires_at": reservation.expires_at.to_rfc3339(),
-                "reserved_quantity": stock.reserved_quantity,
-                "available_quantity": stock.available_quantity(),
-            }),
+            history::expire_metadata(
+                &reservation.id,
+                held,
+                reservation.expires_at,
+                stock.reserved_quantity,
+                stock.available_quantity(),
+            ),
         );
         diesel::insert_into(inventory_history::table)
             .values(&history)
