@@ -25,6 +25,7 @@ backend_tests!(
     invalid_arguments_name_the_field,
     concurrent_reservations_never_oversell,
     concurrent_retries_of_one_reservation_hold_stock_once,
+    expired_holds_never_block_a_buyer,
 );
 
 async fn set_stock(
@@ -519,4 +520,55 @@ async fn concurrent_retries_of_one_reservation_hold_stock_once(backend: Backend)
         .expect("history")
         .into_inner();
     assert_eq!(history.entries.len(), 2, "the set and one reserve");
+}
+
+async fn expired_holds_never_block_a_buyer(backend: Backend) {
+    // The sweeper runs once a minute: too late for this buyer.
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 5).await;
+    client
+        .reserve_inventory(ReserveInventoryRequest {
+            reservation_timeout: 1,
+            ..reserve_request("p", "stale", 5)
+        })
+        .await
+        .expect("hold everything for a second");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let fresh = client
+        .reserve_inventory(reserve_request("p", "fresh", 3))
+        .await
+        .expect("the expired hold gives way")
+        .into_inner();
+    assert_eq!((fresh.reserved_quantity, fresh.available_quantity), (3, 2));
+    let stale = client
+        .release_inventory(ReleaseInventoryRequest {
+            product_id: "p".into(),
+            quantity: 0,
+            order_id: "stale".into(),
+        })
+        .await
+        .expect("releasing an expired reservation is OK")
+        .into_inner();
+    assert_eq!(stale.released_quantity, 0);
+    assert_eq!(
+        stale.reservation.map(|r| r.status()),
+        Some(pb::ReservationStatus::Expired)
+    );
+    let history = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let kinds: Vec<(&str, i32)> = history
+        .entries
+        .iter()
+        .map(|e| (e.operation_type.as_str(), e.quantity_change))
+        .collect();
+    assert_eq!(kinds, [("reserve", -3), ("release", 5)]);
 }

@@ -249,7 +249,7 @@ impl InventoryStore for PostgresStore {
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
         self.run(move |mut c| async move {
-            c.transaction(async |c| expire_due(c, now, limit).await)
+            c.transaction(async |c| expire_due(c, now, None, limit).await)
                 .await
         })
         .await
@@ -382,8 +382,17 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
     // decides availability and takes the lock in one statement, so the lock is
     // held only for the two INSERTs (sent together) and the COMMIT; on a hot
     // product that is what bounds throughput.
-    let Some(stock) = shift_reserved(c, &request.product_id, request.quantity, request.now).await?
-    else {
+    let mut held = shift_reserved(c, &request.product_id, request.quantity, request.now).await?;
+    // A stale hold must not block a buyer: before refusing, give back the
+    // product's reservations that have already expired, in this transaction.
+    if held.is_none()
+        && !expire_due(c, request.now, Some(&request.product_id), u32::MAX)
+            .await?
+            .is_empty()
+    {
+        held = shift_reserved(c, &request.product_id, request.quantity, request.now).await?;
+    }
+    let Some(stock) = held else {
         return Ok(match load_stock(c, &request.product_id).await? {
             None => ReserveOutcome::ProductNotFound,
             Some(stock) => ReserveOutcome::InsufficientStock { stock },
@@ -615,13 +624,24 @@ async fn history(
     Ok(exists.then(|| rows.into_iter().map(HistoryEntry::from).collect()))
 }
 
-async fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
-    use inventory_reservations::dsl::{expires_at, id, status, updated_at};
+/// Expires up to `limit` due reservations, of one product or of all.
+async fn expire_due(
+    c: &mut Conn,
+    now: DateTime<Utc>,
+    product: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Reservation>> {
+    use inventory_reservations::dsl::{expires_at, id, product_id, status, updated_at};
+    // One statement for both cases: `all OR product_id = $p`, both bound.
+    let of_product = product_id
+        .eq(product.unwrap_or_default().to_owned())
+        .or(product.is_none().into_sql::<diesel::sql_types::Bool>());
     // SKIP LOCKED: reservations another sweeper (or a release) has locked are
     // left to it, so no two replicas expire the same one.
     let mut due: Vec<Reservation> = inventory_reservations::table
         .filter(status.eq(StoredStatus(ReservationStatus::Active)))
         .filter(expires_at.le(now))
+        .filter(of_product)
         .order(expires_at.asc())
         .limit(i64::from(limit))
         .select(ReservationRow::as_select())

@@ -235,7 +235,7 @@ impl InventoryStore for SqliteStore {
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
-        self.run(move |c| c.immediate_transaction(|c| expire_due(c, now, limit)))
+        self.run(move |c| c.immediate_transaction(|c| expire_due(c, now, None, limit)))
             .await
     }
 
@@ -309,7 +309,15 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
         let stock = existing_stock(c, &request.product_id)?;
         return Ok(ReserveOutcome::Existing { reservation, stock });
     }
-    let Some(stock) = shift_reserved(c, &request.product_id, request.quantity, request.now)? else {
+    let mut held = shift_reserved(c, &request.product_id, request.quantity, request.now)?;
+    // A stale hold must not block a buyer: before refusing, give back the
+    // product's reservations that have already expired, in this transaction.
+    if held.is_none()
+        && !expire_due(c, request.now, Some(&request.product_id), u32::MAX)?.is_empty()
+    {
+        held = shift_reserved(c, &request.product_id, request.quantity, request.now)?;
+    }
+    let Some(stock) = held else {
         return Ok(match load_stock(c, &request.product_id)? {
             None => ReserveOutcome::ProductNotFound,
             Some(stock) => ReserveOutcome::InsufficientStock { stock },
@@ -483,15 +491,22 @@ fn history(
         .map(Some)
 }
 
+/// Expires up to `limit` due reservations, of one product or of all.
 fn expire_due(
     c: &mut SqliteConnection,
     now: DateTime<Utc>,
+    product: Option<&str>,
     limit: u32,
 ) -> Result<Vec<Reservation>> {
-    use inventory_reservations::dsl::{expires_at, status, updated_at};
-    let due: Vec<Reservation> = inventory_reservations::table
+    use inventory_reservations::dsl::{expires_at, product_id, status, updated_at};
+    let mut query = inventory_reservations::table
         .filter(status.eq(ReservationStatus::Active.as_str()))
         .filter(expires_at.le(now.naive_utc()))
+        .into_boxed();
+    if let Some(product) = product {
+        query = query.filter(product_id.eq(product));
+    }
+    let due: Vec<Reservation> = query
         .order(expires_at.asc())
         .limit(i64::from(limit))
         .select(ReservationRow::as_select())
