@@ -18,6 +18,8 @@ WORKDIR /build
 # (embedded into the binary) and sources. See .dockerignore.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
+# build.rs also compiles the test-only protos (tests/proto), so they are inputs.
+COPY tests/proto ./tests/proto
 COPY migrations ./migrations
 COPY src ./src
 
