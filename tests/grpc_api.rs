@@ -6,7 +6,8 @@ mod common;
 
 use common::{Backend, TestServer, backend_tests, reason};
 use inventory_service::pb::{
-    self, CheckInventoryRequest, GetInventoryHistoryRequest, ReleaseInventoryRequest,
+    self, CheckInventoryRequest, CommitReservationRequest, GetInventoryHistoryRequest,
+    ListInventoryRequest, ListReservationsRequest, ReleaseInventoryRequest, ReleaseOrderRequest,
     ReserveInventoryRequest, UpdateInventoryRequest,
 };
 use tonic::Code;
@@ -26,6 +27,11 @@ backend_tests!(
     concurrent_reservations_never_oversell,
     concurrent_retries_of_one_reservation_hold_stock_once,
     expired_holds_never_block_a_buyer,
+    commit_reservation_full_partial_repeated_and_unknown,
+    committing_a_released_or_expired_reservation_is_failed_precondition,
+    release_order_releases_every_product_once,
+    list_reservations_of_an_order_by_product,
+    list_inventory_pages_by_product_id,
 );
 
 async fn set_stock(
@@ -571,4 +577,377 @@ async fn expired_holds_never_block_a_buyer(backend: Backend) {
         .map(|e| (e.operation_type.as_str(), e.quantity_change))
         .collect();
     assert_eq!(kinds, [("reserve", -3), ("release", 5)]);
+}
+
+fn commit_request(product: &str, order: &str, quantity: i32) -> CommitReservationRequest {
+    CommitReservationRequest {
+        product_id: product.into(),
+        quantity,
+        order_id: order.into(),
+    }
+}
+
+async fn commit_reservation_full_partial_repeated_and_unknown(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 10).await;
+    client
+        .reserve_inventory(reserve_request("p", "o", 5))
+        .await
+        .expect("reserve");
+
+    let part = client
+        .commit_reservation(commit_request("p", "o", 2))
+        .await
+        .expect("partial")
+        .into_inner();
+    assert_eq!(part.committed_quantity, 2);
+    assert_eq!(
+        (
+            part.current_quantity,
+            part.reserved_quantity,
+            part.available_quantity
+        ),
+        (8, 3, 5)
+    );
+    let reservation = part.reservation.expect("reservation");
+    assert_eq!(reservation.status(), pb::ReservationStatus::Active);
+    assert_eq!(
+        (reservation.held_quantity, reservation.committed_quantity),
+        (3, 2)
+    );
+
+    let too_much = client
+        .commit_reservation(commit_request("p", "o", 4))
+        .await
+        .expect_err("exceeds");
+    assert_eq!(too_much.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&too_much), "COMMIT_EXCEEDS_HELD");
+
+    let rest = client
+        .commit_reservation(commit_request("p", "o", 0))
+        .await
+        .expect("the rest")
+        .into_inner();
+    assert_eq!(rest.committed_quantity, 3);
+    assert_eq!((rest.current_quantity, rest.reserved_quantity), (5, 0));
+    let reservation = rest.reservation.expect("reservation");
+    assert_eq!(reservation.status(), pb::ReservationStatus::Committed);
+    assert_eq!(
+        (reservation.held_quantity, reservation.committed_quantity),
+        (0, 5)
+    );
+
+    let again = client
+        .commit_reservation(commit_request("p", "o", 0))
+        .await
+        .expect("repeated commit is OK")
+        .into_inner();
+    assert_eq!(again.committed_quantity, 0);
+    assert_eq!((again.current_quantity, again.reserved_quantity), (5, 0));
+
+    let stock = check(&mut client, "p", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (5, 0));
+
+    let history = client
+        .get_inventory_history(GetInventoryHistoryRequest {
+            product_id: "p".into(),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let newest = &history.entries[0];
+    assert_eq!(newest.operation_type, "commit");
+    assert_eq!(newest.quantity_change, 0);
+    assert_eq!(newest.order_id, "o");
+    let metadata = newest.metadata.as_ref().expect("metadata");
+    let field = |name: &str| metadata.fields.get(name).and_then(|v| v.kind.clone());
+    assert_eq!(
+        field("reason"),
+        Some(pbjson_types::value::Kind::StringValue("committed".into()))
+    );
+    assert_eq!(
+        field("quantity"),
+        Some(pbjson_types::value::Kind::NumberValue(3.0))
+    );
+
+    let unknown = client
+        .commit_reservation(commit_request("p", "someone-else", 0))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(reason(&unknown), "RESERVATION_NOT_FOUND");
+
+    let invalid = client
+        .commit_reservation(commit_request("p", "o", -1))
+        .await
+        .expect_err("negative");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+}
+
+async fn committing_a_released_or_expired_reservation_is_failed_precondition(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 10).await;
+    client
+        .reserve_inventory(reserve_request("p", "released", 3))
+        .await
+        .expect("reserve");
+    client
+        .release_inventory(ReleaseInventoryRequest {
+            product_id: "p".into(),
+            quantity: 0,
+            order_id: "released".into(),
+        })
+        .await
+        .expect("release");
+    let refused = client
+        .commit_reservation(commit_request("p", "released", 0))
+        .await
+        .expect_err("released");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "RESERVATION_NOT_ACTIVE");
+    let info = refused.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.metadata["status"], "released");
+
+    client
+        .reserve_inventory(ReserveInventoryRequest {
+            reservation_timeout: 1,
+            ..reserve_request("p", "expired", 2)
+        })
+        .await
+        .expect("short reservation");
+    // Wait out the timeout; a reservation of all that is available expires
+    // the stale one in its own transaction.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    client
+        .reserve_inventory(reserve_request("p", "buyer", 10))
+        .await
+        .expect("the expired hold gives way");
+    let refused = client
+        .commit_reservation(commit_request("p", "expired", 0))
+        .await
+        .expect_err("expired");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "RESERVATION_NOT_ACTIVE");
+    let info = refused.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.metadata["status"], "expired");
+
+    let stock = check(&mut client, "p", 1).await;
+    assert_eq!((stock.current_quantity, stock.reserved_quantity), (10, 10));
+}
+
+async fn release_order_releases_every_product_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    for product in ["b", "a", "c"] {
+        set_stock(&mut client, product, 10).await;
+    }
+    for (product, quantity) in [("b", 2), ("a", 3), ("c", 4)] {
+        client
+            .reserve_inventory(reserve_request(product, "o", quantity))
+            .await
+            .expect("reserve");
+    }
+    client
+        .reserve_inventory(reserve_request("a", "other", 1))
+        .await
+        .expect("another order");
+    client
+        .commit_reservation(commit_request("c", "o", 0))
+        .await
+        .expect("commit c");
+    client
+        .commit_reservation(commit_request("b", "o", 1))
+        .await
+        .expect("commit part of b");
+
+    let released = client
+        .release_order(ReleaseOrderRequest {
+            order_id: "o".into(),
+        })
+        .await
+        .expect("release order")
+        .into_inner();
+    let items: Vec<(String, i32, i32)> = released
+        .released
+        .iter()
+        .map(|r| {
+            (
+                r.product_id.clone(),
+                r.released_quantity,
+                r.reserved_quantity,
+            )
+        })
+        .collect();
+    assert_eq!(items, vec![("a".into(), 3, 1), ("b".into(), 1, 0)]);
+    assert!(released.released.iter().all(|r| {
+        r.reservation.as_ref().map(pb::Reservation::status) == Some(pb::ReservationStatus::Released)
+    }));
+    assert_eq!(check(&mut client, "a", 1).await.reserved_quantity, 1);
+    assert_eq!(check(&mut client, "b", 1).await.current_quantity, 9);
+    assert_eq!(check(&mut client, "c", 1).await.current_quantity, 6);
+
+    let again = client
+        .release_order(ReleaseOrderRequest {
+            order_id: "o".into(),
+        })
+        .await
+        .expect("idempotent")
+        .into_inner();
+    assert!(again.released.is_empty());
+
+    let unknown = client
+        .release_order(ReleaseOrderRequest {
+            order_id: "never-seen".into(),
+        })
+        .await
+        .expect_err("unknown order");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(reason(&unknown), "ORDER_NOT_FOUND");
+
+    let invalid = client
+        .release_order(ReleaseOrderRequest {
+            order_id: String::new(),
+        })
+        .await
+        .expect_err("empty order");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+}
+
+async fn list_reservations_of_an_order_by_product(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    for product in ["z", "m", "a"] {
+        set_stock(&mut client, product, 10).await;
+        client
+            .reserve_inventory(reserve_request(product, "o", 2))
+            .await
+            .expect("reserve");
+    }
+    client
+        .reserve_inventory(reserve_request("a", "other", 1))
+        .await
+        .expect("another order");
+    client
+        .commit_reservation(commit_request("m", "o", 0))
+        .await
+        .expect("commit");
+    client
+        .release_inventory(ReleaseInventoryRequest {
+            product_id: "z".into(),
+            quantity: 0,
+            order_id: "o".into(),
+        })
+        .await
+        .expect("release");
+
+    let listed = client
+        .list_reservations(ListReservationsRequest {
+            order_id: "o".into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .reservations;
+    let rows: Vec<(String, pb::ReservationStatus, i32)> = listed
+        .iter()
+        .map(|r| (r.product_id.clone(), r.status(), r.held_quantity))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("a".into(), pb::ReservationStatus::Active, 2),
+            ("m".into(), pb::ReservationStatus::Committed, 0),
+            ("z".into(), pb::ReservationStatus::Released, 0),
+        ]
+    );
+    assert!(listed.iter().all(|r| r.order_id == "o"));
+
+    let unknown = client
+        .list_reservations(ListReservationsRequest {
+            order_id: "never-seen".into(),
+        })
+        .await
+        .expect_err("unknown order");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(reason(&unknown), "ORDER_NOT_FOUND");
+}
+
+async fn list_inventory_pages_by_product_id(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    let empty = client
+        .list_inventory(ListInventoryRequest::default())
+        .await
+        .expect("empty list")
+        .into_inner();
+    assert!(empty.items.is_empty() && empty.next_page_token.is_empty());
+
+    let products: Vec<String> = (0..25).map(|i| format!("p-{i:02}")).collect();
+    for product in products.iter().rev() {
+        set_stock(&mut client, product, 10).await;
+    }
+    client
+        .reserve_inventory(reserve_request("p-03", "o", 4))
+        .await
+        .expect("reserve");
+
+    let first = client
+        .list_inventory(ListInventoryRequest::default())
+        .await
+        .expect("default page")
+        .into_inner();
+    assert_eq!(first.items.len(), 20, "default page size");
+    assert!(!first.next_page_token.is_empty());
+    let p03 = &first.items[3];
+    assert_eq!(
+        (
+            p03.product_id.as_str(),
+            p03.current_quantity,
+            p03.reserved_quantity,
+            p03.available_quantity
+        ),
+        ("p-03", 10, 4, 6)
+    );
+    assert!(p03.updated_at.is_some());
+
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let page = client
+            .list_inventory(ListInventoryRequest {
+                page_size: 7,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.into_iter().map(|s| s.product_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, products);
+
+    let bad = client
+        .list_inventory(ListInventoryRequest {
+            page_size: 0,
+            page_token: "not-a-token".into(),
+        })
+        .await
+        .expect_err("forged token");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let negative = client
+        .list_inventory(ListInventoryRequest {
+            page_size: -1,
+            page_token: String::new(),
+        })
+        .await
+        .expect_err("negative page size");
+    assert_eq!(negative.code(), Code::InvalidArgument);
 }

@@ -14,7 +14,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use inventory_service::domain::{Reservation, StockChange};
-use inventory_service::store::postgres::{PostgresOptions, PostgresStore};
+use inventory_service::store::postgres::{MIGRATIONS, PostgresOptions, PostgresStore};
 use inventory_service::store::{
     InventoryStore, NewReservation, ReserveOutcome, StockUpdate, UpdateOutcome, new_id,
 };
@@ -128,6 +128,12 @@ async fn the_database_enforces_the_stock_invariants() {
             "invalid input value for enum reservation_status",
         ),
         (
+            "INSERT INTO inventory_reservations \
+             (id, product_id, order_id, quantity, released_quantity, committed_quantity, expires_at) \
+             VALUES ('r', 'p', 'o', 2, 1, 2, now())",
+            "reservations_committed_within_quantity",
+        ),
+        (
             "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, expires_at) \
              VALUES ('r', 'ghost', 'o', 1, now())",
             "inventory_reservations_product_id_fkey",
@@ -192,7 +198,13 @@ async fn stores_opened_together_on_a_fresh_database_all_migrate() {
             .get_result(&mut c)
             .await
             .expect("migrations table");
-    assert_eq!(applied.count, 1);
+    let embedded = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .expect("embedded migrations")
+        .len();
+    assert_eq!(
+        applied.count, embedded as i64,
+        "each migration applied once"
+    );
     // And a later start finds nothing to do.
     PostgresStore::open(options(&database))
         .await
@@ -382,4 +394,61 @@ async fn ids_compare_byte_wise() {
         .expect("select");
     let ids: Vec<String> = ids.into_iter().map(|row| row.id).collect();
     assert_eq!(ids, ["a-b", "aB", "a_a"]);
+}
+
+/// A database made before commits existed upgrades in place (old rows get
+/// `committed_quantity` 0 and can be committed), and the upgrade reverts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_migration_upgrades_existing_data_and_reverts() {
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    use diesel_migrations::MigrationHarness as _;
+    use inventory_service::store::{CommitOutcome, CommitRequest};
+
+    type Harness = AsyncConnectionWrapper<AsyncPgConnection>;
+    let database = PostgresDatabase::create().await;
+    let url = database.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection as _;
+        let mut c = <Harness as diesel::Connection>::establish(&url).expect("connect");
+        c.run_next_migration(MIGRATIONS).expect("first migration");
+        c.batch_execute(
+            "INSERT INTO inventory (product_id, total_quantity, reserved_quantity) VALUES ('p', 10, 4); \
+             INSERT INTO inventory_reservations (id, product_id, order_id, quantity, released_quantity, expires_at) \
+             VALUES ('r1', 'p', 'o1', 5, 1, now() + interval '1 day');",
+        )
+        .expect("old rows");
+    })
+    .await
+    .expect("setup");
+
+    let store = PostgresStore::open(options(&database))
+        .await
+        .expect("open applies the commit migration");
+    let outcome = store
+        .commit(CommitRequest {
+            product_id: "p".into(),
+            order_id: "o1".into(),
+            quantity: Some(1),
+            now: now(),
+        })
+        .await
+        .expect("commit part of an old reservation");
+    let CommitOutcome::Committed {
+        reservation, stock, ..
+    } = outcome
+    else {
+        panic!("expected Committed, got {outcome:?}");
+    };
+    assert_eq!(reservation.held_quantity(), 3);
+    assert_eq!((stock.total_quantity, stock.reserved_quantity), (9, 3));
+    store.close();
+
+    let url = database.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = <Harness as diesel::Connection>::establish(&url).expect("connect");
+        c.revert_last_migration(MIGRATIONS).expect("revert");
+        c.run_pending_migrations(MIGRATIONS).expect("upgrade again");
+    })
+    .await
+    .expect("revert and upgrade");
 }

@@ -1,9 +1,11 @@
 //! No oversell under concurrency: several service instances on one database
 //! (three on PostgreSQL, one on SQLite), 64 concurrent clients, thousands of
-//! mixed reserve, retried reserve, release and update calls on a few
-//! products, two of them hot. Afterwards the database itself is checked:
+//! mixed reserve, retried reserve, release, (retried) commit and update calls
+//! on a few products, two of them hot. Afterwards the database itself is
+//! checked:
 //! - reserved = the sum of what active reservations hold, for every product;
-//! - total = initial stock + acknowledged adds - acknowledged subtracts;
+//! - total = initial stock + acknowledged adds - acknowledged subtracts -
+//!   acknowledged commits;
 //! - nothing negative, reserved <= total;
 //! - every acknowledged reservation exists exactly once, with its quantity;
 //! - the history reconciles: its signed changes add up to what is available.
@@ -19,7 +21,8 @@ use common::invariants::{
 use common::{Backend, TestDatabase, TestServer, backend_tests};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{
-    ReleaseInventoryRequest, ReserveInventoryRequest, UpdateInventoryRequest,
+    CommitReservationRequest, ReleaseInventoryRequest, ReserveInventoryRequest,
+    UpdateInventoryRequest,
 };
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -41,8 +44,11 @@ const PRODUCTS: [(&str, i32); 4] = [
 struct Acknowledged {
     /// (order, product) -> quantity of each reservation acknowledged.
     reservations: HashMap<(String, String), i32>,
-    /// product -> net change of stock on hand from acknowledged updates.
+    /// product -> net change of stock on hand from acknowledged updates and
+    /// commits.
     stock_changes: HashMap<String, i64>,
+    /// Commits acknowledged with a quantity committed.
+    commits: usize,
     /// Calls refused for lack of stock (expected under contention).
     insufficient: usize,
 }
@@ -112,6 +118,7 @@ async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
         acknowledged.insufficient > 0,
         "the hot products never ran out"
     );
+    assert!(acknowledged.commits > 0, "the load committed nothing");
 
     check_invariants(&database, &acknowledged).await;
 }
@@ -155,8 +162,39 @@ async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Ackn
                     }
                 }
             }
+            // Commit all or part of one of this client's reservations, and
+            // sometimes retry the very same request.
+            5 => {
+                let Some((order, product)) =
+                    (!mine.is_empty()).then(|| mine[rng.next(mine.len() as u64) as usize].clone())
+                else {
+                    continue;
+                };
+                let request = CommitReservationRequest {
+                    product_id: product.clone(),
+                    quantity: rng.next(2) as i32, // 0 = everything held
+                    order_id: order.clone(),
+                };
+                let attempts = if rng.next(3) == 0 { 2 } else { 1 };
+                for _ in 0..attempts {
+                    match client.commit_reservation(request.clone()).await {
+                        Ok(answer) => {
+                            let committed = answer.into_inner().committed_quantity;
+                            let mut record = acknowledged.lock().await;
+                            if committed > 0 {
+                                record.commits += 1;
+                            }
+                            *record.stock_changes.entry(product.clone()).or_default() -=
+                                i64::from(committed);
+                        }
+                        // Released or expired, or asked for more than held.
+                        Err(status) if status.code() == Code::FailedPrecondition => {}
+                        Err(status) => panic!("commit {order}: {status:?}"),
+                    }
+                }
+            }
             // Release all or part of one of this client's reservations.
-            5..=6 => {
+            6 => {
                 let Some((order, product)) =
                     (!mine.is_empty()).then(|| mine[rng.next(mine.len() as u64) as usize].clone())
                 else {
@@ -232,7 +270,7 @@ async fn check_invariants(database: &TestDatabase, acknowledged: &Acknowledged) 
         assert_eq!(
             row.a,
             initial + changes,
-            "{}: total != initial + acknowledged updates",
+            "{}: total != initial + acknowledged updates - acknowledged commits",
             row.key
         );
         assert!(

@@ -199,6 +199,98 @@ async fn every_rest_route_answers_json(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["entries"][0]["operation_type"], "update");
     assert_eq!(body["next_page_token"], "");
+
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/reserve",
+        Some(r#"{"product_id": "p 1", "quantity": 3, "order_id": "o 2"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/commit",
+        Some(r#"{"productId": "p 1", "orderId": "o 2", "quantity": 1}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["committed_quantity"], 1);
+    assert_eq!(body["current_quantity"], 9);
+    assert_eq!(body["reservation"]["committed_quantity"], 1);
+    assert_eq!(body["reservation"]["status"], "RESERVATION_STATUS_ACTIVE");
+
+    let (status, body) = send(
+        &server,
+        Method::GET,
+        "/api/v1/orders/o%202/reservations",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reservations"][0]["held_quantity"], 2);
+
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/o%202/release",
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["released"][0]["product_id"], "p 1");
+    assert_eq!(body["released"][0]["released_quantity"], 2);
+    assert_eq!(
+        body["released"][0]["reservation"]["status"],
+        "RESERVATION_STATUS_RELEASED"
+    );
+    let (status, body) = send(&server, Method::POST, "/api/v1/orders/o%202/release", None).await;
+    assert_eq!(status, 200, "no body at all: {body}");
+    assert_eq!(body["released"], json!([]));
+    let (status, body) = send(&server, Method::POST, "/api/v1/orders/nobody/release", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["details"][0]["reason"], "ORDER_NOT_FOUND");
+
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/commit",
+        Some(r#"{"product_id": "p 1", "order_id": "o 2"}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "commit of a released reservation: {body}");
+    assert_eq!(body["details"][0]["reason"], "RESERVATION_NOT_ACTIVE");
+
+    send(
+        &server,
+        Method::PUT,
+        "/api/v1/inventory/p0",
+        Some(r#"{"quantity": 1, "operation": "set"}"#),
+    )
+    .await;
+    let (status, body) = send(&server, Method::GET, "/api/v1/inventory?page_size=1", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["items"][0]["product_id"], "p 1",
+        "' ' sorts before '0'"
+    );
+    assert_eq!(body["items"][0]["current_quantity"], 9);
+    let token = body["next_page_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, body) = send(
+        &server,
+        Method::GET,
+        &format!("/api/v1/inventory?page_size=1&page_token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["product_id"], "p0");
+    assert_eq!(body["items"][0]["available_quantity"], 1);
+    assert_eq!(body["next_page_token"], "");
 }
 
 /// A bad request: name, method, path, body, content type, HTTP status, gRPC code.
@@ -509,6 +601,10 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
         ("/api/v1/inventory/reserve", "post"),
         ("/api/v1/inventory/release", "post"),
         ("/api/v1/inventory/{product_id}/history", "get"),
+        ("/api/v1/inventory/commit", "post"),
+        ("/api/v1/orders/{order_id}/release", "post"),
+        ("/api/v1/orders/{order_id}/reservations", "get"),
+        ("/api/v1/inventory", "get"),
     ];
     for (path, method) in routes {
         let operation = &doc["paths"][path][method];
@@ -529,7 +625,7 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
     assert_eq!(params, ["product_id", "required_quantity"]);
 
     // Every answer of every route validates against its schema.
-    let calls: [(Method, &str, Option<&str>, &str, u16); 7] = [
+    let calls: [(Method, &str, Option<&str>, &str, u16); 12] = [
         (
             Method::GET,
             "/api/v1/inventory/product-123",
@@ -571,6 +667,41 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
             None,
             "/api/v1/inventory/{product_id}",
             404,
+        ),
+        (
+            Method::POST,
+            "/api/v1/inventory/reserve",
+            Some(r#"{"product_id": "product-123", "quantity": 3, "order_id": "o3"}"#),
+            "/api/v1/inventory/reserve",
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/inventory/commit",
+            Some(r#"{"product_id": "product-123", "quantity": 1, "order_id": "o3"}"#),
+            "/api/v1/inventory/commit",
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/orders/o3/reservations",
+            None,
+            "/api/v1/orders/{order_id}/reservations",
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders/o3/release",
+            Some("{}"),
+            "/api/v1/orders/{order_id}/release",
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/inventory?page_size=1",
+            None,
+            "/api/v1/inventory",
+            200,
         ),
         (
             Method::POST,

@@ -17,8 +17,8 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use crate::domain::{
-    self, CheckOutcome, HistoryEntry, Inventory, ReleaseResult, Reservation, ReservationResult,
-    ReservationStatus, StockLevel, UpdateResult,
+    self, CheckOutcome, CommitResult, HistoryEntry, Inventory, ReleaseResult, Reservation,
+    ReservationResult, ReservationStatus, StockLevel, UpdateResult,
 };
 use crate::pb;
 
@@ -191,6 +191,120 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
+
+    #[tracing::instrument(
+        name = "inventory.commit",
+        skip_all,
+        fields(
+            inventory.operation = "commit",
+            inventory.product_id = %request.get_ref().product_id,
+            inventory.quantity = request.get_ref().quantity,
+            order.id = %request.get_ref().order_id,
+            inventory.available = Empty,
+            inventory.reserved = Empty,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    )]
+    async fn commit_reservation(
+        &self,
+        request: Request<pb::CommitReservationRequest>,
+    ) -> Result<Response<pb::CommitReservationResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .inventory
+            .commit(&request.product_id, &request.order_id, request.quantity)
+            .await;
+        let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
+        Ok(Response::new(commit_response(result)))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.release_order",
+        skip_all,
+        fields(
+            inventory.operation = "release_order",
+            order.id = %request.get_ref().order_id,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    )]
+    async fn release_order(
+        &self,
+        request: Request<pb::ReleaseOrderRequest>,
+    ) -> Result<Response<pb::ReleaseOrderResponse>, Status> {
+        let request = request.into_inner();
+        let released = self.inventory.release_order(&request.order_id).await;
+        let released = traced(released, |_| None)?;
+        if let Some(context) = crate::telemetry::current() {
+            for _ in released.iter().filter(|r| r.released > 0) {
+                context.metrics.reservation_released();
+            }
+        }
+        let message = if released.is_empty() {
+            format!(
+                "order {} holds nothing; nothing to release",
+                request.order_id
+            )
+        } else {
+            format!(
+                "released {} reservation(s) of order {}",
+                released.len(),
+                request.order_id
+            )
+        };
+        Ok(Response::new(pb::ReleaseOrderResponse {
+            released: released.into_iter().map(released_reservation).collect(),
+            message,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.list_reservations",
+        skip_all,
+        fields(
+            inventory.operation = "list_reservations",
+            order.id = %request.get_ref().order_id,
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    )]
+    async fn list_reservations(
+        &self,
+        request: Request<pb::ListReservationsRequest>,
+    ) -> Result<Response<pb::ListReservationsResponse>, Status> {
+        let request = request.into_inner();
+        let reservations = self.inventory.order_reservations(&request.order_id).await;
+        let reservations = traced(reservations, |_| None)?;
+        Ok(Response::new(pb::ListReservationsResponse {
+            reservations: reservations.into_iter().map(reservation).collect(),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "inventory.list",
+        skip_all,
+        fields(
+            inventory.operation = "list",
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    )]
+    async fn list_inventory(
+        &self,
+        request: Request<pb::ListInventoryRequest>,
+    ) -> Result<Response<pb::ListInventoryResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .inventory
+            .list_stock(request.page_size, &request.page_token)
+            .await;
+        let page = traced(page, |_| None)?;
+        Ok(Response::new(pb::ListInventoryResponse {
+            items: page.items.into_iter().map(stock_level).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
 }
 
 /// Records a use case's outcome on the current (business) span and maps an
@@ -300,6 +414,48 @@ fn release_response(result: ReleaseResult) -> pb::ReleaseInventoryResponse {
     }
 }
 
+fn commit_response(result: CommitResult) -> pb::CommitReservationResponse {
+    let message = if result.committed > 0 {
+        format!(
+            "committed {} of {}; the reservation holds {}",
+            result.committed,
+            result.reservation.product_id,
+            result.reservation.held_quantity()
+        )
+    } else {
+        "the reservation is already committed; nothing to commit".to_owned()
+    };
+    pb::CommitReservationResponse {
+        committed_quantity: result.committed,
+        available_quantity: result.stock.available_quantity(),
+        reserved_quantity: result.stock.reserved_quantity,
+        current_quantity: result.stock.total_quantity,
+        message,
+        reservation: Some(reservation(result.reservation)),
+    }
+}
+
+fn released_reservation(result: ReleaseResult) -> pb::ReleasedReservation {
+    pb::ReleasedReservation {
+        product_id: result.reservation.product_id.clone(),
+        released_quantity: result.released,
+        available_quantity: result.stock.available_quantity(),
+        reserved_quantity: result.stock.reserved_quantity,
+        current_quantity: result.stock.total_quantity,
+        reservation: Some(reservation(result.reservation)),
+    }
+}
+
+fn stock_level(stock: StockLevel) -> pb::StockLevel {
+    pb::StockLevel {
+        available_quantity: stock.available_quantity(),
+        product_id: stock.product_id,
+        current_quantity: stock.total_quantity,
+        reserved_quantity: stock.reserved_quantity,
+        updated_at: Some(timestamp(stock.updated_at)),
+    }
+}
+
 fn update_response(result: UpdateResult) -> pb::UpdateInventoryResponse {
     let plan = result.plan;
     let message = if plan.creates_product {
@@ -333,6 +489,7 @@ fn reservation(reservation: Reservation) -> pb::Reservation {
         status: pb::ReservationStatus::from(reservation.status).into(),
         expires_at: Some(timestamp(reservation.expires_at)),
         created_at: Some(timestamp(reservation.created_at)),
+        committed_quantity: reservation.committed_quantity,
     }
 }
 
@@ -342,6 +499,7 @@ impl From<ReservationStatus> for pb::ReservationStatus {
             ReservationStatus::Active => Self::Active,
             ReservationStatus::Released => Self::Released,
             ReservationStatus::Expired => Self::Expired,
+            ReservationStatus::Committed => Self::Committed,
         }
     }
 }

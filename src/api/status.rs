@@ -15,6 +15,9 @@
 //! | ReservationConflict    | ALREADY_EXISTS      | RESERVATION_CONFLICT      |
 //! | BelowReserved          | FAILED_PRECONDITION | STOCK_BELOW_RESERVED      |
 //! | ReleaseExceedsHeld     | FAILED_PRECONDITION | RELEASE_EXCEEDS_HELD      |
+//! | CommitExceedsHeld      | FAILED_PRECONDITION | COMMIT_EXCEEDS_HELD       |
+//! | ReservationNotActive   | FAILED_PRECONDITION | RESERVATION_NOT_ACTIVE    |
+//! | OrderNotFound          | NOT_FOUND           | ORDER_NOT_FOUND           |
 //! | Store(Unavailable)     | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Conflict)        | ABORTED             | CONCURRENT_MODIFICATION   |
 //! | Store(Internal)        | INTERNAL            | INTERNAL                  |
@@ -121,6 +124,39 @@ impl From<domain::Error> for Status {
                     ("held", held.to_string()),
                 ]),
             ),
+            E::CommitExceedsHeld {
+                product_id,
+                order_id,
+                requested,
+                held,
+            } => (
+                Code::FailedPrecondition,
+                "COMMIT_EXCEEDS_HELD",
+                metadata([
+                    ("product_id", product_id),
+                    ("order_id", order_id),
+                    ("requested", requested.to_string()),
+                    ("held", held.to_string()),
+                ]),
+            ),
+            E::ReservationNotActive {
+                product_id,
+                order_id,
+                status,
+            } => (
+                Code::FailedPrecondition,
+                "RESERVATION_NOT_ACTIVE",
+                metadata([
+                    ("product_id", product_id),
+                    ("order_id", order_id),
+                    ("status", status.to_owned()),
+                ]),
+            ),
+            E::OrderNotFound { order_id } => (
+                Code::NotFound,
+                "ORDER_NOT_FOUND",
+                metadata([("order_id", order_id)]),
+            ),
             E::Store(store_error) => return store_status(store_error),
         };
         let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, meta);
@@ -194,6 +230,18 @@ mod tests {
                 requested: 9,
                 held: 2,
             },
+            "commit_exceeds" => E::CommitExceedsHeld {
+                product_id: p(),
+                order_id: o(),
+                requested: 9,
+                held: 2,
+            },
+            "not_active" => E::ReservationNotActive {
+                product_id: p(),
+                order_id: o(),
+                status: "released",
+            },
+            "order" => E::OrderNotFound { order_id: o() },
             "unavailable" => E::Store(store::Error::Unavailable("connection refused".into())),
             "race" => E::Store(store::Error::Conflict("UNIQUE constraint failed".into())),
             "internal" => E::Store(store::Error::Internal("no such column: secret".into())),
@@ -215,6 +263,17 @@ mod tests {
             ("conflict", Code::AlreadyExists, "RESERVATION_CONFLICT"),
             ("below", Code::FailedPrecondition, "STOCK_BELOW_RESERVED"),
             ("exceeds", Code::FailedPrecondition, "RELEASE_EXCEEDS_HELD"),
+            (
+                "commit_exceeds",
+                Code::FailedPrecondition,
+                "COMMIT_EXCEEDS_HELD",
+            ),
+            (
+                "not_active",
+                Code::FailedPrecondition,
+                "RESERVATION_NOT_ACTIVE",
+            ),
+            ("order", Code::NotFound, "ORDER_NOT_FOUND"),
             ("unavailable", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("race", Code::Aborted, "CONCURRENT_MODIFICATION"),
             ("internal", Code::Internal, "INTERNAL"),
@@ -238,6 +297,14 @@ mod tests {
         assert_eq!(info.metadata["requested"], "5");
         assert_eq!(info.metadata["available"], "2");
         assert!(status.message().contains("requested 5, available 2"));
+    }
+
+    #[test]
+    fn a_reservation_not_active_names_its_status() {
+        let status = Status::from(sample("not_active"));
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.metadata["status"], "released");
+        assert_eq!(info.metadata["order_id"], "o-1");
     }
 
     #[test]

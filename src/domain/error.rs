@@ -103,6 +103,44 @@ pub enum Error {
         held: i32,
     },
 
+    /// A commit asks for more than the reservation holds.
+    #[error(
+        "cannot commit {requested} of product {product_id:?} for order {order_id:?}: \
+         the reservation holds {held}"
+    )]
+    CommitExceedsHeld {
+        /// The product asked for.
+        product_id: String,
+        /// The order asked for.
+        order_id: String,
+        /// The quantity asked to commit.
+        requested: i32,
+        /// What the reservation holds.
+        held: i32,
+    },
+
+    /// The reservation was already resolved another way (released or
+    /// expired), so it can no longer be committed.
+    #[error(
+        "the reservation of product {product_id:?} for order {order_id:?} is {status}, \
+         not active; it cannot be committed"
+    )]
+    ReservationNotActive {
+        /// The product asked for.
+        product_id: String,
+        /// The order asked for.
+        order_id: String,
+        /// Where the reservation stands (`released` or `expired`).
+        status: &'static str,
+    },
+
+    /// The order has never reserved anything.
+    #[error("order {order_id:?} has no reservations")]
+    OrderNotFound {
+        /// The order asked for.
+        order_id: String,
+    },
+
     /// The database failed or could not be reached.
     #[error(transparent)]
     Store(#[from] store::Error),

@@ -15,6 +15,6 @@ pub use model::{
 };
 pub use rules::{UpdatePlan, plan_update};
 pub use service::{
-    CheckOutcome, HistoryPage, Inventory, InventorySettings, ReleaseResult, ReservationResult,
-    UpdateResult,
+    CheckOutcome, CommitResult, HistoryPage, Inventory, InventorySettings, OrderReleaseItem,
+    ReleaseResult, ReservationResult, StockPage, UpdateResult,
 };

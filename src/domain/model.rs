@@ -23,7 +23,8 @@ impl StockLevel {
     }
 }
 
-/// Where a reservation stands. It leaves `Active` exactly once.
+/// Where a reservation stands. It leaves `Active` exactly once, for one of
+/// the other three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReservationStatus {
     /// Holding stock.
@@ -32,6 +33,9 @@ pub enum ReservationStatus {
     Released,
     /// Released by the expiry sweeper once its timeout passed.
     Expired,
+    /// Nothing left to hold and the last of it was committed (the order was
+    /// paid): committed stock left the stock on hand.
+    Committed,
 }
 
 impl ReservationStatus {
@@ -41,6 +45,7 @@ impl ReservationStatus {
             Self::Active => "active",
             Self::Released => "released",
             Self::Expired => "expired",
+            Self::Committed => "committed",
         }
     }
 
@@ -50,6 +55,7 @@ impl ReservationStatus {
             "active" => Some(Self::Active),
             "released" => Some(Self::Released),
             "expired" => Some(Self::Expired),
+            "committed" => Some(Self::Committed),
             _ => None,
         }
     }
@@ -68,6 +74,8 @@ pub struct Reservation {
     pub quantity: i32,
     /// How much of `quantity` callers have released so far.
     pub released_quantity: i32,
+    /// How much of `quantity` has been committed (taken from stock on hand) so far.
+    pub committed_quantity: i32,
     /// Where the reservation stands.
     pub status: ReservationStatus,
     /// When the sweeper releases it if nobody did before.
@@ -77,11 +85,16 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// What the reservation still holds: nothing once it is no longer active.
+    /// What the reservation still holds: the quantity less what was released
+    /// and committed; nothing once it is no longer active.
     pub fn held_quantity(&self) -> i32 {
         match self.status {
-            ReservationStatus::Active => self.quantity - self.released_quantity,
-            ReservationStatus::Released | ReservationStatus::Expired => 0,
+            ReservationStatus::Active => {
+                self.quantity - self.released_quantity - self.committed_quantity
+            }
+            ReservationStatus::Released
+            | ReservationStatus::Expired
+            | ReservationStatus::Committed => 0,
         }
     }
 }
@@ -97,6 +110,8 @@ pub enum OperationType {
     Release,
     /// Stock on hand changed.
     Update,
+    /// Held stock committed: it leaves the stock on hand and its hold at once.
+    Commit,
 }
 
 impl OperationType {
@@ -107,6 +122,7 @@ impl OperationType {
             Self::Reserve => "reserve",
             Self::Release => "release",
             Self::Update => "update",
+            Self::Commit => "commit",
         }
     }
 
@@ -117,6 +133,7 @@ impl OperationType {
             "reserve" => Some(Self::Reserve),
             "release" => Some(Self::Release),
             "update" => Some(Self::Update),
+            "commit" => Some(Self::Commit),
             _ => None,
         }
     }

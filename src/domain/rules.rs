@@ -79,6 +79,12 @@ pub fn release_quantity(raw: i32) -> Result<Option<i32>> {
     }
 }
 
+/// The quantity to commit: 0 (omitted) means everything held, negative is
+/// invalid.
+pub fn commit_quantity(raw: i32) -> Result<Option<i32>> {
+    release_quantity(raw)
+}
+
 /// How long a reservation lives: 0 (omitted) means `default`; it may not be
 /// negative nor exceed `max`.
 pub fn reservation_timeout(raw_seconds: i32, default: Duration, max: Duration) -> Result<Duration> {
@@ -259,6 +265,30 @@ pub fn decode_page_token(token: &str) -> Result<Option<HistoryCursor>> {
     }))
 }
 
+const INVENTORY_PAGE_TOKEN_VERSION: &str = "i1";
+
+/// Encodes the last product id of an inventory page as an opaque page token.
+pub fn encode_inventory_page_token(last_product_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{INVENTORY_PAGE_TOKEN_VERSION}|{last_product_id}"))
+}
+
+/// Decodes a page token made by [`encode_inventory_page_token`]: the product
+/// id the next page starts after; empty means the first page.
+pub fn decode_inventory_page_token(token: &str) -> Result<Option<String>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Error::invalid("page_token", "is not a token this service issued");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
+    match raw.split_once('|') {
+        Some((INVENTORY_PAGE_TOKEN_VERSION, product_id)) if !product_id.is_empty() => {
+            Ok(Some(product_id.to_owned()))
+        }
+        _ => Err(invalid()),
+    }
+}
+
 /// The readable summary of a check.
 pub fn check_message(stock: &StockLevel, required: i32) -> String {
     let available = stock.available_quantity();
@@ -320,6 +350,40 @@ mod tests {
             field_of(reserve_quantity(i32::MIN).expect_err("min")),
             "quantity"
         );
+    }
+
+    #[test]
+    fn commit_quantity_zero_means_everything_held() {
+        assert_eq!(commit_quantity(0).ok(), Some(None));
+        assert_eq!(commit_quantity(4).ok(), Some(Some(4)));
+        assert_eq!(
+            field_of(commit_quantity(-1).expect_err("negative")),
+            "quantity"
+        );
+    }
+
+    #[test]
+    fn inventory_page_tokens_round_trip_and_reject_forgeries() {
+        let token = encode_inventory_page_token("product-é|1");
+        assert_eq!(
+            decode_inventory_page_token(&token).ok(),
+            Some(Some("product-é|1".to_owned()))
+        );
+        assert_eq!(decode_inventory_page_token("").ok(), Some(None));
+        let history_token = encode_page_token(&HistoryCursor {
+            created_at: Utc::now(),
+            id: "x".to_owned(),
+        });
+        for forged in [
+            "garbage!",
+            history_token.as_str(),
+            &URL_SAFE_NO_PAD.encode("i1|"),
+        ] {
+            assert_eq!(
+                field_of(decode_inventory_page_token(forged).expect_err(forged)),
+                "page_token"
+            );
+        }
     }
 
     #[test]

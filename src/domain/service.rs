@@ -9,8 +9,9 @@ use super::error::{Error, Result};
 use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 use super::rules;
 use crate::store::{
-    self, CheckRecord, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
-    ReserveOutcome, StockUpdate, UpdateOutcome,
+    self, CheckRecord, CommitOutcome, CommitRequest, InventoryStore, NewReservation,
+    ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, ReserveOutcome, StockUpdate,
+    UpdateOutcome,
 };
 
 /// The inventory settings the rules depend on (the `inventory` config section).
@@ -64,6 +65,30 @@ pub struct ReleaseResult {
     pub released: i32,
     /// The product's stock afterwards.
     pub stock: StockLevel,
+}
+
+/// The answer to a commit.
+#[derive(Debug, Clone)]
+pub struct CommitResult {
+    /// The reservation afterwards.
+    pub reservation: Reservation,
+    /// How much this call committed (0 if the reservation was already committed).
+    pub committed: i32,
+    /// The product's stock afterwards.
+    pub stock: StockLevel,
+}
+
+/// One product given back by [`Inventory::release_order`]: the same shape as
+/// a single release.
+pub type OrderReleaseItem = ReleaseResult;
+
+/// One page of the products' stock.
+#[derive(Debug, Clone)]
+pub struct StockPage {
+    /// The products' stock, by product id.
+    pub items: Vec<StockLevel>,
+    /// Token of the next page; `None` on the last page.
+    pub next_page_token: Option<String>,
 }
 
 /// The answer to a stock update.
@@ -243,6 +268,117 @@ impl Inventory {
                 order_id: order_id.to_owned(),
             }),
         }
+    }
+
+    /// Commits `quantity` (0: all) of what an order's reservation of a product
+    /// holds: it leaves the stock on hand and the hold at once. The
+    /// remainder of a partial commit stays held; the reservation stays
+    /// active until it is committed, released or expires. Committing a
+    /// committed reservation again is answered with nothing committed; a
+    /// released or expired one cannot be committed.
+    pub async fn commit(
+        &self,
+        product_id: &str,
+        order_id: &str,
+        quantity: i32,
+    ) -> Result<CommitResult> {
+        rules::validate_id("product_id", product_id)?;
+        rules::validate_id("order_id", order_id)?;
+        let quantity = rules::commit_quantity(quantity)?;
+        let outcome = self
+            .store
+            .commit(CommitRequest {
+                product_id: product_id.to_owned(),
+                order_id: order_id.to_owned(),
+                quantity,
+                now: now(),
+            })
+            .await?;
+        match outcome {
+            CommitOutcome::Committed {
+                reservation,
+                committed,
+                stock,
+            } => Ok(CommitResult {
+                reservation,
+                committed,
+                stock,
+            }),
+            CommitOutcome::AlreadyCommitted { reservation, stock } => Ok(CommitResult {
+                reservation,
+                committed: 0,
+                stock,
+            }),
+            CommitOutcome::NotActive { reservation } => Err(Error::ReservationNotActive {
+                product_id: product_id.to_owned(),
+                order_id: order_id.to_owned(),
+                status: reservation.status.as_str(),
+            }),
+            CommitOutcome::ExceedsHeld { reservation } => Err(Error::CommitExceedsHeld {
+                product_id: product_id.to_owned(),
+                order_id: order_id.to_owned(),
+                requested: quantity.unwrap_or_default(),
+                held: reservation.held_quantity(),
+            }),
+            CommitOutcome::NotFound => Err(Error::ReservationNotFound {
+                product_id: product_id.to_owned(),
+                order_id: order_id.to_owned(),
+            }),
+        }
+    }
+
+    /// Releases everything every active reservation of an order holds, and
+    /// returns what was released per product (by product id). An order with
+    /// nothing active is answered with an empty list; an order that never
+    /// reserved anything is not found.
+    pub async fn release_order(&self, order_id: &str) -> Result<Vec<OrderReleaseItem>> {
+        rules::validate_id("order_id", order_id)?;
+        match self.store.release_order(order_id, now()).await? {
+            ReleaseOrderOutcome::Released(holds) => Ok(holds
+                .into_iter()
+                .map(|hold| ReleaseResult {
+                    reservation: hold.reservation,
+                    released: hold.released,
+                    stock: hold.stock,
+                })
+                .collect()),
+            ReleaseOrderOutcome::NotFound => Err(Error::OrderNotFound {
+                order_id: order_id.to_owned(),
+            }),
+        }
+    }
+
+    /// Every reservation of an order, whatever its status, by product id. An
+    /// order that never reserved anything is not found.
+    pub async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
+        rules::validate_id("order_id", order_id)?;
+        let reservations = self.store.order_reservations(order_id).await?;
+        if reservations.is_empty() {
+            return Err(Error::OrderNotFound {
+                order_id: order_id.to_owned(),
+            });
+        }
+        Ok(reservations)
+    }
+
+    /// One page of every product's stock, by product id.
+    pub async fn list_stock(&self, page_size: i32, page_token: &str) -> Result<StockPage> {
+        let page_size = rules::page_size(page_size)?;
+        let after = rules::decode_inventory_page_token(page_token)?;
+        // One extra product tells whether another page follows.
+        let mut items = self.store.list_stock(after, page_size + 1).await?;
+        let next_page_token = if items.len() > page_size as usize {
+            items.truncate(page_size as usize);
+            items
+                .last()
+                .map(|last| rules::encode_inventory_page_token(&last.product_id))
+        } else {
+            None
+        };
+        Ok(StockPage {
+            items,
+            next_page_token,
+        })
     }
 
     /// Sets, adds to or subtracts from a product's stock on hand.
@@ -534,6 +670,157 @@ mod tests {
         assert!(matches!(
             f.inventory.release("p1", "nobody", 1).await,
             Err(Error::ReservationNotFound { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn commit_is_partial_then_whole_then_idempotent() {
+        let f = stocked(10).await;
+        f.inventory
+            .reserve("p1", "o1", 5, 0)
+            .await
+            .expect("reserve");
+        let part = f.inventory.commit("p1", "o1", 2).await.expect("partial");
+        assert_eq!(part.committed, 2);
+        assert_eq!(part.reservation.status, ReservationStatus::Active);
+        assert_eq!(part.reservation.held_quantity(), 3);
+        assert_eq!(part.reservation.committed_quantity, 2);
+        assert_eq!(levels(&f).await, (8, 3));
+
+        match f.inventory.commit("p1", "o1", 4).await {
+            Err(Error::CommitExceedsHeld {
+                requested: 4,
+                held: 3,
+                ..
+            }) => {}
+            other => panic!("expected CommitExceedsHeld, got {other:?}"),
+        }
+        let rest = f.inventory.commit("p1", "o1", 0).await.expect("the rest");
+        assert_eq!(rest.committed, 3);
+        assert_eq!(rest.reservation.status, ReservationStatus::Committed);
+        assert_eq!(rest.stock.available_quantity(), 5);
+        assert_eq!(levels(&f).await, (5, 0));
+
+        let again = f.inventory.commit("p1", "o1", 0).await.expect("again");
+        assert_eq!(again.committed, 0);
+        assert_eq!(again.reservation.status, ReservationStatus::Committed);
+        let release = f.inventory.release("p1", "o1", 0).await.expect("release");
+        assert_eq!(release.released, 0);
+        assert_eq!(levels(&f).await, (5, 0));
+
+        let newest = &f.inventory.history("p1", 1, "").await.expect("h").entries[0];
+        assert_eq!(newest.operation, OperationType::Commit);
+        assert_eq!(newest.quantity_change, 0);
+        assert_eq!(newest.metadata["reason"], "committed");
+        assert_eq!(newest.metadata["quantity"], 3);
+        assert_eq!(newest.metadata["current_quantity"], 5);
+
+        assert!(matches!(
+            f.inventory.commit("p1", "nobody", 0).await,
+            Err(Error::ReservationNotFound { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_released_or_expired_reservation_cannot_be_committed() {
+        let f = stocked(10).await;
+        f.inventory
+            .reserve("p1", "o1", 4, 0)
+            .await
+            .expect("reserve");
+        f.inventory.commit("p1", "o1", 1).await.expect("partial");
+        let released = f.inventory.release("p1", "o1", 0).await.expect("rest");
+        assert_eq!(released.released, 3);
+        assert_eq!(released.reservation.status, ReservationStatus::Released);
+        match f.inventory.commit("p1", "o1", 0).await {
+            Err(Error::ReservationNotActive {
+                status: "released", ..
+            }) => {}
+            other => panic!("expected ReservationNotActive, got {other:?}"),
+        }
+        f.inventory.reserve("p1", "o2", 2, 1).await.expect("short");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        f.inventory
+            .expire_due_reservations(10)
+            .await
+            .expect("sweep");
+        assert!(matches!(
+            f.inventory.commit("p1", "o2", 0).await,
+            Err(Error::ReservationNotActive {
+                status: "expired",
+                ..
+            })
+        ));
+        assert_eq!(levels(&f).await, (9, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn releasing_an_order_frees_every_product_once() {
+        let f = stocked(10).await;
+        f.inventory.update("p2", "set", 5).await.expect("p2");
+        f.inventory.reserve("p2", "o1", 2, 0).await.expect("p2");
+        f.inventory.reserve("p1", "o1", 3, 0).await.expect("p1");
+        f.inventory
+            .reserve("p1", "o2", 1, 0)
+            .await
+            .expect("other order");
+        let released = f.inventory.release_order("o1").await.expect("release");
+        let items: Vec<(&str, i32)> = released
+            .iter()
+            .map(|r| (r.reservation.product_id.as_str(), r.released))
+            .collect();
+        assert_eq!(items, vec![("p1", 3), ("p2", 2)]);
+        assert!(
+            released
+                .iter()
+                .all(|r| r.reservation.status == ReservationStatus::Released)
+        );
+        assert_eq!(levels(&f).await, (10, 1));
+        assert!(
+            f.inventory
+                .release_order("o1")
+                .await
+                .expect("again")
+                .is_empty()
+        );
+        assert!(matches!(
+            f.inventory.release_order("ghost").await,
+            Err(Error::OrderNotFound { .. })
+        ));
+
+        let listed = f.inventory.order_reservations("o1").await.expect("list");
+        let products: Vec<&str> = listed.iter().map(|r| r.product_id.as_str()).collect();
+        assert_eq!(products, vec!["p1", "p2"]);
+        assert!(matches!(
+            f.inventory.order_reservations("ghost").await,
+            Err(Error::OrderNotFound { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_stock_list_pages_by_product_id() {
+        let f = fixture().await;
+        for product in ["c", "a", "e", "b", "d"] {
+            f.inventory.update(product, "set", 1).await.expect("set");
+        }
+        let mut token = String::new();
+        let mut seen = Vec::new();
+        loop {
+            let page = f.inventory.list_stock(2, &token).await.expect("page");
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.into_iter().map(|s| s.product_id));
+            match page.next_page_token {
+                Some(next) => token = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec!["a", "b", "c", "d", "e"]);
+        assert!(matches!(
+            f.inventory.list_stock(0, "garbage").await,
+            Err(Error::InvalidArgument {
+                field: "page_token",
+                ..
+            })
         ));
     }
 

@@ -40,6 +40,18 @@ impl InventoryStore for SwitchableStore {
     async fn release(&self, _: ReleaseRequest) -> Result<ReleaseOutcome> {
         unimplemented!("only ping is faked")
     }
+    async fn commit(&self, _: CommitRequest) -> Result<CommitOutcome> {
+        unimplemented!("only ping is faked")
+    }
+    async fn release_order(&self, _: &str, _: DateTime<Utc>) -> Result<ReleaseOrderOutcome> {
+        unimplemented!("only ping is faked")
+    }
+    async fn order_reservations(&self, _: &str) -> Result<Vec<Reservation>> {
+        unimplemented!("only ping is faked")
+    }
+    async fn list_stock(&self, _: Option<String>, _: u32) -> Result<Vec<StockLevel>> {
+        unimplemented!("only ping is faked")
+    }
     async fn update_stock(&self, _: StockUpdate) -> Result<UpdateOutcome> {
         unimplemented!("only ping is faked")
     }

@@ -52,6 +52,27 @@ pub fn release_metadata(
     })
 }
 
+/// A commit: how much left the stock on hand with its hold, what the
+/// reservation still holds, and the stock afterwards.
+pub fn commit_metadata(
+    reservation_id: &str,
+    quantity: i32,
+    held_after: i32,
+    total_after: i32,
+    reserved_after: i32,
+    available_after: i32,
+) -> Value {
+    json!({
+        "reservation_id": reservation_id,
+        "quantity": quantity,
+        "reason": "committed",
+        "held_quantity": held_after,
+        "current_quantity": total_after,
+        "reserved_quantity": reserved_after,
+        "available_quantity": available_after,
+    })
+}
+
 /// A release by the expiry sweeper: how much, when it expired, and the stock
 /// afterwards.
 pub fn expire_metadata(

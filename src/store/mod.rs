@@ -112,6 +112,73 @@ pub enum ReleaseOutcome {
     NotFound,
 }
 
+/// A commit to perform: held stock leaves the stock on hand (the order was paid).
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    /// The product held.
+    pub product_id: String,
+    /// The order it is held for.
+    pub order_id: String,
+    /// How much to commit; `None` commits everything held.
+    pub quantity: Option<i32>,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+}
+
+/// What [`InventoryStore::commit`] did.
+#[derive(Debug, Clone)]
+pub enum CommitOutcome {
+    /// Stock was committed: total and reserved both dropped by `committed`.
+    Committed {
+        /// The reservation afterwards (still active if it holds a remainder).
+        reservation: Reservation,
+        /// How much was committed.
+        committed: i32,
+        /// The product's stock afterwards.
+        stock: StockLevel,
+    },
+    /// The reservation was already committed; nothing changed.
+    AlreadyCommitted {
+        /// The reservation as it stands.
+        reservation: Reservation,
+        /// The product's stock now.
+        stock: StockLevel,
+    },
+    /// The reservation was released or expired; nothing changed.
+    NotActive {
+        /// The reservation as it stands.
+        reservation: Reservation,
+    },
+    /// The commit asked for more than the reservation holds; nothing changed.
+    ExceedsHeld {
+        /// The reservation as it stands.
+        reservation: Reservation,
+    },
+    /// No reservation of this product for this order; nothing changed.
+    NotFound,
+}
+
+/// One reservation given back by [`InventoryStore::release_order`].
+#[derive(Debug, Clone)]
+pub struct ReleasedHold {
+    /// The reservation afterwards (released).
+    pub reservation: Reservation,
+    /// How much was given back.
+    pub released: i32,
+    /// The product's stock afterwards.
+    pub stock: StockLevel,
+}
+
+/// What [`InventoryStore::release_order`] did.
+#[derive(Debug, Clone)]
+pub enum ReleaseOrderOutcome {
+    /// Every active reservation of the order was released (possibly none),
+    /// in product order.
+    Released(Vec<ReleasedHold>),
+    /// The order has no reservation at all; nothing changed.
+    NotFound,
+}
+
 /// A change of stock on hand to perform.
 #[derive(Debug, Clone)]
 pub struct StockUpdate {
@@ -190,6 +257,24 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// Gives back what an order's reservation of a product holds, or part of
     /// it. Writes history.
     async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome>;
+
+    /// Commits what an order's reservation of a product holds, or part of
+    /// it: total and reserved drop together. Writes history.
+    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome>;
+
+    /// Releases every active reservation of an order, locking the products'
+    /// rows in product order. Writes history.
+    async fn release_order(
+        &self,
+        order_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ReleaseOrderOutcome>;
+
+    /// Every reservation of an order, whatever its status, by product id.
+    async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>>;
+
+    /// Up to `limit` products' stock by product id, strictly after `after`.
+    async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>>;
 
     /// Changes stock on hand as [`domain::plan_update`] decides against the
     /// stock read in the same transaction. Writes history.

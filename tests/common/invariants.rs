@@ -17,9 +17,10 @@ pub struct Row {
     pub b: i64,
 }
 
-/// reserved_quantity, and what active reservations hold.
+/// reserved_quantity, and what active reservations hold (less what was
+/// released and committed).
 pub const RESERVED_VS_HELD: &str = "SELECT i.product_id AS key, CAST(i.reserved_quantity AS BIGINT) AS a, \
-     CAST(COALESCE((SELECT SUM(r.quantity - r.released_quantity) FROM inventory_reservations r \
+     CAST(COALESCE((SELECT SUM(r.quantity - r.released_quantity - r.committed_quantity) FROM inventory_reservations r \
      WHERE r.product_id = i.product_id AND r.status = 'active'), 0) AS BIGINT) AS b FROM inventory i";
 /// total and reserved.
 pub const LEVELS: &str = "SELECT product_id AS key, CAST(total_quantity AS BIGINT) AS a, \

@@ -13,8 +13,11 @@
 //!   row lock in one statement; the reservation and history `INSERT`s follow,
 //!   pipelined, then `COMMIT`. A concurrent duplicate (order, product) hits the
 //!   unique index; the transaction is retried once and then finds the winner.
-//! - **release** and **update**: `SELECT ... FOR UPDATE` of the reservation or
-//!   inventory row, then the writes.
+//! - **release**, **commit** and **update**: `SELECT ... FOR UPDATE` of the
+//!   reservation or inventory row, then the writes.
+//! - **release of an order**: `SELECT ... FOR UPDATE` of the order's
+//!   reservations, then one update per product in product order, the order
+//!   every multi-product writer locks inventory rows in (no deadlock).
 //! - **expiry**: `SELECT ... FOR UPDATE SKIP LOCKED` of due reservations, so
 //!   several replicas' sweepers never expire the same reservation twice, then
 //!   one update per product, in product order (no lock-order deadlock).
@@ -53,8 +56,9 @@ use tracing::instrument::WithSubscriber as _;
 use self::rows::{HistoryRow, ReservationRow, StockRow, StoredStatus};
 use self::schema::{inventory, inventory_history, inventory_reservations};
 use super::{
-    CheckRecord, Error, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
-    ReserveOutcome, Result, StockUpdate, UpdateOutcome, history,
+    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, NewReservation,
+    ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, ReleasedHold, ReserveOutcome, Result,
+    StockUpdate, UpdateOutcome, history,
 };
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
@@ -215,6 +219,49 @@ impl InventoryStore for PostgresStore {
     async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome> {
         self.run(move |mut c| async move { update_stock(&mut c, &request).await })
             .await
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
+        self.run(
+            move |mut c| async move { c.transaction(async |c| commit(c, &request).await).await },
+        )
+        .await
+    }
+
+    async fn release_order(
+        &self,
+        order_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ReleaseOrderOutcome> {
+        let order_id = order_id.to_owned();
+        self.run(move |mut c| async move {
+            c.transaction(async |c| release_order(c, &order_id, now).await)
+                .await
+        })
+        .await
+    }
+
+    async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
+        let order_id = order_id.to_owned();
+        self.run(move |mut c| async move { order_reservations(&mut c, &order_id, false).await })
+            .await
+    }
+
+    async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>> {
+        self.run(move |mut c| async move {
+            use inventory::dsl::product_id;
+            let mut query = inventory::table.select(StockRow::as_select()).into_boxed();
+            if let Some(after) = after {
+                query = query.filter(product_id.gt(after));
+            }
+            let rows = query
+                .order(product_id.asc())
+                .limit(i64::from(limit))
+                .load(&mut c)
+                .await?;
+            Ok(rows.into_iter().map(StockLevel::from).collect())
+        })
+        .await
     }
 
     async fn record_check(&self, record: CheckRecord) -> Result<()> {
@@ -404,6 +451,7 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
         order_id: request.order_id.clone(),
         quantity: request.quantity,
         released_quantity: 0,
+        committed_quantity: 0,
         status: StoredStatus(ReservationStatus::Active),
         expires_at: request.expires_at,
         created_at: request.now,
@@ -455,7 +503,9 @@ async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcom
         return Ok(ReleaseOutcome::ExceedsHeld { reservation });
     }
     reservation.released_quantity += amount;
-    if reservation.released_quantity == reservation.quantity {
+    // Nothing left to hold: a remainder released after a partial commit
+    // resolves the reservation as released.
+    if reservation.held_quantity() == 0 {
         reservation.status = ReservationStatus::Released;
     }
     let shared: &Conn = c;
@@ -509,6 +559,169 @@ async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcom
         released: amount,
         stock,
     })
+}
+
+/// Locks an order's reservation, then moves what is committed out of both
+/// the stock on hand and the reserved quantity (available is unchanged).
+async fn commit(c: &mut Conn, request: &CommitRequest) -> Result<CommitOutcome> {
+    let Some(mut reservation) =
+        find_reservation(c, &request.order_id, &request.product_id, true).await?
+    else {
+        return Ok(CommitOutcome::NotFound);
+    };
+    match reservation.status {
+        ReservationStatus::Active => {}
+        ReservationStatus::Committed => {
+            let stock = existing_stock(c, &request.product_id).await?;
+            return Ok(CommitOutcome::AlreadyCommitted { reservation, stock });
+        }
+        ReservationStatus::Released | ReservationStatus::Expired => {
+            return Ok(CommitOutcome::NotActive { reservation });
+        }
+    }
+    let held = reservation.held_quantity();
+    let amount = request.quantity.unwrap_or(held);
+    if amount > held {
+        return Ok(CommitOutcome::ExceedsHeld { reservation });
+    }
+    reservation.committed_quantity += amount;
+    if reservation.held_quantity() == 0 {
+        reservation.status = ReservationStatus::Committed;
+    }
+    let shared: &Conn = c;
+    let (_, stock) = pipelined(
+        diesel::update(inventory_reservations::table.find(&reservation.id))
+            .set((
+                inventory_reservations::committed_quantity.eq(reservation.committed_quantity),
+                inventory_reservations::status.eq(StoredStatus(reservation.status)),
+                inventory_reservations::updated_at.eq(request.now),
+            ))
+            .execute(&mut { shared }),
+        diesel::update(inventory::table)
+            .filter(inventory::product_id.eq(&request.product_id))
+            .filter(inventory::reserved_quantity.ge(amount))
+            .set((
+                inventory::total_quantity.eq(inventory::total_quantity - amount),
+                inventory::reserved_quantity.eq(inventory::reserved_quantity - amount),
+                inventory::updated_at.eq(request.now),
+            ))
+            .returning(StockRow::as_returning())
+            .get_result(&mut { shared }),
+    )
+    .await
+    .map_err(|e| match e {
+        diesel::result::Error::NotFound => Error::Internal(format!(
+            "reserved quantity of {:?} is below its active reservation {}",
+            request.product_id, reservation.id
+        )),
+        other => Error::from(other),
+    })?;
+    let stock = StockLevel::from(stock);
+    let history = HistoryRow::new(
+        &reservation.product_id,
+        OperationType::Commit,
+        0,
+        Some(&reservation.order_id),
+        request.now,
+        history::commit_metadata(
+            &reservation.id,
+            amount,
+            reservation.held_quantity(),
+            stock.total_quantity,
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
+    );
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)
+        .await?;
+    Ok(CommitOutcome::Committed {
+        reservation,
+        committed: amount,
+        stock,
+    })
+}
+
+/// Every reservation of an order by product id; with `lock`, locked until
+/// the transaction ends.
+async fn order_reservations(c: &mut Conn, order_id: &str, lock: bool) -> Result<Vec<Reservation>> {
+    let query = inventory_reservations::table
+        .filter(inventory_reservations::order_id.eq(order_id))
+        .order(inventory_reservations::product_id.asc())
+        .select(ReservationRow::as_select());
+    let rows = if lock {
+        query.for_update().load(c).await?
+    } else {
+        query.load(c).await?
+    };
+    Ok(rows.into_iter().map(Reservation::from).collect())
+}
+
+/// Locks the order's reservations, then releases the active ones product by
+/// product, in product order: inventory rows are locked in the same order as
+/// the sweeper locks them, so the two cannot deadlock.
+async fn release_order(
+    c: &mut Conn,
+    order_id: &str,
+    now: DateTime<Utc>,
+) -> Result<ReleaseOrderOutcome> {
+    let reservations = order_reservations(c, order_id, true).await?;
+    if reservations.is_empty() {
+        return Ok(ReleaseOrderOutcome::NotFound);
+    }
+    let mut released = Vec::new();
+    let mut history = Vec::new();
+    for mut reservation in reservations {
+        if reservation.status != ReservationStatus::Active {
+            continue;
+        }
+        let amount = reservation.held_quantity();
+        reservation.released_quantity += amount;
+        reservation.status = ReservationStatus::Released;
+        diesel::update(inventory_reservations::table.find(&reservation.id))
+            .set((
+                inventory_reservations::released_quantity.eq(reservation.released_quantity),
+                inventory_reservations::status.eq(StoredStatus(reservation.status)),
+                inventory_reservations::updated_at.eq(now),
+            ))
+            .execute(c)
+            .await?;
+        let stock = shift_reserved(c, &reservation.product_id, -amount, now)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "reserved quantity of {:?} is below its active reservation {}",
+                    reservation.product_id, reservation.id
+                ))
+            })?;
+        history.push(HistoryRow::new(
+            &reservation.product_id,
+            OperationType::Release,
+            amount,
+            Some(&reservation.order_id),
+            now,
+            history::release_metadata(
+                &reservation.id,
+                amount,
+                0,
+                stock.reserved_quantity,
+                stock.available_quantity(),
+            ),
+        ));
+        released.push(ReleasedHold {
+            reservation,
+            released: amount,
+            stock,
+        });
+    }
+    if !history.is_empty() {
+        diesel::insert_into(inventory_history::table)
+            .values(&history)
+            .execute(c)
+            .await?;
+    }
+    Ok(ReleaseOrderOutcome::Released(released))
 }
 
 /// [`try_update_stock`] in a transaction, run a second time if it lost a

@@ -4,12 +4,12 @@
 /// The schema's ENUM types, as diesel SQL types. Their OIDs are looked up by
 /// name on first use and cached by the connection.
 pub mod sql_types {
-    /// `reservation_status`: `'active'`, `'released'`, `'expired'`.
+    /// `reservation_status`: `'active'`, `'released'`, `'expired'`, `'committed'`.
     #[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
     #[diesel(postgres_type(name = "reservation_status"))]
     pub struct ReservationStatus;
 
-    /// `inventory_operation`: `'check'`, `'reserve'`, `'release'`, `'update'`.
+    /// `inventory_operation`: `'check'`, `'reserve'`, `'release'`, `'update'`, `'commit'`.
     #[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
     #[diesel(postgres_type(name = "inventory_operation"))]
     pub struct InventoryOperation;
@@ -35,6 +35,7 @@ diesel::table! {
         order_id -> Varchar,
         quantity -> Int4,
         released_quantity -> Int4,
+        committed_quantity -> Int4,
         status -> ReservationStatus,
         expires_at -> Timestamptz,
         created_at -> Timestamptz,

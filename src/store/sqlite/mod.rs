@@ -32,8 +32,9 @@ use serde::Deserialize;
 use self::rows::{HistoryRow, ReservationRow, StockRow};
 use self::schema::{inventory, inventory_history, inventory_reservations};
 use super::{
-    CheckRecord, Error, InventoryStore, NewReservation, ReleaseOutcome, ReleaseRequest,
-    ReserveOutcome, Result, StockUpdate, UpdateOutcome, history,
+    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, NewReservation,
+    ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, ReleasedHold, ReserveOutcome, Result,
+    StockUpdate, UpdateOutcome, history,
 };
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
@@ -205,6 +206,42 @@ impl InventoryStore for SqliteStore {
             .await
     }
 
+    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
+        self.run(move |c| c.immediate_transaction(|c| commit(c, request)))
+            .await
+    }
+
+    async fn release_order(
+        &self,
+        order_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ReleaseOrderOutcome> {
+        let order_id = order_id.to_owned();
+        self.run(move |c| c.immediate_transaction(|c| release_order(c, &order_id, now)))
+            .await
+    }
+
+    async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
+        let order_id = order_id.to_owned();
+        self.run(move |c| order_reservations(c, &order_id)).await
+    }
+
+    async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>> {
+        self.run(move |c| {
+            use inventory::dsl::product_id;
+            let mut query = inventory::table.select(StockRow::as_select()).into_boxed();
+            if let Some(after) = after {
+                query = query.filter(product_id.gt(after));
+            }
+            let rows = query
+                .order(product_id.asc())
+                .limit(i64::from(limit))
+                .load(c)?;
+            Ok(rows.into_iter().map(StockLevel::from).collect())
+        })
+        .await
+    }
+
     async fn record_check(&self, record: CheckRecord) -> Result<()> {
         self.run(move |c| {
             let row = HistoryRow::new(
@@ -329,6 +366,7 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
         order_id: request.order_id,
         quantity: request.quantity,
         released_quantity: 0,
+        committed_quantity: 0,
         status: ReservationStatus::Active.as_str().to_owned(),
         expires_at: request.expires_at.naive_utc(),
         created_at: request.now.naive_utc(),
@@ -371,7 +409,9 @@ fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseO
         return Ok(ReleaseOutcome::ExceedsHeld { reservation });
     }
     reservation.released_quantity += amount;
-    if reservation.released_quantity == reservation.quantity {
+    // Nothing left to hold: a remainder released after a partial commit
+    // resolves the reservation as released.
+    if reservation.held_quantity() == 0 {
         reservation.status = ReservationStatus::Released;
     }
     diesel::update(inventory_reservations::table.find(&reservation.id))
@@ -409,6 +449,156 @@ fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseO
         released: amount,
         stock,
     })
+}
+
+/// Moves `amount` units out of both the stock on hand and the reserved
+/// quantity: committed stock leaves with its hold, so available is unchanged.
+fn take_committed(
+    c: &mut SqliteConnection,
+    product_id: &str,
+    amount: i32,
+    now: DateTime<Utc>,
+) -> Result<StockLevel> {
+    use inventory::dsl::{product_id as pid, reserved_quantity, total_quantity, updated_at};
+    let row = diesel::update(inventory::table)
+        .filter(pid.eq(product_id))
+        .filter(reserved_quantity.ge(amount))
+        .set((
+            total_quantity.eq(total_quantity - amount),
+            reserved_quantity.eq(reserved_quantity - amount),
+            updated_at.eq(now.naive_utc()),
+        ))
+        .returning(StockRow::as_returning())
+        .get_result(c)
+        .optional()?;
+    row.map(StockLevel::from).ok_or_else(|| {
+        Error::Internal(format!(
+            "reserved quantity of {product_id:?} is below an active reservation"
+        ))
+    })
+}
+
+fn commit(c: &mut SqliteConnection, request: CommitRequest) -> Result<CommitOutcome> {
+    let Some(mut reservation) = find_reservation(c, &request.order_id, &request.product_id)? else {
+        return Ok(CommitOutcome::NotFound);
+    };
+    match reservation.status {
+        ReservationStatus::Active => {}
+        ReservationStatus::Committed => {
+            let stock = existing_stock(c, &request.product_id)?;
+            return Ok(CommitOutcome::AlreadyCommitted { reservation, stock });
+        }
+        ReservationStatus::Released | ReservationStatus::Expired => {
+            return Ok(CommitOutcome::NotActive { reservation });
+        }
+    }
+    let held = reservation.held_quantity();
+    let amount = request.quantity.unwrap_or(held);
+    if amount > held {
+        return Ok(CommitOutcome::ExceedsHeld { reservation });
+    }
+    reservation.committed_quantity += amount;
+    if reservation.held_quantity() == 0 {
+        reservation.status = ReservationStatus::Committed;
+    }
+    diesel::update(inventory_reservations::table.find(&reservation.id))
+        .set((
+            inventory_reservations::committed_quantity.eq(reservation.committed_quantity),
+            inventory_reservations::status.eq(reservation.status.as_str()),
+            inventory_reservations::updated_at.eq(request.now.naive_utc()),
+        ))
+        .execute(c)?;
+    let stock = take_committed(c, &request.product_id, amount, request.now)?;
+    let history = HistoryRow::new(
+        &reservation.product_id,
+        OperationType::Commit,
+        0,
+        Some(&reservation.order_id),
+        request.now,
+        history::commit_metadata(
+            &reservation.id,
+            amount,
+            reservation.held_quantity(),
+            stock.total_quantity,
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
+    );
+    diesel::insert_into(inventory_history::table)
+        .values(&history)
+        .execute(c)?;
+    Ok(CommitOutcome::Committed {
+        reservation,
+        committed: amount,
+        stock,
+    })
+}
+
+fn order_reservations(c: &mut SqliteConnection, order_id: &str) -> Result<Vec<Reservation>> {
+    inventory_reservations::table
+        .filter(inventory_reservations::order_id.eq(order_id))
+        .order(inventory_reservations::product_id.asc())
+        .select(ReservationRow::as_select())
+        .load(c)?
+        .into_iter()
+        .map(Reservation::try_from)
+        .collect()
+}
+
+fn release_order(
+    c: &mut SqliteConnection,
+    order_id: &str,
+    now: DateTime<Utc>,
+) -> Result<ReleaseOrderOutcome> {
+    let reservations = order_reservations(c, order_id)?;
+    if reservations.is_empty() {
+        return Ok(ReleaseOrderOutcome::NotFound);
+    }
+    let mut released = Vec::new();
+    for mut reservation in reservations {
+        if reservation.status != ReservationStatus::Active {
+            continue;
+        }
+        let amount = reservation.held_quantity();
+        reservation.released_quantity += amount;
+        reservation.status = ReservationStatus::Released;
+        diesel::update(inventory_reservations::table.find(&reservation.id))
+            .set((
+                inventory_reservations::released_quantity.eq(reservation.released_quantity),
+                inventory_reservations::status.eq(reservation.status.as_str()),
+                inventory_reservations::updated_at.eq(now.naive_utc()),
+            ))
+            .execute(c)?;
+        let stock = shift_reserved(c, &reservation.product_id, -amount, now)?.ok_or_else(|| {
+            Error::Internal(format!(
+                "reserved quantity of {:?} is below its active reservation {}",
+                reservation.product_id, reservation.id
+            ))
+        })?;
+        let history = HistoryRow::new(
+            &reservation.product_id,
+            OperationType::Release,
+            amount,
+            Some(&reservation.order_id),
+            now,
+            history::release_metadata(
+                &reservation.id,
+                amount,
+                0,
+                stock.reserved_quantity,
+                stock.available_quantity(),
+            ),
+        );
+        diesel::insert_into(inventory_history::table)
+            .values(&history)
+            .execute(c)?;
+        released.push(ReleasedHold {
+            reservation,
+            released: amount,
+            stock,
+        });
+    }
+    Ok(ReleaseOrderOutcome::Released(released))
 }
 
 fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<UpdateOutcome> {
@@ -567,6 +757,87 @@ mod tests {
         updated_at: String,
     }
 
+    /// A database made before commits existed upgrades in place: its rows
+    /// survive the table rebuilds with their foreign key, indexes and
+    /// constraints, and the upgrade can be reverted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_commit_migration_upgrades_existing_data_and_reverts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("inventory.db");
+        let url = path.display().to_string();
+        let setup_url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = SqliteConnection::establish(&setup_url).expect("connect");
+            c.batch_execute("PRAGMA foreign_keys = ON").expect("pragma");
+            c.run_next_migration(MIGRATIONS).expect("first migration");
+            c.batch_execute(
+                "INSERT INTO inventory (product_id, total_quantity, reserved_quantity) VALUES ('p', 10, 4); \
+                 INSERT INTO inventory_reservations (id, product_id, order_id, quantity, released_quantity, expires_at) \
+                 VALUES ('r1', 'p', 'o1', 5, 1, '2999-01-01 00:00:00'); \
+                 INSERT INTO inventory_history (id, product_id, operation_type, quantity_change, order_id, metadata) \
+                 VALUES ('h1', 'p', 'reserve', -5, 'o1', '{}');",
+            )
+            .expect("old rows");
+        })
+        .await
+        .expect("setup");
+
+        let store = SqliteStore::open(SqliteOptions {
+            path: path.clone(),
+            max_connections: 2,
+            connection_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+        })
+        .await
+        .expect("open applies the commit migration");
+        let outcome = store
+            .commit(CommitRequest {
+                product_id: "p".into(),
+                order_id: "o1".into(),
+                quantity: None,
+                now: Utc::now(),
+            })
+            .await
+            .expect("commit an old reservation");
+        let CommitOutcome::Committed {
+            reservation,
+            committed,
+            stock,
+        } = outcome
+        else {
+            panic!("expected Committed, got {outcome:?}");
+        };
+        assert_eq!(committed, 4);
+        assert_eq!(reservation.status, ReservationStatus::Committed);
+        assert_eq!((stock.total_quantity, stock.reserved_quantity), (6, 0));
+        let history = store.history("p", None, 10).await.expect("history");
+        assert_eq!(history.map(|h| h.len()), Some(2), "the old entry survived");
+        store.close();
+
+        tokio::task::spawn_blocking(move || {
+            let mut c = SqliteConnection::establish(&url).expect("connect");
+            c.batch_execute("PRAGMA foreign_keys = ON").expect("pragma");
+            for refused in [
+                "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, expires_at) \
+                 VALUES ('r2', 'ghost', 'o2', 1, '2999-01-01 00:00:00')",
+                "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, expires_at) \
+                 VALUES ('r3', 'p', 'o1', 1, '2999-01-01 00:00:00')",
+            ] {
+                c.batch_execute(refused).expect_err(refused);
+            }
+            c.revert_last_migration(MIGRATIONS).expect("revert");
+            c.batch_execute(
+                "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, expires_at) \
+                 VALUES ('r4', 'p', 'o4', 1, '2999-01-01 00:00:00')",
+            )
+            .expect("the first schema works again");
+            c.run_pending_migrations(MIGRATIONS).expect("upgrade again");
+        })
+        .await
+        .expect("checks");
+    }
+
     /// The schema itself refuses to oversell, whatever SQL reaches it.
     #[tokio::test(flavor = "multi_thread")]
     async fn the_database_enforces_the_stock_invariants() {
@@ -601,6 +872,11 @@ mod tests {
                 "INSERT INTO inventory (product_id, total_quantity, reserved_quantity) VALUES ('q', 1, 2)",
                 "INSERT INTO inventory_history (id, product_id, operation_type, quantity_change) \
                  VALUES ('h', 'p', 'teleport', 0)",
+                "INSERT INTO inventory_reservations \
+                 (id, product_id, order_id, quantity, released_quantity, committed_quantity, expires_at) \
+                 VALUES ('r', 'p', 'o', 2, 1, 2, '2030-01-01 00:00:00')",
+                "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, status, expires_at) \
+                 VALUES ('r', 'p', 'o', 2, 'paid', '2030-01-01 00:00:00')",
             ] {
                 let error = c.batch_execute(oversell).expect_err(oversell);
                 assert!(error.to_string().contains("CHECK constraint failed"), "{oversell}: {error}");

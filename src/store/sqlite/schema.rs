@@ -18,6 +18,7 @@ diesel::table! {
         order_id -> Text,
         quantity -> Integer,
         released_quantity -> Integer,
+        committed_quantity -> Integer,
         status -> Text,
         expires_at -> Timestamp,
         created_at -> Timestamp,
