@@ -7,12 +7,14 @@
 # throwaway SQLite file, stocks one product, then drives the same read with
 # h2load at the same concurrency over HTTP/2 (cleartext): gRPC as POST
 # /inventory.v1.InventoryService/CheckInventory with one framed message, REST
-# as GET /api/v1/inventory/bench-product. Prints requests per second and the
-# REST/gRPC ratio. Only loopback is touched; the server stops at the end.
+# as GET /api/v1/inventory/bench-product, in ROUNDS alternating rounds.
+# Prints each round and the medians' REST/gRPC ratio. Only loopback is
+# touched; the server stops at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REQUESTS="${REQUESTS:-200000}"
+REQUESTS="${REQUESTS:-100000}"
+ROUNDS="${ROUNDS:-5}"
 CLIENTS="${CLIENTS:-16}"
 STREAMS="${STREAMS:-16}"
 GRPC_PORT=19083
@@ -47,18 +49,19 @@ msg = bytes([0x0A, len(pid)]) + pid + bytes([0x10, 0x01])
 open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
 PY
 
-run() { h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" "$@" | tee -a "$work/out.txt" | grep -E "^finished in|^requests:|^status codes:"; }
-echo "== gRPC  CheckInventory (n=$REQUESTS c=$CLIENTS m=$STREAMS)"
-grpc="$(run -d "$work/check.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
-  "http://127.0.0.1:$GRPC_PORT/inventory.v1.InventoryService/CheckInventory")"
-echo "$grpc"
-echo "== REST  GET /api/v1/inventory/bench-product (n=$REQUESTS c=$CLIENTS m=$STREAMS)"
-rest="$(run "http://127.0.0.1:$HTTP_PORT/api/v1/inventory/bench-product")"
-echo "$rest"
-
-rps() { sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$1"; }
-python3 - "$(rps "$grpc")" "$(rps "$rest")" <<'PY'
-import sys
-grpc, rest = float(sys.argv[1]), float(sys.argv[2])
-print(f"gRPC {grpc:,.0f} req/s, REST {rest:,.0f} req/s, REST/gRPC = {rest / grpc:.1%}")
+run() { h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" "$@" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p'; }
+# Rounds alternate gRPC and REST so drift on a shared machine hits both; the
+# medians are compared.
+grpc=(); rest=()
+for round in $(seq 1 "$ROUNDS"); do
+  grpc+=("$(run -d "$work/check.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+    "http://127.0.0.1:$GRPC_PORT/inventory.v1.InventoryService/CheckInventory")")
+  rest+=("$(run "http://127.0.0.1:$HTTP_PORT/api/v1/inventory/bench-product")")
+  echo "round $round: gRPC ${grpc[-1]} req/s, REST ${rest[-1]} req/s"
+done
+python3 - "${grpc[*]}" "${rest[*]}" <<'PY'
+import statistics, sys
+grpc = statistics.median(map(float, sys.argv[1].split()))
+rest = statistics.median(map(float, sys.argv[2].split()))
+print(f"median: gRPC {grpc:,.0f} req/s, REST {rest:,.0f} req/s, REST/gRPC = {rest / grpc:.1%}")
 PY
