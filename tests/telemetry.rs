@@ -163,13 +163,20 @@ fn caller() -> (String, String, String) {
 
 /// Checks the database spans under `business`: transactions and statements
 /// with the backend's `db.system`, SQL with placeholders and no literal
-/// values. Returns how many statement spans there are.
-fn check_db_spans(spans: &[Span], business: &Span, backend: Backend, secrets: &[&str]) -> usize {
+/// values, `db.rows_affected` on every write. Returns how many statement
+/// spans there are, and how many of them write.
+fn check_db_spans(
+    spans: &[Span],
+    business: &Span,
+    backend: Backend,
+    secrets: &[&str],
+) -> (usize, usize) {
     let system = match backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgresql",
     };
     let mut statements = Vec::new();
+    let mut writes = 0;
     for child in children(spans, business) {
         match attr(child, "db.system").as_deref() {
             Some(s) => assert_eq!(s, system, "{child:?}"),
@@ -194,6 +201,18 @@ fn check_db_spans(spans: &[Span], business: &Span, backend: Backend, secrets: &[
         for secret in secrets {
             assert!(!sql.contains(secret), "{secret:?} leaked into {sql:?}");
         }
+        // Every write this service makes touches exactly one row.
+        let write = ["INSERT", "UPDATE", "DELETE"]
+            .iter()
+            .any(|op| sql.trim_start().starts_with(op));
+        if write {
+            writes += 1;
+            assert_eq!(
+                attr(statement, "db.rows_affected").as_deref(),
+                Some("1"),
+                "db.rows_affected of {sql:?}"
+            );
+        }
     }
     assert!(
         statements.iter().any(|s| {
@@ -203,7 +222,7 @@ fn check_db_spans(spans: &[Span], business: &Span, backend: Backend, secrets: &[
         "no parameterised statement under {:?}",
         business.name
     );
-    statements.len()
+    (statements.len(), writes)
 }
 
 async fn grpc_and_rest_calls_are_one_trace_each_from_the_caller_down_to_the_sql(backend: Backend) {
@@ -326,8 +345,12 @@ async fn grpc_and_rest_calls_are_one_trace_each_from_the_caller_down_to_the_sql(
             .any(|s| s.name == "db.transaction"),
         "a reservation is a transaction"
     );
-    let statements = check_db_spans(&spans, business, backend, &[&product, &order]);
+    let (statements, writes) = check_db_spans(&spans, business, backend, &[&product, &order]);
     assert!(statements >= 3, "select/update/inserts: {statements}");
+    assert!(
+        writes >= 3,
+        "the update and the two inserts carry rows: {writes}"
+    );
 
     // REST: the same tree, with the HTTP attributes on the server span.
     let spans = receiver.trace(&rest_trace, &rest_caller_span, 3).await;

@@ -17,8 +17,20 @@
 //! `db.statement` is the SQL diesel generates, with its bind placeholders
 //! (`?` or `$1`) and never the bound values: the text is cut where diesel's
 //! debug output starts listing them, before they are formatted.
+//!
+//! `db.rows_affected`: diesel's events carry no row count, so the span of a
+//! finished INSERT, UPDATE or DELETE stays open until the store reports the
+//! count it got back ([`rows_affected`]), or until the next statement starts.
+//! The store runs its work inside [`DbTrace::scope`] (async) or
+//! [`DbTrace::enter_thread`] (on a blocking thread), which is how
+//! [`rows_affected`] finds the checkout's trace. Counts are matched to spans
+//! in the order the statements finished, which also holds for statements
+//! PostgreSQL pipelines.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -72,6 +84,60 @@ struct State {
     ending: bool,
     /// Statements in flight (PostgreSQL pipelines several).
     pending: Vec<Pending>,
+    /// Finished writes whose spans wait for their row count, oldest first.
+    awaiting_rows: VecDeque<Span>,
+}
+
+tokio::task_local! {
+    /// The trace of the checkout whose async work is running.
+    static TASK_TRACE: Arc<Mutex<State>>;
+}
+
+thread_local! {
+    /// The trace of the checkout whose blocking work runs on this thread.
+    static THREAD_TRACE: RefCell<Option<Arc<Mutex<State>>>> = const { RefCell::new(None) };
+}
+
+/// Reports the row count a write statement returned: recorded as
+/// `db.rows_affected` on that statement's span. Returns `rows`, so a call
+/// site reads `.execute(c).map(rows_affected)?`. Does nothing outside a
+/// traced checkout.
+pub fn rows_affected(rows: usize) -> usize {
+    let record = |state: &Arc<Mutex<State>>| {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(span) = state.awaiting_rows.pop_front() {
+            let dispatch = state.spans.as_ref().map(|t| t.dispatch.clone());
+            drop(state);
+            let finish = || {
+                span.record("db.rows_affected", rows as u64);
+                drop(span);
+            };
+            match dispatch {
+                Some(dispatch) => tracing::dispatcher::with_default(&dispatch, finish),
+                None => finish(),
+            }
+        }
+    };
+    if TASK_TRACE.try_with(record).is_err() {
+        THREAD_TRACE.with(|current| {
+            if let Some(state) = current.borrow().as_ref() {
+                record(state);
+            }
+        });
+    }
+    rows
+}
+
+/// Clears the thread's current trace when the blocking work ends.
+pub struct ThreadTraceGuard {
+    previous: Option<Arc<Mutex<State>>>,
+}
+
+impl Drop for ThreadTraceGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        THREAD_TRACE.with(|current| *current.borrow_mut() = previous);
+    }
 }
 
 impl DbTrace {
@@ -95,8 +161,22 @@ impl DbTrace {
                 transaction: None,
                 ending: false,
                 pending: Vec::new(),
+                awaiting_rows: VecDeque::new(),
             })),
         })
+    }
+
+    /// Runs async store work with this checkout as [`rows_affected`]'s target.
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        TASK_TRACE.scope(self.state.clone(), work).await
+    }
+
+    /// Makes this checkout [`rows_affected`]'s target on this thread until
+    /// the guard drops (for work on a blocking thread).
+    pub fn enter_thread(&self) -> ThreadTraceGuard {
+        let previous =
+            THREAD_TRACE.with(|current| current.borrow_mut().replace(self.state.clone()));
+        ThreadTraceGuard { previous }
     }
 
     /// The instrumentation to install on the checked-out connection.
@@ -112,11 +192,13 @@ impl Drop for DbTrace {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.active = false;
         let pending = std::mem::take(&mut state.pending);
+        let awaiting = std::mem::take(&mut state.awaiting_rows);
         let transaction = state.transaction.take();
         let spans = state.spans.take();
         drop(state);
         if let Some(target) = &spans {
             tracing::dispatcher::with_default(&target.dispatch, || {
+                drop(awaiting);
                 drop(pending);
                 drop(transaction);
             });
@@ -155,6 +237,8 @@ impl State {
         let state = self;
         match event {
             InstrumentationEvent::StartQuery { query, .. } => {
+                // Counts not reported by now will not be: close those spans.
+                state.awaiting_rows.clear();
                 let sql = sql_text(query);
                 let span = state.statement_span(&sql);
                 state.pending.push(Pending {
@@ -175,6 +259,10 @@ impl State {
                     );
                     if let (Some(span), Some(error)) = (&pending.span, error) {
                         span.record("otel.status_description", error.to_string());
+                    }
+                    let write = matches!(operation, "INSERT" | "UPDATE" | "DELETE");
+                    if let (Some(span), true, None) = (pending.span, write, error) {
+                        state.awaiting_rows.push_back(span);
                     }
                 }
                 if state.ending && state.pending.is_empty() {
@@ -214,6 +302,7 @@ impl State {
                 db.system = self.system,
                 db.operation = operation,
                 db.statement = sql,
+                db.rows_affected = Empty,
             )
         }))
     }

@@ -63,7 +63,7 @@ use super::{
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
 };
-use crate::telemetry::db::DbTrace;
+use crate::telemetry::db::{DbTrace, rows_affected};
 
 pub use self::migrate::{MIGRATION_LOCK_KEY, MIGRATIONS};
 
@@ -181,7 +181,10 @@ impl PostgresStore {
             if let Some(trace) = &trace {
                 conn.set_instrumentation(trace.instrumentation());
             }
-            let result = work(conn).await;
+            let result = match &trace {
+                Some(trace) => trace.scope(work(conn)).await,
+                None => work(conn).await,
+            };
             drop(trace);
             result
         };
@@ -277,7 +280,8 @@ impl InventoryStore for PostgresStore {
             diesel::insert_into(inventory_history::table)
                 .values(&row)
                 .execute(&mut c)
-                .await?;
+                .await
+                .map(rows_affected)?;
             Ok(())
         })
         .await
@@ -400,6 +404,7 @@ async fn shift_reserved(
         .get_result(c)
         .await
         .optional()?;
+    rows_affected(usize::from(row.is_some()));
     Ok(row.map(StockLevel::from))
 }
 
@@ -472,7 +477,7 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
         ),
     );
     let shared: &Conn = c;
-    pipelined(
+    let (reservations, entries) = pipelined(
         diesel::insert_into(inventory_reservations::table)
             .values(&row)
             .execute(&mut { shared }),
@@ -481,6 +486,9 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
             .execute(&mut { shared }),
     )
     .await?;
+    // In the order the statements finished.
+    rows_affected(reservations);
+    rows_affected(entries);
     Ok(ReserveOutcome::Created {
         reservation: Reservation::from(row),
         stock,
@@ -509,7 +517,7 @@ async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcom
         reservation.status = ReservationStatus::Released;
     }
     let shared: &Conn = c;
-    let (_, stock) = pipelined(
+    let (updated, stock) = pipelined(
         diesel::update(inventory_reservations::table.find(&reservation.id))
             .set((
                 inventory_reservations::released_quantity.eq(reservation.released_quantity),
@@ -535,6 +543,8 @@ async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcom
         )),
         other => Error::from(other),
     })?;
+    rows_affected(updated);
+    rows_affected(1);
     let stock = StockLevel::from(stock);
     let history = HistoryRow::new(
         &reservation.product_id,
@@ -553,7 +563,8 @@ async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcom
     diesel::insert_into(inventory_history::table)
         .values(&history)
         .execute(c)
-        .await?;
+        .await
+        .map(rows_affected)?;
     Ok(ReleaseOutcome::Released {
         reservation,
         released: amount,
@@ -589,7 +600,7 @@ async fn commit(c: &mut Conn, request: &CommitRequest) -> Result<CommitOutcome> 
         reservation.status = ReservationStatus::Committed;
     }
     let shared: &Conn = c;
-    let (_, stock) = pipelined(
+    let (updated, stock) = pipelined(
         diesel::update(inventory_reservations::table.find(&reservation.id))
             .set((
                 inventory_reservations::committed_quantity.eq(reservation.committed_quantity),
@@ -616,6 +627,8 @@ async fn commit(c: &mut Conn, request: &CommitRequest) -> Result<CommitOutcome> 
         )),
         other => Error::from(other),
     })?;
+    rows_affected(updated);
+    rows_affected(1);
     let stock = StockLevel::from(stock);
     let history = HistoryRow::new(
         &reservation.product_id,
@@ -635,7 +648,8 @@ async fn commit(c: &mut Conn, request: &CommitRequest) -> Result<CommitOutcome> 
     diesel::insert_into(inventory_history::table)
         .values(&history)
         .execute(c)
-        .await?;
+        .await
+        .map(rows_affected)?;
     Ok(CommitOutcome::Committed {
         reservation,
         committed: amount,
@@ -686,7 +700,8 @@ async fn release_order(
                 inventory_reservations::updated_at.eq(now),
             ))
             .execute(c)
-            .await?;
+            .await
+            .map(rows_affected)?;
         let stock = shift_reserved(c, &reservation.product_id, -amount, now)
             .await?
             .ok_or_else(|| {
@@ -719,7 +734,8 @@ async fn release_order(
         diesel::insert_into(inventory_history::table)
             .values(&history)
             .execute(c)
-            .await?;
+            .await
+            .map(rows_affected)?;
     }
     Ok(ReleaseOrderOutcome::Released(released))
 }
@@ -784,7 +800,10 @@ async fn try_update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateO
             ))
             .returning(StockRow::as_returning())
             .get_result(&mut { shared });
-        pipelined(insert, write_history).await?.0
+        let (row, entries) = pipelined(insert, write_history).await?;
+        rows_affected(1);
+        rows_affected(entries);
+        row
     } else {
         // The row is locked since it was read, so the plan still applies; the
         // WHERE and the CHECK constraints guard anyway.
@@ -797,7 +816,10 @@ async fn try_update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateO
             ))
             .returning(StockRow::as_returning())
             .get_result(&mut { shared });
-        pipelined(update, write_history).await?.0
+        let (row, entries) = pipelined(update, write_history).await?;
+        rows_affected(1);
+        rows_affected(entries);
+        row
     };
     Ok(UpdateOutcome::Applied {
         plan,
@@ -880,7 +902,8 @@ async fn expire_due(
             updated_at.eq(now),
         ))
         .execute(c)
-        .await?;
+        .await
+        .map(rows_affected)?;
 
     let mut history = Vec::with_capacity(due.len());
     for group in due.chunk_by(|a, b| a.product_id == b.product_id) {
@@ -921,7 +944,8 @@ async fn expire_due(
     diesel::insert_into(inventory_history::table)
         .values(&history)
         .execute(c)
-        .await?;
+        .await
+        .map(rows_affected)?;
     for reservation in &mut due {
         reservation.status = ReservationStatus::Expired;
     }

@@ -39,7 +39,7 @@ use super::{
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
 };
-use crate::telemetry::db::DbTrace;
+use crate::telemetry::db::{DbTrace, rows_affected};
 
 /// The SQLite migrations, compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -161,7 +161,9 @@ impl SqliteStore {
             if let Some(trace) = &trace {
                 c.set_instrumentation(trace.instrumentation());
             }
+            let rows_target = trace.as_ref().map(DbTrace::enter_thread);
             let result = work(c);
+            drop(rows_target);
             drop(trace);
             Ok(result)
         })
@@ -254,7 +256,8 @@ impl InventoryStore for SqliteStore {
             );
             diesel::insert_into(inventory_history::table)
                 .values(&row)
-                .execute(c)?;
+                .execute(c)
+                .map(rows_affected)?;
             Ok(())
         })
         .await
@@ -338,6 +341,7 @@ fn shift_reserved(
         .returning(StockRow::as_returning())
         .get_result(c)
         .optional()?;
+    rows_affected(usize::from(row.is_some()));
     Ok(row.map(StockLevel::from))
 }
 
@@ -373,7 +377,8 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
     };
     diesel::insert_into(inventory_reservations::table)
         .values(&row)
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     let reservation = Reservation::try_from(row)?;
     let history = HistoryRow::new(
         &reservation.product_id,
@@ -391,7 +396,8 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     Ok(ReserveOutcome::Created { reservation, stock })
 }
 
@@ -420,7 +426,8 @@ fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseO
             inventory_reservations::status.eq(reservation.status.as_str()),
             inventory_reservations::updated_at.eq(request.now.naive_utc()),
         ))
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     let stock = shift_reserved(c, &request.product_id, -amount, request.now)?.ok_or_else(|| {
         Error::Internal(format!(
             "reserved quantity of {:?} is below its active reservation {}",
@@ -443,7 +450,8 @@ fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseO
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     Ok(ReleaseOutcome::Released {
         reservation,
         released: amount,
@@ -471,6 +479,7 @@ fn take_committed(
         .returning(StockRow::as_returning())
         .get_result(c)
         .optional()?;
+    rows_affected(usize::from(row.is_some()));
     row.map(StockLevel::from).ok_or_else(|| {
         Error::Internal(format!(
             "reserved quantity of {product_id:?} is below an active reservation"
@@ -507,7 +516,8 @@ fn commit(c: &mut SqliteConnection, request: CommitRequest) -> Result<CommitOutc
             inventory_reservations::status.eq(reservation.status.as_str()),
             inventory_reservations::updated_at.eq(request.now.naive_utc()),
         ))
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     let stock = take_committed(c, &request.product_id, amount, request.now)?;
     let history = HistoryRow::new(
         &reservation.product_id,
@@ -526,7 +536,8 @@ fn commit(c: &mut SqliteConnection, request: CommitRequest) -> Result<CommitOutc
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     Ok(CommitOutcome::Committed {
         reservation,
         committed: amount,
@@ -568,7 +579,8 @@ fn release_order(
                 inventory_reservations::status.eq(reservation.status.as_str()),
                 inventory_reservations::updated_at.eq(now.naive_utc()),
             ))
-            .execute(c)?;
+            .execute(c)
+            .map(rows_affected)?;
         let stock = shift_reserved(c, &reservation.product_id, -amount, now)?.ok_or_else(|| {
             Error::Internal(format!(
                 "reserved quantity of {:?} is below its active reservation {}",
@@ -591,7 +603,8 @@ fn release_order(
         );
         diesel::insert_into(inventory_history::table)
             .values(&history)
-            .execute(c)?;
+            .execute(c)
+            .map(rows_affected)?;
         released.push(ReleasedHold {
             reservation,
             released: amount,
@@ -632,6 +645,7 @@ fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<Update
             .returning(StockRow::as_returning())
             .get_result(c)?
     };
+    rows_affected(1);
     let stock = StockLevel::from(row);
     let history = HistoryRow::new(
         &request.product_id,
@@ -643,7 +657,8 @@ fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<Update
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
-        .execute(c)?;
+        .execute(c)
+        .map(rows_affected)?;
     Ok(UpdateOutcome::Applied { plan, stock })
 }
 
@@ -713,7 +728,8 @@ fn expire_due(
                 status.eq(reservation.status.as_str()),
                 updated_at.eq(now.naive_utc()),
             ))
-            .execute(c)?;
+            .execute(c)
+            .map(rows_affected)?;
         let stock = shift_reserved(c, &reservation.product_id, -held, now)?.ok_or_else(|| {
             Error::Internal(format!(
                 "reserved quantity of {:?} is below its active reservation {}",
@@ -736,7 +752,8 @@ fn expire_due(
         );
         diesel::insert_into(inventory_history::table)
             .values(&history)
-            .execute(c)?;
+            .execute(c)
+            .map(rows_affected)?;
         expired.push(reservation);
     }
     Ok(expired)
