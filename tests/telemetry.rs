@@ -519,6 +519,13 @@ async fn metrics_count_the_calls_made(backend: Backend) {
         .await
         .expect("REST release");
     assert_eq!(released.status(), 200);
+    let committed = reqwest::Client::new()
+        .post(server.http_url("/api/v1/inventory/commit"))
+        .json(&serde_json::json!({"product_id": product, "order_id": "metered-order-1"}))
+        .send()
+        .await
+        .expect("REST commit");
+    assert_eq!(committed.status(), 200);
 
     let after = scrape(&server).await;
     let delta = |key: &str| sample(&after, key) - sample(&before, key);
@@ -549,6 +556,7 @@ async fn metrics_count_the_calls_made(backend: Backend) {
     );
     assert_eq!(delta("inventory_reservations_created_total"), 2.0);
     assert_eq!(delta("inventory_reservations_released_total"), 1.0);
+    assert_eq!(delta("inventory_reservations_committed_total"), 1.0);
     assert_eq!(delta("inventory_insufficient_stock_total"), 1.0);
     assert_eq!(
         delta(&format!(

@@ -216,6 +216,11 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             .commit(&request.product_id, &request.order_id, request.quantity)
             .await;
         let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
+        if result.committed > 0
+            && let Some(context) = crate::telemetry::current()
+        {
+            context.metrics.reservation_committed();
+        }
         Ok(Response::new(commit_response(result)))
     }
 

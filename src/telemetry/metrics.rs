@@ -11,6 +11,7 @@
 //! | `inventory_db_query_duration_seconds` | `db_system`, `db_operation` | Statement latency |
 //! | `inventory_reservations_created_total` | | New reservations |
 //! | `inventory_reservations_released_total` | | Releases that gave stock back |
+//! | `inventory_reservations_committed_total` | | Commits that took stock (orders paid) |
 //! | `inventory_reservations_expired_total` | | Reservations the sweeper expired |
 //! | `inventory_insufficient_stock_total` | | Reservations refused for lack of stock |
 //! | `inventory_expiry_sweeps_total` | | Sweeper runs |
@@ -59,6 +60,8 @@ pub struct Metrics {
     reservations_created: Counter<u64>,
     /// `inventory.reservations.released`.
     reservations_released: Counter<u64>,
+    /// `inventory.reservations.committed`.
+    reservations_committed: Counter<u64>,
     /// `inventory.reservations.expired`.
     reservations_expired: Counter<u64>,
     /// `inventory.insufficient_stock`.
@@ -101,6 +104,10 @@ impl Metrics {
             reservations_released: counter(
                 "inventory.reservations.released",
                 "Releases that gave stock back",
+            ),
+            reservations_committed: counter(
+                "inventory.reservations.committed",
+                "Commits that took stock (orders paid)",
             ),
             reservations_expired: counter(
                 "inventory.reservations.expired",
@@ -203,6 +210,11 @@ impl Metrics {
     /// Counts a release that gave stock back.
     pub fn reservation_released(&self) {
         self.reservations_released.add(1, &[]);
+    }
+
+    /// Counts a commit that took stock.
+    pub fn reservation_committed(&self) {
+        self.reservations_committed.add(1, &[]);
     }
 
     /// Counts a reservation refused for lack of stock.
