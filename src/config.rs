@@ -128,6 +128,14 @@ pub struct DatabaseConfig {
     /// How often the health checker pings the database.
     #[serde(with = "humantime_serde")]
     pub health_check_interval: Duration,
+    /// Most attempts of a store call that fails transiently, the first
+    /// included (1: no retry). Retries never start later than
+    /// `connection_timeout` after the first attempt.
+    pub retry_attempts: u32,
+    /// The longest wait between two attempts (waits start at up to 25ms and
+    /// double, with full jitter).
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
 }
 
 impl DatabaseConfig {
@@ -168,6 +176,8 @@ impl Default for DatabaseConfig {
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Full,
             health_check_interval: Duration::from_secs(5),
+            retry_attempts: 4,
+            retry_max_backoff: Duration::from_millis(400),
         }
     }
 }
@@ -337,6 +347,10 @@ pub struct InventoryConfig {
     pub cleanup_batch_size: u32,
     /// Whether checks are written to the history (off: a read costs no write).
     pub record_checks: bool,
+    /// How long the first result of a write made with a `request_id` is kept
+    /// for its retries; the sweeper forgets older ones.
+    #[serde(with = "humantime_serde")]
+    pub request_id_ttl: Duration,
     /// Stock set at start for products that do not exist yet (product id to
     /// quantity). The shipped config file stocks the seed's example products
     /// so its curl examples work on a fresh database; the default is none.
@@ -351,6 +365,7 @@ impl Default for InventoryConfig {
             cleanup_interval: Duration::from_secs(60),
             cleanup_batch_size: 500,
             record_checks: false,
+            request_id_ttl: Duration::from_secs(24 * 3600),
             initial_stock: std::collections::BTreeMap::new(),
         }
     }
@@ -511,6 +526,12 @@ impl Config {
         if d.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        if d.retry_attempts == 0 {
+            return invalid(
+                "database.retry_attempts",
+                "must be at least 1 (1: no retry)",
+            );
+        }
         if d.max_idle_connections > d.max_connections {
             return invalid(
                 "database.max_idle_connections",
@@ -520,6 +541,7 @@ impl Config {
         for (key, value) in [
             ("database.connection_timeout", d.connection_timeout),
             ("database.health_check_interval", d.health_check_interval),
+            ("database.retry_max_backoff", d.retry_max_backoff),
             (
                 "inventory.cleanup_interval",
                 self.inventory.cleanup_interval,
@@ -528,6 +550,7 @@ impl Config {
                 "inventory.default_reservation_timeout",
                 self.inventory.default_reservation_timeout,
             ),
+            ("inventory.request_id_ttl", self.inventory.request_id_ttl),
         ] {
             if value.is_zero() {
                 return invalid(key, "must be longer than zero");
@@ -644,6 +667,11 @@ mod tests {
         assert_eq!(config.database.dsn, "./data/inventory.db");
         assert_eq!(config.database.max_connections, 10);
         assert_eq!(config.database.connection_timeout, Duration::from_secs(10));
+        assert_eq!(config.database.retry_attempts, 4);
+        assert_eq!(
+            config.database.retry_max_backoff,
+            Duration::from_millis(400)
+        );
         assert_eq!(
             config.inventory.default_reservation_timeout,
             Duration::from_secs(300)
@@ -661,6 +689,14 @@ mod tests {
         assert_eq!(config.server.name, "inventory-service");
         assert_eq!(config.cache.cache_type, CacheType::Memory);
         assert_eq!(config.tracing.sampling_rate, 1.0);
+    }
+
+    #[test]
+    fn retries_are_configured_in_the_database_section() {
+        let config = from_yaml("database:\n  retry_attempts: 1\n  retry_max_backoff: \"1s\"\n")
+            .expect("valid");
+        assert_eq!(config.database.retry_attempts, 1);
+        assert_eq!(config.database.retry_max_backoff, Duration::from_secs(1));
     }
 
     #[test]
@@ -687,6 +723,14 @@ mod tests {
                 "database.max_connections",
             ),
             ("database:\n  dsn: \":memory:\"\n", "database.dsn"),
+            (
+                "database:\n  retry_attempts: 0\n",
+                "database.retry_attempts",
+            ),
+            (
+                "database:\n  retry_max_backoff: \"0s\"\n",
+                "database.retry_max_backoff",
+            ),
             (
                 "database:\n  driver: postgres\n  dsn: \"./data/inventory.db\"\n",
                 "database.dsn",

@@ -1,5 +1,6 @@
-//! Wiring: opens the store, builds the domain and the tonic services, and
-//! serves them on the two listeners until shutdown.
+//! Wiring: opens the store (wrapped in [`RetryingStore`]), builds the domain
+//! and the tonic services, and serves them on the two listeners until
+//! shutdown.
 //!
 //! Both ports serve one stack: `inventory.v1.InventoryService`, server
 //! reflection v1 and v1alpha and `grpc.health.v1.Health` over gRPC, gRPC-Web
@@ -37,6 +38,7 @@ use crate::api::http_edge::HttpEdgeLayer;
 use crate::config::{Config, Driver};
 use crate::domain::{Inventory, InventorySettings};
 use crate::pb;
+use crate::store::retry::{RetryPolicy, RetryingStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{self, InventoryStore};
 use crate::telemetry::layer::{RequestTelemetryLayer, TRACE_ID_HEADER};
@@ -113,6 +115,16 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, stor
     }
 }
 
+/// How the store retries transient failures, from `config.database`.
+fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: config.database.retry_attempts,
+        max_delay: config.database.retry_max_backoff,
+        budget: config.database.connection_timeout,
+        ..RetryPolicy::default()
+    }
+}
+
 /// Runs the service on `listeners` until `shutdown` completes, with the
 /// telemetry `config.tracing` describes and no log output (what tests use;
 /// the binary passes its own telemetry to [`serve_with_telemetry`]).
@@ -148,7 +160,10 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     telemetry: &Telemetry,
 ) -> Result<(), ServeError> {
-    let store = open_store(&config).await?;
+    let store: Arc<dyn InventoryStore> = Arc::new(RetryingStore::new(
+        open_store(&config).await?,
+        retry_policy(&config),
+    ));
     telemetry.metrics().observe_pool(store.clone());
     let inventory = Inventory::new(
         store.clone(),
@@ -156,6 +171,7 @@ async fn run(
             default_reservation_timeout: config.inventory.default_reservation_timeout,
             max_reservation_timeout: config.inventory.max_reservation_timeout,
             record_checks: config.inventory.record_checks,
+            request_id_ttl: config.inventory.request_id_ttl,
         },
     );
 
@@ -293,18 +309,19 @@ async fn run(
     result
 }
 
-/// Creates the products of `inventory.initial_stock` that do not exist yet.
+/// Creates the products of `inventory.initial_stock` that do not exist yet:
+/// a compare-and-set against version 0 (absent), so replicas starting
+/// together create each product once and never overwrite a stock.
 async fn stock_initial_products(inventory: &Inventory, config: &Config) -> Result<(), ServeError> {
     for (product, quantity) in &config.inventory.initial_stock {
-        match inventory.check(product, 0).await {
-            Ok(_) => {}
-            Err(crate::domain::Error::ProductNotFound { .. }) => {
-                inventory
-                    .update(product, "set", *quantity)
-                    .await
-                    .map_err(|e| ServeError::InitialStock(e.to_string()))?;
+        match inventory
+            .update(product, "set", *quantity, Some(0), "")
+            .await
+        {
+            Ok(_) => {
                 tracing::info!(inventory.product_id = %product, inventory.quantity = quantity, "initial stock created");
             }
+            Err(crate::domain::Error::VersionMismatch { .. }) => {}
             Err(e) => return Err(ServeError::InitialStock(e.to_string())),
         }
     }
@@ -330,7 +347,8 @@ fn grpc_web_cors() -> CorsLayer {
 }
 
 /// Every `interval` (and once at start), releases the reservations whose
-/// timeout has passed, until `stop`. Each run is a trace of its own (a root
+/// timeout has passed and forgets request keys older than
+/// `inventory.request_id_ttl`, until `stop`. Each run is a trace of its own (a root
 /// span `inventory.expire`), counted in the metrics.
 async fn run_expiry_sweeper(
     inventory: Inventory,
@@ -350,12 +368,17 @@ async fn run_expiry_sweeper(
             "inventory.expire",
             inventory.operation = "expire",
             inventory.expired = tracing::field::Empty,
+            inventory.request_keys_purged = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         );
-        let outcome = inventory
-            .expire_due_reservations(batch_size)
-            .instrument(span.clone())
-            .await;
+        let outcome = async {
+            let expired = inventory.expire_due_reservations(batch_size).await?;
+            let purged = inventory.purge_request_keys(batch_size).await?;
+            span.record("inventory.request_keys_purged", purged);
+            Ok::<_, crate::domain::Error>(expired)
+        }
+        .instrument(span.clone())
+        .await;
         let metrics = crate::telemetry::current().map(|context| context.metrics.clone());
         match outcome {
             Ok(count) => {

@@ -44,6 +44,7 @@ async fn set_stock(
             product_id: product.into(),
             quantity,
             operation: "set".into(),
+            ..Default::default()
         })
         .await
         .expect("set stock")
@@ -216,6 +217,7 @@ async fn release_inventory_partial_full_repeated_and_unknown(backend: Backend) {
         product_id: "p".into(),
         quantity,
         order_id: "o".into(),
+        ..Default::default()
     };
 
     let part = client
@@ -273,6 +275,7 @@ async fn update_inventory_set_add_subtract_and_guards(backend: Backend) {
             product_id: "p".into(),
             quantity,
             operation: operation.into(),
+            ..Default::default()
         };
         let mut client = updater.clone();
         async move { client.update_inventory(request).await }
@@ -315,6 +318,7 @@ async fn update_inventory_set_add_subtract_and_guards(backend: Backend) {
             product_id: "ghost".into(),
             quantity: 1,
             operation: "subtract".into(),
+            ..Default::default()
         })
         .await
         .expect_err("subtract from nothing");
@@ -339,6 +343,7 @@ async fn history_is_newest_first_paged_with_metadata(backend: Backend) {
             product_id: "p".into(),
             quantity: 0,
             order_id: "o0".into(),
+            ..Default::default()
         })
         .await
         .expect("release");
@@ -553,6 +558,7 @@ async fn expired_holds_never_block_a_buyer(backend: Backend) {
             product_id: "p".into(),
             quantity: 0,
             order_id: "stale".into(),
+            ..Default::default()
         })
         .await
         .expect("releasing an expired reservation is OK")
@@ -584,6 +590,7 @@ fn commit_request(product: &str, order: &str, quantity: i32) -> CommitReservatio
         product_id: product.into(),
         quantity,
         order_id: order.into(),
+        ..Default::default()
     }
 }
 
@@ -700,6 +707,7 @@ async fn committing_a_released_or_expired_reservation_is_failed_precondition(bac
             product_id: "p".into(),
             quantity: 0,
             order_id: "released".into(),
+            ..Default::default()
         })
         .await
         .expect("release");
@@ -767,6 +775,7 @@ async fn release_order_releases_every_product_once(backend: Backend) {
     let released = client
         .release_order(ReleaseOrderRequest {
             order_id: "o".into(),
+            ..Default::default()
         })
         .await
         .expect("release order")
@@ -793,6 +802,7 @@ async fn release_order_releases_every_product_once(backend: Backend) {
     let again = client
         .release_order(ReleaseOrderRequest {
             order_id: "o".into(),
+            ..Default::default()
         })
         .await
         .expect("idempotent")
@@ -802,6 +812,7 @@ async fn release_order_releases_every_product_once(backend: Backend) {
     let unknown = client
         .release_order(ReleaseOrderRequest {
             order_id: "never-seen".into(),
+            ..Default::default()
         })
         .await
         .expect_err("unknown order");
@@ -811,6 +822,7 @@ async fn release_order_releases_every_product_once(backend: Backend) {
     let invalid = client
         .release_order(ReleaseOrderRequest {
             order_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect_err("empty order");
@@ -840,6 +852,7 @@ async fn list_reservations_of_an_order_by_product(backend: Backend) {
             product_id: "z".into(),
             quantity: 0,
             order_id: "o".into(),
+            ..Default::default()
         })
         .await
         .expect("release");

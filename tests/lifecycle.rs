@@ -26,6 +26,7 @@ async fn data_survives_a_restart(backend: Backend) {
             product_id: "p".into(),
             quantity: 12,
             operation: "set".into(),
+            ..Default::default()
         })
         .await
         .expect("set");
@@ -77,6 +78,7 @@ async fn the_expiry_task_releases_a_timed_out_reservation(backend: Backend) {
             product_id: "p".into(),
             quantity: 3,
             operation: "set".into(),
+            ..Default::default()
         })
         .await
         .expect("set");

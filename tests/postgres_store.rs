@@ -16,7 +16,7 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use inventory_service::domain::{Reservation, StockChange};
 use inventory_service::store::postgres::{MIGRATIONS, PostgresOptions, PostgresStore};
 use inventory_service::store::{
-    InventoryStore, NewReservation, ReserveOutcome, StockUpdate, UpdateOutcome, new_id,
+    InventoryStore, Keyed, NewReservation, ReserveOutcome, StockUpdate, UpdateOutcome, new_id,
 };
 
 fn options(database: &PostgresDatabase) -> PostgresOptions {
@@ -37,12 +37,14 @@ async fn set_stock(store: &PostgresStore, product: &str, quantity: i32) {
         .update_stock(StockUpdate {
             product_id: product.into(),
             change: StockChange::Set(quantity),
+            expected_version: None,
             now: now(),
+            key: None,
         })
         .await
         .expect("set stock");
     assert!(
-        matches!(outcome, UpdateOutcome::Applied { .. }),
+        matches!(outcome, Keyed::Fresh(UpdateOutcome::Applied { .. })),
         "{outcome:?}"
     );
 }
@@ -430,12 +432,13 @@ async fn the_commit_migration_upgrades_existing_data_and_reverts() {
             order_id: "o1".into(),
             quantity: Some(1),
             now: now(),
+            key: None,
         })
         .await
         .expect("commit part of an old reservation");
-    let CommitOutcome::Committed {
+    let Keyed::Fresh(CommitOutcome::Committed {
         reservation, stock, ..
-    } = outcome
+    }) = outcome
     else {
         panic!("expected Committed, got {outcome:?}");
     };

@@ -26,6 +26,7 @@ async fn stocked_server() -> TestServer {
             product_id: "product-123".into(),
             quantity: 7,
             operation: "set".into(),
+            ..Default::default()
         })
         .await
         .expect("set stock");

@@ -1,14 +1,17 @@
 //! No oversell under concurrency: several service instances on one database
 //! (three on PostgreSQL, one on SQLite), 64 concurrent clients, thousands of
-//! mixed reserve, retried reserve, release, (retried) commit and update calls
-//! on a few products, two of them hot. Afterwards the database itself is
-//! checked:
+//! mixed reserve, all-or-nothing multi-item reserve, release, commit, update
+//! and compare-and-set update calls on a few products, two of them hot, many
+//! of them retried (on another instance, with the same order id or
+//! `request_id`). Afterwards the database itself is checked:
 //! - reserved = the sum of what active reservations hold, for every product;
 //! - total = initial stock + acknowledged adds - acknowledged subtracts -
 //!   acknowledged commits;
 //! - nothing negative, reserved <= total;
 //! - every acknowledged reservation exists exactly once, with its quantity;
-//! - the history reconciles: its signed changes add up to what is available.
+//! - the history reconciles: its signed changes add up to what is available,
+//!   and each product's version counts its updates and commits;
+//! - a retried call was answered with the first call's result.
 
 mod common;
 
@@ -16,13 +19,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::invariants::{
-    AVAILABLE_VS_HISTORY, LEVELS, RESERVATIONS, RESERVE_ENTRIES, RESERVED_VS_HELD, query,
+    AVAILABLE_VS_HISTORY, LEVELS, RESERVATIONS, RESERVE_ENTRIES, RESERVED_VS_HELD,
+    VERSION_VS_HISTORY, query,
 };
 use common::{Backend, TestDatabase, TestServer, backend_tests};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{
-    CommitReservationRequest, ReleaseInventoryRequest, ReserveInventoryRequest,
-    UpdateInventoryRequest,
+    CheckInventoryRequest, CommitReservationRequest, OrderItem, ReleaseInventoryRequest,
+    ReserveInventoryRequest, ReserveOrderRequest, UpdateInventoryRequest,
 };
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -51,6 +55,12 @@ struct Acknowledged {
     commits: usize,
     /// Calls refused for lack of stock (expected under contention).
     insufficient: usize,
+    /// Multi-item reservations acknowledged.
+    orders: usize,
+    /// Retries answered with the first call's result.
+    replayed: usize,
+    /// Updates refused because the product was no longer at the version read.
+    version_mismatches: usize,
 }
 
 /// A tiny deterministic generator, so a failing run can be replayed.
@@ -86,6 +96,7 @@ async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
                 product_id: product.into(),
                 quantity,
                 operation: "set".into(),
+                ..Default::default()
             })
             .await
             .expect("initial stock");
@@ -94,11 +105,14 @@ async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     let mut clients = Vec::new();
     for client_index in 0..CLIENTS {
+        // Retries go to the next instance, as behind a load balancer.
         let channel = channels[client_index % channels.len()].clone();
+        let retry_channel = channels[(client_index + 1) % channels.len()].clone();
         let acknowledged = acknowledged.clone();
         clients.push(tokio::spawn(run_client(
             client_index,
             channel,
+            retry_channel,
             acknowledged,
         )));
     }
@@ -119,21 +133,55 @@ async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
         "the hot products never ran out"
     );
     assert!(acknowledged.commits > 0, "the load committed nothing");
+    assert!(
+        acknowledged.orders > 0,
+        "no multi-item reservation succeeded"
+    );
+    assert!(acknowledged.replayed > 0, "no retry was replayed");
+    println!(
+        "reservations {}, orders {}, commits {}, insufficient {}, replayed {}, version mismatches {}",
+        acknowledged.reservations.len(),
+        acknowledged.orders,
+        acknowledged.commits,
+        acknowledged.insufficient,
+        acknowledged.replayed,
+        acknowledged.version_mismatches
+    );
 
     check_invariants(&database, &acknowledged).await;
 }
 
-async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Acknowledged>>) {
+/// Sends `request` with `call` on the client's instance, then (when the dice
+/// say so) the very same request again on the next instance; returns every
+/// answer.
+macro_rules! maybe_twice {
+    ($rng:expr, $client:expr, $retry:expr, $method:ident, $request:expr) => {{
+        let mut answers = vec![$client.$method($request.clone()).await];
+        if $rng.next(3) == 0 {
+            answers.push($retry.$method($request.clone()).await);
+        }
+        answers
+    }};
+}
+
+async fn run_client(
+    index: usize,
+    channel: Channel,
+    retry_channel: Channel,
+    acknowledged: Arc<Mutex<Acknowledged>>,
+) {
     let mut client = InventoryServiceClient::new(channel);
+    let mut retry = InventoryServiceClient::new(retry_channel);
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1));
     let mut mine: Vec<(String, String)> = Vec::new();
     for op in 0..OPERATIONS_PER_CLIENT {
         let product = PRODUCTS[rng.next(PRODUCTS.len() as u64) as usize]
             .0
             .to_owned();
-        match rng.next(10) {
+        let request_id = format!("request-{index}-{op}");
+        match rng.next(12) {
             // Reserve, and sometimes retry the very same request.
-            0..=4 => {
+            0..=3 => {
                 let order = format!("order-{index}-{op}");
                 let quantity = 1 + rng.next(3) as i32;
                 let request = ReserveInventoryRequest {
@@ -142,9 +190,8 @@ async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Ackn
                     order_id: order.clone(),
                     reservation_timeout: 0,
                 };
-                let attempts = if rng.next(3) == 0 { 2 } else { 1 };
-                for _ in 0..attempts {
-                    match client.reserve_inventory(request.clone()).await {
+                for answer in maybe_twice!(rng, client, retry, reserve_inventory, request) {
+                    match answer {
                         Ok(_) => {
                             let mut record = acknowledged.lock().await;
                             let previous = record
@@ -162,9 +209,67 @@ async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Ackn
                     }
                 }
             }
-            // Commit all or part of one of this client's reservations, and
-            // sometimes retry the very same request.
-            5 => {
+            // Several products for one order, all or nothing; the same
+            // product may be listed twice (its demand is summed).
+            4 => {
+                let order = format!("order-{index}-{op}");
+                let mut items = Vec::new();
+                for _ in 0..2 + rng.next(3) {
+                    items.push(OrderItem {
+                        product_id: PRODUCTS[rng.next(PRODUCTS.len() as u64) as usize]
+                            .0
+                            .to_owned(),
+                        quantity: 1 + rng.next(3) as i32,
+                    });
+                }
+                let mut demand: HashMap<String, i32> = HashMap::new();
+                for item in &items {
+                    *demand.entry(item.product_id.clone()).or_default() += item.quantity;
+                }
+                let request = ReserveOrderRequest {
+                    order_id: order.clone(),
+                    items,
+                    reservation_timeout: 0,
+                };
+                for answer in maybe_twice!(rng, client, retry, reserve_order, request) {
+                    match answer {
+                        Ok(answer) => {
+                            let answer = answer.into_inner();
+                            let held: HashMap<String, i32> = answer
+                                .items
+                                .iter()
+                                .map(|item| {
+                                    let reservation =
+                                        item.reservation.as_ref().expect("a reservation");
+                                    (item.product_id.clone(), reservation.quantity)
+                                })
+                                .collect();
+                            assert_eq!(held, demand, "{order}: one reservation per product");
+                            let mut record = acknowledged.lock().await;
+                            let mut new = false;
+                            for (product, quantity) in &demand {
+                                let key = (order.clone(), product.clone());
+                                let previous = record.reservations.insert(key.clone(), *quantity);
+                                assert!(previous.is_none_or(|q| q == *quantity));
+                                if previous.is_none() {
+                                    new = true;
+                                    mine.push(key);
+                                }
+                            }
+                            if new {
+                                record.orders += 1;
+                            }
+                        }
+                        Err(status) if status.code() == Code::FailedPrecondition => {
+                            acknowledged.lock().await.insufficient += 1;
+                        }
+                        Err(status) => panic!("reserve order {order}: {status:?}"),
+                    }
+                }
+            }
+            // Commit all or part of one of this client's reservations with a
+            // request_id, and sometimes retry it.
+            5 | 6 => {
                 let Some((order, product)) =
                     (!mine.is_empty()).then(|| mine[rng.next(mine.len() as u64) as usize].clone())
                 else {
@@ -174,13 +279,20 @@ async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Ackn
                     product_id: product.clone(),
                     quantity: rng.next(2) as i32, // 0 = everything held
                     order_id: order.clone(),
+                    request_id,
                 };
-                let attempts = if rng.next(3) == 0 { 2 } else { 1 };
-                for _ in 0..attempts {
-                    match client.commit_reservation(request.clone()).await {
+                let mut first = None;
+                for answer in maybe_twice!(rng, client, retry, commit_reservation, request) {
+                    match answer {
                         Ok(answer) => {
                             let committed = answer.into_inner().committed_quantity;
                             let mut record = acknowledged.lock().await;
+                            if let Some(first) = first {
+                                assert_eq!(committed, first, "{order}: a retry replays the first");
+                                record.replayed += 1;
+                                continue;
+                            }
+                            first = Some(committed);
                             if committed > 0 {
                                 record.commits += 1;
                             }
@@ -193,55 +305,119 @@ async fn run_client(index: usize, channel: Channel, acknowledged: Arc<Mutex<Ackn
                     }
                 }
             }
-            // Release all or part of one of this client's reservations.
-            6 => {
+            // Release all or part of one of this client's reservations with a
+            // request_id, and sometimes retry it.
+            7 => {
                 let Some((order, product)) =
                     (!mine.is_empty()).then(|| mine[rng.next(mine.len() as u64) as usize].clone())
                 else {
                     continue;
                 };
-                let quantity = rng.next(2) as i32; // 0 = everything held
-                match client
-                    .release_inventory(ReleaseInventoryRequest {
-                        product_id: product,
-                        quantity,
-                        order_id: order.clone(),
-                    })
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(status) if status.code() == Code::FailedPrecondition => {}
-                    Err(status) => panic!("release {order}: {status:?}"),
+                let request = ReleaseInventoryRequest {
+                    product_id: product,
+                    quantity: rng.next(2) as i32, // 0 = everything held
+                    order_id: order.clone(),
+                    request_id,
+                };
+                let mut first = None;
+                for answer in maybe_twice!(rng, client, retry, release_inventory, request) {
+                    match answer {
+                        Ok(answer) => {
+                            let released = answer.into_inner().released_quantity;
+                            match first {
+                                Some(first) => {
+                                    assert_eq!(released, first, "{order}: a retry replays");
+                                    acknowledged.lock().await.replayed += 1;
+                                }
+                                None => first = Some(released),
+                            }
+                        }
+                        Err(status) if status.code() == Code::FailedPrecondition => {}
+                        Err(status) => panic!("release {order}: {status:?}"),
+                    }
                 }
             }
-            // Add stock, or take some away.
+            // Set the stock read a moment ago plus a little, only if nobody
+            // changed it since (compare-and-set).
+            8 => {
+                let stock = client
+                    .check_inventory(CheckInventoryRequest {
+                        product_id: product.clone(),
+                        required_quantity: 0,
+                    })
+                    .await
+                    .expect("check")
+                    .into_inner();
+                let request = UpdateInventoryRequest {
+                    product_id: product.clone(),
+                    quantity: stock.current_quantity + 1 + rng.next(3) as i32,
+                    operation: "set".into(),
+                    expected_version: Some(stock.version),
+                    request_id,
+                };
+                update(&mut rng, &mut client, &mut retry, request, &acknowledged).await;
+            }
+            // Add stock, or take some away, with a request_id.
             _ => {
                 let (operation, quantity) = if rng.next(2) == 0 {
                     ("add", 1 + rng.next(5) as i32)
                 } else {
                     ("subtract", 1 + rng.next(3) as i32)
                 };
-                match client
-                    .update_inventory(UpdateInventoryRequest {
-                        product_id: product.clone(),
-                        quantity,
-                        operation: operation.into(),
-                    })
-                    .await
-                {
-                    Ok(answer) => {
-                        let change = i64::from(answer.into_inner().quantity_change);
-                        *acknowledged
-                            .lock()
-                            .await
-                            .stock_changes
-                            .entry(product)
-                            .or_default() += change;
-                    }
-                    Err(status) if status.code() == Code::FailedPrecondition => {}
-                    Err(status) => panic!("{operation} {product}: {status:?}"),
+                let request = UpdateInventoryRequest {
+                    product_id: product,
+                    quantity,
+                    operation: operation.into(),
+                    expected_version: None,
+                    request_id,
+                };
+                update(&mut rng, &mut client, &mut retry, request, &acknowledged).await;
+            }
+        }
+    }
+}
+
+/// Sends an update (maybe twice) and records its acknowledged change once.
+async fn update(
+    rng: &mut XorShift,
+    client: &mut InventoryServiceClient<Channel>,
+    retry: &mut InventoryServiceClient<Channel>,
+    request: UpdateInventoryRequest,
+    acknowledged: &Mutex<Acknowledged>,
+) {
+    let mut first = None;
+    for answer in maybe_twice!(rng, client, retry, update_inventory, request) {
+        match answer {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                let change = i64::from(answer.quantity_change);
+                let mut record = acknowledged.lock().await;
+                if let Some(first) = first {
+                    assert_eq!(
+                        (change, answer.version),
+                        first,
+                        "{}: a retry replays the first",
+                        request.request_id
+                    );
+                    record.replayed += 1;
+                    continue;
+                }
+                first = Some((change, answer.version));
+                *record
+                    .stock_changes
+                    .entry(request.product_id.clone())
+                    .or_default() += change;
+            }
+            // Would go below what is reserved, or below zero.
+            Err(status) if status.code() == Code::FailedPrecondition => {}
+            // The version read is gone (compare-and-set), or the product kept
+            // changing; nothing was applied.
+            Err(status) if status.code() == Code::Aborted => {
+                if request.expected_version.is_some() {
+                    acknowledged.lock().await.version_mismatches += 1;
                 }
             }
+            Err(status) => panic!("{} {}: {status:?}", request.operation, request.product_id),
         }
     }
 }
@@ -308,5 +484,12 @@ async fn check_invariants(database: &TestDatabase, acknowledged: &Acknowledged) 
     );
     for row in query(database, RESERVE_ENTRIES).await {
         assert_eq!(row.a, row.b, "one reserve history entry per reservation");
+    }
+    for row in query(database, VERSION_VS_HISTORY).await {
+        assert_eq!(
+            row.a, row.b,
+            "{}: version != updates and commits in the history",
+            row.key
+        );
     }
 }

@@ -241,6 +241,7 @@ async fn grpc_and_rest_calls_are_one_trace_each_from_the_caller_down_to_the_sql(
             product_id: product.clone(),
             quantity: 10,
             operation: "set".into(),
+            ..Default::default()
         })
         .await
         .expect("stock");
@@ -482,6 +483,7 @@ async fn metrics_count_the_calls_made(backend: Backend) {
             product_id: product.clone(),
             quantity: 5,
             operation: "set".into(),
+            ..Default::default()
         })
         .await
         .expect("stock");

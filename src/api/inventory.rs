@@ -17,8 +17,8 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use crate::domain::{
-    self, CheckOutcome, CommitResult, HistoryEntry, Inventory, ReleaseResult, Reservation,
-    ReservationResult, ReservationStatus, StockLevel, UpdateResult,
+    self, CheckOutcome, CommitResult, HistoryEntry, Inventory, OrderReleaseItem, ReleaseResult,
+    Reservation, ReservationResult, ReservationStatus, StockLevel, UpdateResult,
 };
 use crate::pb;
 
@@ -109,6 +109,59 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
     }
 
     #[tracing::instrument(
+        name = "inventory.reserve_order",
+        skip_all,
+        fields(
+            inventory.operation = "reserve_order",
+            order.id = %request.get_ref().order_id,
+            inventory.items = request.get_ref().items.len(),
+            rpc.grpc.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    )]
+    async fn reserve_order(
+        &self,
+        request: Request<pb::ReserveOrderRequest>,
+    ) -> Result<Response<pb::ReserveOrderResponse>, Status> {
+        let request = request.into_inner();
+        let items: Vec<(String, i32)> = request
+            .items
+            .into_iter()
+            .map(|item| (item.product_id, item.quantity))
+            .collect();
+        let result = self
+            .inventory
+            .reserve_order(&request.order_id, &items, request.reservation_timeout)
+            .await;
+        let result = traced(result, |_| None)?;
+        if let Some(context) = crate::telemetry::current() {
+            for item in result.items.iter().filter(|item| item.created) {
+                context
+                    .metrics
+                    .reservation_created(&item.reservation.product_id);
+            }
+        }
+        let created = result.items.iter().filter(|item| item.created).count();
+        let message = if created == result.items.len() {
+            format!(
+                "reserved {} product(s) for order {}",
+                created, request.order_id
+            )
+        } else {
+            format!(
+                "reserved {} product(s) for order {}; {} already held, returned unchanged",
+                created,
+                request.order_id,
+                result.items.len() - created
+            )
+        };
+        Ok(Response::new(pb::ReserveOrderResponse {
+            items: result.items.into_iter().map(reserved_item).collect(),
+            message,
+        }))
+    }
+
+    #[tracing::instrument(
         name = "inventory.release",
         skip_all,
         fields(
@@ -129,10 +182,16 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let request = request.into_inner();
         let result = self
             .inventory
-            .release(&request.product_id, &request.order_id, request.quantity)
+            .release(
+                &request.product_id,
+                &request.order_id,
+                request.quantity,
+                &request.request_id,
+            )
             .await;
         let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
         if result.released > 0
+            && !result.replayed
             && let Some(context) = crate::telemetry::current()
         {
             context.metrics.reservation_released();
@@ -160,7 +219,13 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let request = request.into_inner();
         let result = self
             .inventory
-            .update(&request.product_id, &request.operation, request.quantity)
+            .update(
+                &request.product_id,
+                &request.operation,
+                request.quantity,
+                request.expected_version,
+                &request.request_id,
+            )
             .await;
         let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
         Ok(Response::new(update_response(result)))
@@ -213,10 +278,16 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let request = request.into_inner();
         let result = self
             .inventory
-            .commit(&request.product_id, &request.order_id, request.quantity)
+            .commit(
+                &request.product_id,
+                &request.order_id,
+                request.quantity,
+                &request.request_id,
+            )
             .await;
         let result = traced(result, |r| Some(stock_attributes(&r.stock)))?;
         if result.committed > 0
+            && !result.replayed
             && let Some(context) = crate::telemetry::current()
         {
             context.metrics.reservation_committed();
@@ -239,9 +310,15 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         request: Request<pb::ReleaseOrderRequest>,
     ) -> Result<Response<pb::ReleaseOrderResponse>, Status> {
         let request = request.into_inner();
-        let released = self.inventory.release_order(&request.order_id).await;
-        let released = traced(released, |_| None)?;
-        if let Some(context) = crate::telemetry::current() {
+        let result = self
+            .inventory
+            .release_order(&request.order_id, &request.request_id)
+            .await;
+        let result = traced(result, |_| None)?;
+        let released = result.items;
+        if !result.replayed
+            && let Some(context) = crate::telemetry::current()
+        {
             for _ in released.iter().filter(|r| r.released > 0) {
                 context.metrics.reservation_released();
             }
@@ -332,9 +409,14 @@ fn traced<T>(
         Err(error) => {
             if let domain::Error::InsufficientStock { available, .. } = &error {
                 span.record("inventory.available", *available);
-                if let Some(context) = crate::telemetry::current() {
-                    context.metrics.insufficient_stock();
-                }
+            }
+            if matches!(
+                error,
+                domain::Error::InsufficientStock { .. }
+                    | domain::Error::InsufficientStockForOrder { .. }
+            ) && let Some(context) = crate::telemetry::current()
+            {
+                context.metrics.insufficient_stock();
             }
             let status = Status::from(error);
             span.record("rpc.grpc.status_code", status.code() as i32);
@@ -360,6 +442,7 @@ fn check_response(outcome: CheckOutcome) -> pb::CheckInventoryResponse {
         total_quantity,
         reserved_quantity,
         updated_at,
+        version,
     } = outcome.stock;
     pb::CheckInventoryResponse {
         available: outcome.available,
@@ -369,6 +452,7 @@ fn check_response(outcome: CheckOutcome) -> pb::CheckInventoryResponse {
         available_quantity: total_quantity - reserved_quantity,
         product_id,
         updated_at: Some(timestamp(updated_at)),
+        version,
     }
 }
 
@@ -395,8 +479,11 @@ fn reserve_response(result: ReservationResult) -> pb::ReserveInventoryResponse {
     }
 }
 
+/// The summary of a result kept for a retried `request_id`.
+const REPLAYED: &str = "; replayed the first result of this request_id";
+
 fn release_response(result: ReleaseResult) -> pb::ReleaseInventoryResponse {
-    let message = if result.released > 0 {
+    let mut message = if result.released > 0 {
         format!(
             "released {} of {}; the reservation holds {}",
             result.released,
@@ -409,6 +496,9 @@ fn release_response(result: ReleaseResult) -> pb::ReleaseInventoryResponse {
             result.reservation.status.as_str()
         )
     };
+    if result.replayed {
+        message.push_str(REPLAYED);
+    }
     pb::ReleaseInventoryResponse {
         released_quantity: result.released,
         available_quantity: result.stock.available_quantity(),
@@ -420,7 +510,7 @@ fn release_response(result: ReleaseResult) -> pb::ReleaseInventoryResponse {
 }
 
 fn commit_response(result: CommitResult) -> pb::CommitReservationResponse {
-    let message = if result.committed > 0 {
+    let mut message = if result.committed > 0 {
         format!(
             "committed {} of {}; the reservation holds {}",
             result.committed,
@@ -430,6 +520,9 @@ fn commit_response(result: CommitResult) -> pb::CommitReservationResponse {
     } else {
         "the reservation is already committed; nothing to commit".to_owned()
     };
+    if result.replayed {
+        message.push_str(REPLAYED);
+    }
     pb::CommitReservationResponse {
         committed_quantity: result.committed,
         available_quantity: result.stock.available_quantity(),
@@ -440,7 +533,18 @@ fn commit_response(result: CommitResult) -> pb::CommitReservationResponse {
     }
 }
 
-fn released_reservation(result: ReleaseResult) -> pb::ReleasedReservation {
+fn reserved_item(result: ReservationResult) -> pb::ReservedItem {
+    pb::ReservedItem {
+        product_id: result.reservation.product_id.clone(),
+        available_quantity: result.stock.available_quantity(),
+        reserved_quantity: result.stock.reserved_quantity,
+        current_quantity: result.stock.total_quantity,
+        created: result.created,
+        reservation: Some(reservation(result.reservation)),
+    }
+}
+
+fn released_reservation(result: OrderReleaseItem) -> pb::ReleasedReservation {
     pb::ReleasedReservation {
         product_id: result.reservation.product_id.clone(),
         released_quantity: result.released,
@@ -458,12 +562,13 @@ fn stock_level(stock: StockLevel) -> pb::StockLevel {
         current_quantity: stock.total_quantity,
         reserved_quantity: stock.reserved_quantity,
         updated_at: Some(timestamp(stock.updated_at)),
+        version: stock.version,
     }
 }
 
 fn update_response(result: UpdateResult) -> pb::UpdateInventoryResponse {
     let plan = result.plan;
-    let message = if plan.creates_product {
+    let mut message = if plan.creates_product {
         format!("created with {} on hand", plan.new_total)
     } else {
         format!(
@@ -471,6 +576,9 @@ fn update_response(result: UpdateResult) -> pb::UpdateInventoryResponse {
             plan.previous_total, plan.new_total
         )
     };
+    if result.replayed {
+        message.push_str(REPLAYED);
+    }
     pb::UpdateInventoryResponse {
         available_quantity: result.stock.available_quantity(),
         product_id: result.stock.product_id,
@@ -480,6 +588,7 @@ fn update_response(result: UpdateResult) -> pb::UpdateInventoryResponse {
         quantity_change: plan.delta(),
         created: plan.creates_product,
         message,
+        version: result.stock.version,
     }
 }
 

@@ -18,6 +18,13 @@
 //! | CommitExceedsHeld      | FAILED_PRECONDITION | COMMIT_EXCEEDS_HELD       |
 //! | ReservationNotActive   | FAILED_PRECONDITION | RESERVATION_NOT_ACTIVE    |
 //! | OrderNotFound          | NOT_FOUND           | ORDER_NOT_FOUND           |
+//! | InsufficientStockForOrder | FAILED_PRECONDITION | INSUFFICIENT_STOCK (+ PreconditionFailure) |
+//! | ProductsNotFound       | NOT_FOUND           | PRODUCT_NOT_FOUND         |
+//! | OrderItemsConflict     | ALREADY_EXISTS      | RESERVATION_CONFLICT      |
+//! | VersionMismatch        | ABORTED             | VERSION_MISMATCH          |
+//! | UpdateContention       | ABORTED             | CONCURRENT_MODIFICATION   |
+//! | RequestIdReused        | ALREADY_EXISTS      | REQUEST_ID_REUSED         |
+//! | Store(NotConnected)    | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Unavailable)     | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Conflict)        | ABORTED             | CONCURRENT_MODIFICATION   |
 //! | Store(Internal)        | INTERNAL            | INTERNAL                  |
@@ -157,6 +164,86 @@ impl From<domain::Error> for Status {
                 "ORDER_NOT_FOUND",
                 metadata([("order_id", order_id)]),
             ),
+            E::InsufficientStockForOrder {
+                order_id,
+                shortages,
+            } => {
+                let products = shortages
+                    .iter()
+                    .map(|s| s.product_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mut details = ErrorDetails::with_error_info(
+                    "INSUFFICIENT_STOCK",
+                    ERROR_DOMAIN,
+                    metadata([("order_id", order_id), ("product_ids", products)]),
+                );
+                for shortage in shortages {
+                    details.add_precondition_failure_violation(
+                        "INSUFFICIENT_STOCK",
+                        shortage.product_id,
+                        format!(
+                            "requested {}, available {}",
+                            shortage.requested, shortage.available
+                        ),
+                    );
+                }
+                return Status::with_error_details(Code::FailedPrecondition, message, details);
+            }
+            E::ProductsNotFound { product_ids } => (
+                Code::NotFound,
+                "PRODUCT_NOT_FOUND",
+                metadata([("product_ids", product_ids.join(","))]),
+            ),
+            E::OrderItemsConflict {
+                order_id,
+                conflicts,
+            } => (
+                Code::AlreadyExists,
+                "RESERVATION_CONFLICT",
+                metadata([
+                    ("order_id", order_id),
+                    (
+                        "product_ids",
+                        conflicts
+                            .iter()
+                            .map(|c| c.product_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                ]),
+            ),
+            E::VersionMismatch {
+                product_id,
+                expected,
+                current,
+            } => (
+                Code::Aborted,
+                "VERSION_MISMATCH",
+                metadata([
+                    ("product_id", product_id),
+                    ("expected_version", expected.to_string()),
+                    ("current_version", current.to_string()),
+                ]),
+            ),
+            E::UpdateContention {
+                product_id,
+                attempts,
+            } => (
+                Code::Aborted,
+                "CONCURRENT_MODIFICATION",
+                metadata([
+                    ("product_id", product_id),
+                    ("attempts", attempts.to_string()),
+                ]),
+            ),
+            E::RequestIdReused {
+                request_id, fields, ..
+            } => (
+                Code::AlreadyExists,
+                "REQUEST_ID_REUSED",
+                metadata([("request_id", request_id), ("fields", fields.join(","))]),
+            ),
             E::Store(store_error) => return store_status(store_error),
         };
         let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, meta);
@@ -166,7 +253,7 @@ impl From<domain::Error> for Status {
 
 fn store_status(error: store::Error) -> Status {
     let (code, reason, message) = match &error {
-        store::Error::Unavailable(cause) => {
+        store::Error::NotConnected(cause) | store::Error::Unavailable(cause) => {
             tracing::warn!(error = %cause, "database unavailable");
             (
                 Code::Unavailable,
@@ -242,7 +329,48 @@ mod tests {
                 status: "released",
             },
             "order" => E::OrderNotFound { order_id: o() },
-            "unavailable" => E::Store(store::Error::Unavailable("connection refused".into())),
+            "order_short" => E::InsufficientStockForOrder {
+                order_id: o(),
+                shortages: vec![
+                    domain::Shortage {
+                        product_id: "p-1".into(),
+                        requested: 5,
+                        available: 2,
+                    },
+                    domain::Shortage {
+                        product_id: "p-2".into(),
+                        requested: 1,
+                        available: 0,
+                    },
+                ],
+            },
+            "products" => E::ProductsNotFound {
+                product_ids: vec!["p-1".into(), "p-2".into()],
+            },
+            "order_conflict" => E::OrderItemsConflict {
+                order_id: o(),
+                conflicts: vec![domain::ItemConflict {
+                    product_id: p(),
+                    existing_quantity: 2,
+                    requested: 3,
+                }],
+            },
+            "version" => E::VersionMismatch {
+                product_id: p(),
+                expected: 3,
+                current: 4,
+            },
+            "contention" => E::UpdateContention {
+                product_id: p(),
+                attempts: 5,
+            },
+            "reused" => E::RequestIdReused {
+                request_id: "r-1".into(),
+                differences: vec!["quantity: 2, now 3".into()],
+                fields: vec!["quantity".into()],
+            },
+            "not_connected" => E::Store(store::Error::NotConnected("connection refused".into())),
+            "unavailable" => E::Store(store::Error::Unavailable("connection closed".into())),
             "race" => E::Store(store::Error::Conflict("UNIQUE constraint failed".into())),
             "internal" => E::Store(store::Error::Internal("no such column: secret".into())),
             other => unreachable!("unknown sample {other}"),
@@ -274,6 +402,21 @@ mod tests {
                 "RESERVATION_NOT_ACTIVE",
             ),
             ("order", Code::NotFound, "ORDER_NOT_FOUND"),
+            (
+                "order_short",
+                Code::FailedPrecondition,
+                "INSUFFICIENT_STOCK",
+            ),
+            ("products", Code::NotFound, "PRODUCT_NOT_FOUND"),
+            (
+                "order_conflict",
+                Code::AlreadyExists,
+                "RESERVATION_CONFLICT",
+            ),
+            ("version", Code::Aborted, "VERSION_MISMATCH"),
+            ("contention", Code::Aborted, "CONCURRENT_MODIFICATION"),
+            ("reused", Code::AlreadyExists, "REQUEST_ID_REUSED"),
+            ("not_connected", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("unavailable", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("race", Code::Aborted, "CONCURRENT_MODIFICATION"),
             ("internal", Code::Internal, "INTERNAL"),
@@ -297,6 +440,41 @@ mod tests {
         assert_eq!(info.metadata["requested"], "5");
         assert_eq!(info.metadata["available"], "2");
         assert!(status.message().contains("requested 5, available 2"));
+    }
+
+    #[test]
+    fn an_order_short_of_stock_lists_every_short_product() {
+        let status = Status::from(sample("order_short"));
+        assert!(
+            status
+                .message()
+                .contains(r#"product "p-1" requested 5, available 2; product "p-2" requested 1"#),
+            "{}",
+            status.message()
+        );
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.metadata["product_ids"], "p-1,p-2");
+        let failure = status
+            .get_details_precondition_failure()
+            .expect("PreconditionFailure");
+        let subjects: Vec<&str> = failure
+            .violations
+            .iter()
+            .map(|v| v.subject.as_str())
+            .collect();
+        assert_eq!(subjects, ["p-1", "p-2"]);
+    }
+
+    #[test]
+    fn a_reused_request_id_names_what_differs() {
+        let status = Status::from(sample("reused"));
+        assert!(
+            status.message().contains("quantity: 2, now 3"),
+            "{}",
+            status.message()
+        );
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.metadata["fields"], "quantity");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - A returned error means nothing changed: rules are checked before, or
 //!   inside the same transaction as, any write.
 
+use super::model::{ItemConflict, Shortage};
 use crate::store;
 
 /// Why an inventory operation did not happen.
@@ -141,6 +142,77 @@ pub enum Error {
         order_id: String,
     },
 
+    /// Some products of an all-or-nothing order reservation have not enough
+    /// available stock; every one of them is listed.
+    #[error("insufficient stock for order {order_id:?}: {}", list_shortages(.shortages))]
+    InsufficientStockForOrder {
+        /// The order asked for.
+        order_id: String,
+        /// Each short product, in product id order.
+        shortages: Vec<Shortage>,
+    },
+
+    /// Some products of an order reservation do not exist; every one is listed.
+    #[error("{} not found", list_products(.product_ids))]
+    ProductsNotFound {
+        /// The missing products, in product id order.
+        product_ids: Vec<String>,
+    },
+
+    /// The order already holds some of the products in other quantities;
+    /// every one is listed.
+    #[error(
+        "order {order_id:?} already reserved {}; a retry must ask for the same quantities",
+        list_conflicts(.conflicts)
+    )]
+    OrderItemsConflict {
+        /// The order asked for.
+        order_id: String,
+        /// Each product held in another quantity.
+        conflicts: Vec<ItemConflict>,
+    },
+
+    /// The product's version is not the one the update expected: its stock
+    /// changed since the caller read it.
+    #[error(
+        "product {product_id:?} is at version {current}, not the expected {expected}; read it again and retry"
+    )]
+    VersionMismatch {
+        /// The product asked for.
+        product_id: String,
+        /// The version the request expected.
+        expected: i64,
+        /// The product's version (0: it does not exist).
+        current: i64,
+    },
+
+    /// Concurrent changes of the same product's stock kept invalidating the
+    /// update, and the bounded retries ran out.
+    #[error(
+        "the stock of product {product_id:?} kept changing during the update ({attempts} attempts); retry"
+    )]
+    UpdateContention {
+        /// The product asked for.
+        product_id: String,
+        /// How many times the update was planned.
+        attempts: u32,
+    },
+
+    /// The client's `request_id` was already used for a different request.
+    #[error(
+        "request_id {request_id:?} was already used for a different request ({}); \
+         a new request needs a new request_id",
+        .differences.join(", ")
+    )]
+    RequestIdReused {
+        /// The key.
+        request_id: String,
+        /// What differs, one entry per field: `quantity: 2, now 3`.
+        differences: Vec<String>,
+        /// The fields that differ, by name.
+        fields: Vec<String>,
+    },
+
     /// The database failed or could not be reached.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -154,6 +226,40 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+fn list_shortages(shortages: &[Shortage]) -> String {
+    shortages
+        .iter()
+        .map(|s| {
+            format!(
+                "product {:?} requested {}, available {}",
+                s.product_id, s.requested, s.available
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn list_products(product_ids: &[String]) -> String {
+    let quoted: Vec<String> = product_ids.iter().map(|p| format!("{p:?}")).collect();
+    match quoted.as_slice() {
+        [one] => format!("product {one}"),
+        many => format!("products {}", many.join(", ")),
+    }
+}
+
+fn list_conflicts(conflicts: &[ItemConflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "{} of product {:?} (not {})",
+                c.existing_quantity, c.product_id, c.requested
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The result of an inventory operation.

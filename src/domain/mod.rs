@@ -10,8 +10,8 @@ mod service;
 
 pub use error::{Error, Result};
 pub use model::{
-    HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockChange,
-    StockLevel,
+    HistoryCursor, HistoryEntry, ItemConflict, OperationType, Reservation, ReservationStatus,
+    Shortage, StockChange, StockLevel,
 };
 pub use rules::{UpdatePlan, plan_update};
 pub use service::{

@@ -2,9 +2,14 @@
 //! operations that change them. Plain data; no SQL, no protobuf.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// A product's stock as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serializable, like the other nouns a write returns, so that the first
+/// result of a write made with a client's `request_id` can be kept and
+/// replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
     /// The product's id.
     pub product_id: String,
@@ -14,6 +19,10 @@ pub struct StockLevel {
     pub reserved_quantity: i32,
     /// When the stock last changed.
     pub updated_at: DateTime<Utc>,
+    /// How many times the stock on hand has changed (updates and commits);
+    /// 1 for a new product, 0 for one that does not exist. The seed's
+    /// optimistic lock: `UpdateInventory` may name the version it expects.
+    pub version: i64,
 }
 
 impl StockLevel {
@@ -25,7 +34,8 @@ impl StockLevel {
 
 /// Where a reservation stands. It leaves `Active` exactly once, for one of
 /// the other three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReservationStatus {
     /// Holding stock.
     Active,
@@ -62,7 +72,7 @@ impl ReservationStatus {
 }
 
 /// Stock held for one order of one product.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     /// The reservation's id.
     pub id: String,
@@ -195,4 +205,26 @@ pub struct HistoryCursor {
     pub created_at: DateTime<Utc>,
     /// `id` of the last entry already seen.
     pub id: String,
+}
+
+/// A product the order already holds in another quantity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemConflict {
+    /// The product.
+    pub product_id: String,
+    /// The quantity of the existing reservation.
+    pub existing_quantity: i32,
+    /// The quantity asked for now.
+    pub requested: i32,
+}
+
+/// A product without enough available stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortage {
+    /// The product.
+    pub product_id: String,
+    /// The quantity asked for.
+    pub requested: i32,
+    /// What is available.
+    pub available: i32,
 }

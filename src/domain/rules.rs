@@ -17,6 +17,8 @@ pub const MAX_ID_CHARS: usize = 255;
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 /// Most history entries per page; larger requests are served this many.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// Most items in one order reservation.
+pub const MAX_ORDER_ITEMS: usize = 100;
 
 /// Accepts an id of 1 to 255 characters with no control characters and no
 /// leading or trailing whitespace.
@@ -64,6 +66,84 @@ pub fn reserve_quantity(raw: i32) -> Result<i32> {
         ));
     }
     Ok(raw)
+}
+
+/// An order's demand per product, by product id: every item valid, the
+/// quantities of the same product added up (and still an `i32`).
+pub fn order_demand(items: &[(String, i32)]) -> Result<Vec<(String, i32)>> {
+    if items.is_empty() || items.len() > MAX_ORDER_ITEMS {
+        return Err(Error::invalid(
+            "items",
+            format!(
+                "must list 1 to {MAX_ORDER_ITEMS} items, got {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut demand = std::collections::BTreeMap::<&str, i64>::new();
+    for (index, (product_id, quantity)) in items.iter().enumerate() {
+        let at = |error: Error| match error {
+            Error::InvalidArgument { field, reason } => {
+                Error::invalid("items", format!("items[{index}].{field} {reason}"))
+            }
+            other => other,
+        };
+        validate_id("product_id", product_id).map_err(at)?;
+        reserve_quantity(*quantity).map_err(at)?;
+        *demand.entry(product_id.as_str()).or_default() += i64::from(*quantity);
+    }
+    demand
+        .into_iter()
+        .map(|(product_id, total)| {
+            let total = i32::try_from(total).map_err(|_| {
+                Error::invalid(
+                    "items",
+                    format!(
+                        "the quantities of product {product_id:?} add up to {total}, \
+                         more than {}",
+                        i32::MAX
+                    ),
+                )
+            })?;
+            Ok((product_id.to_owned(), total))
+        })
+        .collect()
+}
+
+/// How a request differs from the first one made with its `request_id`: one
+/// readable entry per field (`quantity: 2, now 3`) and the fields' names.
+pub fn differences(
+    first_method: &str,
+    first: &serde_json::Value,
+    method: &str,
+    now: &serde_json::Value,
+) -> (Vec<String>, Vec<String>) {
+    if first_method != method {
+        return (
+            vec![format!("method: {first_method}, now {method}")],
+            vec!["method".to_owned()],
+        );
+    }
+    let empty = serde_json::Map::new();
+    let first = first.as_object().unwrap_or(&empty);
+    let now = now.as_object().unwrap_or(&empty);
+    let names: std::collections::BTreeSet<&String> = first.keys().chain(now.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (was, is) = (first.get(name), now.get(name));
+            (was != is).then(|| {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.filter(|v| !v.is_null())
+                        .map_or_else(|| "none".to_owned(), ToString::to_string)
+                };
+                (
+                    format!("{name}: {}, now {}", show(was), show(is)),
+                    name.clone(),
+                )
+            })
+        })
+        .unzip()
 }
 
 /// The quantity to release: 0 (omitted) means everything held, negative is
@@ -144,7 +224,7 @@ pub fn stock_change(operation: &str, quantity: i32) -> Result<StockChange> {
 }
 
 /// What an accepted stock update does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpdatePlan {
     /// Stock on hand before (0 for a new product).
     pub previous_total: i32,
@@ -311,6 +391,7 @@ mod tests {
             total_quantity: total,
             reserved_quantity: reserved,
             updated_at: Utc::now(),
+            version: 1,
         }
     }
 

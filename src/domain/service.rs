@@ -5,14 +5,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 
+use serde_json::json;
+
 use super::error::{Error, Result};
 use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 use super::rules;
 use crate::store::{
-    self, CheckRecord, CommitOutcome, CommitRequest, InventoryStore, NewReservation,
-    ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, ReserveOutcome, StockUpdate,
-    UpdateOutcome,
+    self, CheckRecord, CommitOutcome, CommitRequest, InventoryStore, Keyed, NewOrderReservation,
+    NewReservation, OrderItem, OrderRelease, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest,
+    RequestKey, ReserveOrderOutcome, ReserveOutcome, StockUpdate, UpdateOutcome,
 };
+
+/// How many times an update is planned before concurrent changes of the same
+/// product make it give up (ABORTED).
+pub const UPDATE_ATTEMPTS: u32 = 8;
 
 /// The inventory settings the rules depend on (the `inventory` config section).
 #[derive(Debug, Clone)]
@@ -23,6 +29,9 @@ pub struct InventorySettings {
     pub max_reservation_timeout: Duration,
     /// Whether checks are written to the history (off: a read costs no write).
     pub record_checks: bool,
+    /// How long the first result of a request made with a `request_id` is
+    /// kept for its retries.
+    pub request_id_ttl: Duration,
 }
 
 /// The inventory use cases over a store.
@@ -65,6 +74,9 @@ pub struct ReleaseResult {
     pub released: i32,
     /// The product's stock afterwards.
     pub stock: StockLevel,
+    /// True when this is the kept result of an earlier request with the same
+    /// `request_id`: nothing was done now.
+    pub replayed: bool,
 }
 
 /// The answer to a commit.
@@ -76,11 +88,39 @@ pub struct CommitResult {
     pub committed: i32,
     /// The product's stock afterwards.
     pub stock: StockLevel,
+    /// True when this is the kept result of an earlier request with the same
+    /// `request_id`: nothing was done now.
+    pub replayed: bool,
 }
 
-/// One product given back by [`Inventory::release_order`]: the same shape as
-/// a single release.
-pub type OrderReleaseItem = ReleaseResult;
+/// One product given back by [`Inventory::release_order`].
+#[derive(Debug, Clone)]
+pub struct OrderReleaseItem {
+    /// The reservation afterwards.
+    pub reservation: Reservation,
+    /// How much was given back.
+    pub released: i32,
+    /// The product's stock afterwards.
+    pub stock: StockLevel,
+}
+
+/// The answer to [`Inventory::release_order`].
+#[derive(Debug, Clone)]
+pub struct OrderReleaseResult {
+    /// What was given back, by product id.
+    pub items: Vec<OrderReleaseItem>,
+    /// True when this is the kept result of an earlier request with the same
+    /// `request_id`: nothing was done now.
+    pub replayed: bool,
+}
+
+/// The answer to [`Inventory::reserve_order`]: one reservation per product,
+/// by product id.
+#[derive(Debug, Clone)]
+pub struct OrderReservationResult {
+    /// The reservations, new or found again for a retry.
+    pub items: Vec<ReservationResult>,
+}
 
 /// One page of the products' stock.
 #[derive(Debug, Clone)]
@@ -98,6 +138,9 @@ pub struct UpdateResult {
     pub stock: StockLevel,
     /// What the update did.
     pub plan: rules::UpdatePlan,
+    /// True when this is the kept result of an earlier request with the same
+    /// `request_id`: nothing was done now.
+    pub replayed: bool,
 }
 
 /// One page of history.
@@ -113,6 +156,57 @@ pub struct HistoryPage {
 /// value written and read back compares equal.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// The store's key for a request made with `request_id` (empty: none), over
+/// the request's `fields`.
+fn request_key(
+    request_id: &str,
+    method: &'static str,
+    fields: serde_json::Value,
+) -> Result<Option<RequestKey>> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    rules::validate_id("request_id", request_id)?;
+    Ok(Some(RequestKey {
+        request_id: request_id.to_owned(),
+        method,
+        fields,
+        now: now(),
+    }))
+}
+
+/// A keyed write's outcome and whether it was replayed; a key reused for
+/// another request is refused, naming each field that differs.
+fn unkeyed<T>(keyed: Keyed<T>, key: Option<&RequestKey>) -> Result<(T, bool)> {
+    match keyed {
+        Keyed::Fresh(outcome) => Ok((outcome, false)),
+        Keyed::Replayed(outcome) => Ok((outcome, true)),
+        Keyed::Reused { method, fields } => {
+            let (request_id, now_method, now_fields) = key.map_or_else(
+                || (String::new(), "", serde_json::Value::Null),
+                |k| (k.request_id.clone(), k.method, k.fields.clone()),
+            );
+            let (differences, fields) =
+                rules::differences(&method, &fields, now_method, &now_fields);
+            Err(Error::RequestIdReused {
+                request_id,
+                differences,
+                fields,
+            })
+        }
+    }
+}
+
+/// The pause before an update is planned again after `attempt` conflicted:
+/// a random time up to 1 ms, doubling per attempt up to 32 ms (full jitter),
+/// so updates that collided do not collide again in step.
+fn conflict_backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let ceiling = 1_000u64 << attempt.saturating_sub(1).min(5);
+    let random = std::hash::RandomState::new().build_hasher().finish();
+    Duration::from_micros(random % (ceiling + 1))
 }
 
 impl Inventory {
@@ -223,25 +317,34 @@ impl Inventory {
 
     /// Gives back `quantity` (0: all) of what an order's reservation of a
     /// product holds. A reservation no longer active is answered with
-    /// nothing released.
+    /// nothing released. With a `request_id` (empty: none), a retry gets the
+    /// first result back.
     pub async fn release(
         &self,
         product_id: &str,
         order_id: &str,
         quantity: i32,
+        request_id: &str,
     ) -> Result<ReleaseResult> {
         rules::validate_id("product_id", product_id)?;
         rules::validate_id("order_id", order_id)?;
-        let quantity = rules::release_quantity(quantity)?;
-        let outcome = self
+        let requested = rules::release_quantity(quantity)?;
+        let key = request_key(
+            request_id,
+            "ReleaseInventory",
+            json!({"product_id": product_id, "order_id": order_id, "quantity": quantity}),
+        )?;
+        let keyed = self
             .store
             .release(ReleaseRequest {
                 product_id: product_id.to_owned(),
                 order_id: order_id.to_owned(),
-                quantity,
+                quantity: requested,
                 now: now(),
+                key: key.clone(),
             })
             .await?;
+        let (outcome, replayed) = unkeyed(keyed, key.as_ref())?;
         match outcome {
             ReleaseOutcome::Released {
                 reservation,
@@ -251,16 +354,18 @@ impl Inventory {
                 reservation,
                 released,
                 stock,
+                replayed,
             }),
             ReleaseOutcome::NotActive { reservation, stock } => Ok(ReleaseResult {
                 reservation,
                 released: 0,
                 stock,
+                replayed,
             }),
             ReleaseOutcome::ExceedsHeld { reservation } => Err(Error::ReleaseExceedsHeld {
                 product_id: product_id.to_owned(),
                 order_id: order_id.to_owned(),
-                requested: quantity.unwrap_or_default(),
+                requested: requested.unwrap_or_default(),
                 held: reservation.held_quantity(),
             }),
             ReleaseOutcome::NotFound => Err(Error::ReservationNotFound {
@@ -275,25 +380,34 @@ impl Inventory {
     /// remainder of a partial commit stays held; the reservation stays
     /// active until it is committed, released or expires. Committing a
     /// committed reservation again is answered with nothing committed; a
-    /// released or expired one cannot be committed.
+    /// released or expired one cannot be committed. With a `request_id`
+    /// (empty: none), a retry gets the first result back.
     pub async fn commit(
         &self,
         product_id: &str,
         order_id: &str,
         quantity: i32,
+        request_id: &str,
     ) -> Result<CommitResult> {
         rules::validate_id("product_id", product_id)?;
         rules::validate_id("order_id", order_id)?;
-        let quantity = rules::commit_quantity(quantity)?;
-        let outcome = self
+        let requested = rules::commit_quantity(quantity)?;
+        let key = request_key(
+            request_id,
+            "CommitReservation",
+            json!({"product_id": product_id, "order_id": order_id, "quantity": quantity}),
+        )?;
+        let keyed = self
             .store
             .commit(CommitRequest {
                 product_id: product_id.to_owned(),
                 order_id: order_id.to_owned(),
-                quantity,
+                quantity: requested,
                 now: now(),
+                key: key.clone(),
             })
             .await?;
+        let (outcome, replayed) = unkeyed(keyed, key.as_ref())?;
         match outcome {
             CommitOutcome::Committed {
                 reservation,
@@ -303,11 +417,13 @@ impl Inventory {
                 reservation,
                 committed,
                 stock,
+                replayed,
             }),
             CommitOutcome::AlreadyCommitted { reservation, stock } => Ok(CommitResult {
                 reservation,
                 committed: 0,
                 stock,
+                replayed,
             }),
             CommitOutcome::NotActive { reservation } => Err(Error::ReservationNotActive {
                 product_id: product_id.to_owned(),
@@ -317,7 +433,7 @@ impl Inventory {
             CommitOutcome::ExceedsHeld { reservation } => Err(Error::CommitExceedsHeld {
                 product_id: product_id.to_owned(),
                 order_id: order_id.to_owned(),
-                requested: quantity.unwrap_or_default(),
+                requested: requested.unwrap_or_default(),
                 held: reservation.held_quantity(),
             }),
             CommitOutcome::NotFound => Err(Error::ReservationNotFound {
@@ -330,20 +446,102 @@ impl Inventory {
     /// Releases everything every active reservation of an order holds, and
     /// returns what was released per product (by product id). An order with
     /// nothing active is answered with an empty list; an order that never
-    /// reserved anything is not found.
-    pub async fn release_order(&self, order_id: &str) -> Result<Vec<OrderReleaseItem>> {
+    /// reserved anything is not found. With a `request_id` (empty: none), a
+    /// retry gets the first result back.
+    pub async fn release_order(
+        &self,
+        order_id: &str,
+        request_id: &str,
+    ) -> Result<OrderReleaseResult> {
         rules::validate_id("order_id", order_id)?;
-        match self.store.release_order(order_id, now()).await? {
-            ReleaseOrderOutcome::Released(holds) => Ok(holds
-                .into_iter()
-                .map(|hold| ReleaseResult {
-                    reservation: hold.reservation,
-                    released: hold.released,
-                    stock: hold.stock,
-                })
-                .collect()),
-            ReleaseOrderOutcome::NotFound => Err(Error::OrderNotFound {
+        let key = request_key(request_id, "ReleaseOrder", json!({"order_id": order_id}))?;
+        let keyed = self
+            .store
+            .release_order(OrderRelease {
                 order_id: order_id.to_owned(),
+                now: now(),
+                key: key.clone(),
+            })
+            .await?;
+        match unkeyed(keyed, key.as_ref())? {
+            (ReleaseOrderOutcome::Released(holds), replayed) => Ok(OrderReleaseResult {
+                items: holds
+                    .into_iter()
+                    .map(|hold| OrderReleaseItem {
+                        reservation: hold.reservation,
+                        released: hold.released,
+                        stock: hold.stock,
+                    })
+                    .collect(),
+                replayed,
+            }),
+            (ReleaseOrderOutcome::NotFound, _) => Err(Error::OrderNotFound {
+                order_id: order_id.to_owned(),
+            }),
+        }
+    }
+
+    /// Holds stock of several products for one order, all or nothing, for
+    /// `timeout_seconds` (0: the default). Quantities of the same product are
+    /// added up first. Nothing is held unless every product exists and has
+    /// enough available; the error then lists every product at fault. The
+    /// order id makes it safe to retry: products the order already holds in
+    /// the same quantity are returned as they are; another quantity is a
+    /// conflict.
+    pub async fn reserve_order(
+        &self,
+        order_id: &str,
+        items: &[(String, i32)],
+        timeout_seconds: i32,
+    ) -> Result<OrderReservationResult> {
+        rules::validate_id("order_id", order_id)?;
+        let demand = rules::order_demand(items)?;
+        let timeout = rules::reservation_timeout(
+            timeout_seconds,
+            self.settings.default_reservation_timeout,
+            self.settings.max_reservation_timeout,
+        )?;
+        let now = now();
+        let expires_at = now
+            + chrono::Duration::from_std(timeout)
+                .map_err(|_| Error::invalid("reservation_timeout", "is too large"))?;
+        let outcome = self
+            .store
+            .reserve_order(NewOrderReservation {
+                order_id: order_id.to_owned(),
+                items: demand
+                    .into_iter()
+                    .map(|(product_id, quantity)| OrderItem {
+                        id: store::new_id(),
+                        product_id,
+                        quantity,
+                    })
+                    .collect(),
+                expires_at,
+                now,
+            })
+            .await?;
+        match outcome {
+            ReserveOrderOutcome::Reserved(items) => Ok(OrderReservationResult {
+                items: items
+                    .into_iter()
+                    .map(|item| ReservationResult {
+                        reservation: item.reservation,
+                        stock: item.stock,
+                        created: item.created,
+                    })
+                    .collect(),
+            }),
+            ReserveOrderOutcome::Conflicting(conflicts) => Err(Error::OrderItemsConflict {
+                order_id: order_id.to_owned(),
+                conflicts,
+            }),
+            ReserveOrderOutcome::ProductsNotFound(product_ids) => {
+                Err(Error::ProductsNotFound { product_ids })
+            }
+            ReserveOrderOutcome::Insufficient(shortages) => Err(Error::InsufficientStockForOrder {
+                order_id: order_id.to_owned(),
+                shortages,
             }),
         }
     }
@@ -382,25 +580,77 @@ impl Inventory {
     }
 
     /// Sets, adds to or subtracts from a product's stock on hand.
+    ///
+    /// Optimistic: the update is planned against the stock as read and
+    /// written only if the product's version has not moved meanwhile; if it
+    /// has, it is planned again, up to [`UPDATE_ATTEMPTS`] times, then
+    /// refused as contended. With `expected_version`, the update applies
+    /// only to that version of the product (compare-and-set; 0: the product
+    /// must not exist yet). With a `request_id` (empty: none), a retry gets
+    /// the first result back.
     pub async fn update(
         &self,
         product_id: &str,
         operation: &str,
         quantity: i32,
+        expected_version: Option<i64>,
+        request_id: &str,
     ) -> Result<UpdateResult> {
         rules::validate_id("product_id", product_id)?;
         let change = rules::stock_change(operation, quantity)?;
-        let outcome = self
-            .store
-            .update_stock(StockUpdate {
+        if let Some(version) = expected_version.filter(|v| *v < 0) {
+            return Err(Error::invalid(
+                "expected_version",
+                format!("must not be negative, got {version}"),
+            ));
+        }
+        let key = request_key(
+            request_id,
+            "UpdateInventory",
+            json!({
+                "product_id": product_id,
+                "operation": change.name(),
+                "quantity": quantity,
+                "expected_version": expected_version,
+            }),
+        )?;
+        let mut attempt = 1;
+        let keyed = loop {
+            let update = StockUpdate {
                 product_id: product_id.to_owned(),
                 change,
+                expected_version,
                 now: now(),
-            })
-            .await?;
-        match outcome {
-            UpdateOutcome::Applied { plan, stock } => Ok(UpdateResult { stock, plan }),
-            UpdateOutcome::Rejected(error) => Err(error),
+                key: key.clone(),
+            };
+            match self.store.update_stock(update).await {
+                Err(store::Error::Conflict(reason)) if attempt < UPDATE_ATTEMPTS => {
+                    tracing::debug!(%reason, attempt, "stock update conflicted; planning it again");
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(store::Error::Conflict(reason)) => {
+                    tracing::info!(%reason, attempts = attempt, "stock update gave up");
+                    return Err(Error::UpdateContention {
+                        product_id: product_id.to_owned(),
+                        attempts: attempt,
+                    });
+                }
+                other => break other?,
+            }
+        };
+        match unkeyed(keyed, key.as_ref())? {
+            (UpdateOutcome::Applied { plan, stock }, replayed) => Ok(UpdateResult {
+                stock,
+                plan,
+                replayed,
+            }),
+            (UpdateOutcome::VersionMismatch { current }, _) => Err(Error::VersionMismatch {
+                product_id: product_id.to_owned(),
+                expected: expected_version.unwrap_or_default(),
+                current,
+            }),
+            (UpdateOutcome::Rejected(error), _) => Err(error),
         }
     }
 
@@ -437,6 +687,22 @@ impl Inventory {
             entries,
             next_page_token,
         })
+    }
+
+    /// Forgets the request keys older than `inventory.request_id_ttl`, in
+    /// batches of `batch_size`. Returns how many were forgotten.
+    pub async fn purge_request_keys(&self, batch_size: u32) -> Result<usize> {
+        let ttl = chrono::Duration::from_std(self.settings.request_id_ttl)
+            .map_err(|_| Error::invalid("request_id_ttl", "is too large"))?;
+        let before = now() - ttl;
+        let mut total = 0;
+        loop {
+            let purged = self.store.purge_request_keys(before, batch_size).await?;
+            total += purged;
+            if purged < batch_size as usize {
+                return Ok(total);
+            }
+        }
     }
 
     /// Expires every reservation whose timeout has passed, in batches of
@@ -493,6 +759,7 @@ mod tests {
                 default_reservation_timeout: Duration::from_secs(300),
                 max_reservation_timeout: Duration::from_secs(3600),
                 record_checks,
+                request_id_ttl: Duration::from_secs(3600),
             },
         );
         Fixture {
@@ -508,7 +775,7 @@ mod tests {
     async fn stocked(quantity: i32) -> Fixture {
         let f = fixture().await;
         f.inventory
-            .update("p1", "set", quantity)
+            .update("p1", "set", quantity, None, "")
             .await
             .expect("stock p1");
         f
@@ -641,13 +908,17 @@ mod tests {
             .reserve("p1", "o1", 5, 0)
             .await
             .expect("reserve");
-        let part = f.inventory.release("p1", "o1", 2).await.expect("partial");
+        let part = f
+            .inventory
+            .release("p1", "o1", 2, "")
+            .await
+            .expect("partial");
         assert_eq!(part.released, 2);
         assert_eq!(part.reservation.held_quantity(), 3);
         assert_eq!(part.reservation.status, ReservationStatus::Active);
         assert_eq!(levels(&f).await, (10, 3));
 
-        match f.inventory.release("p1", "o1", 4).await {
+        match f.inventory.release("p1", "o1", 4, "").await {
             Err(Error::ReleaseExceedsHeld {
                 requested: 4,
                 held: 3,
@@ -657,18 +928,22 @@ mod tests {
         }
         assert_eq!(levels(&f).await, (10, 3));
 
-        let rest = f.inventory.release("p1", "o1", 0).await.expect("the rest");
+        let rest = f
+            .inventory
+            .release("p1", "o1", 0, "")
+            .await
+            .expect("the rest");
         assert_eq!(rest.released, 3);
         assert_eq!(rest.reservation.status, ReservationStatus::Released);
         assert_eq!(levels(&f).await, (10, 0));
 
-        let again = f.inventory.release("p1", "o1", 0).await.expect("again");
+        let again = f.inventory.release("p1", "o1", 0, "").await.expect("again");
         assert_eq!(again.released, 0);
         assert_eq!(again.reservation.status, ReservationStatus::Released);
         assert_eq!(levels(&f).await, (10, 0));
 
         assert!(matches!(
-            f.inventory.release("p1", "nobody", 1).await,
+            f.inventory.release("p1", "nobody", 1, "").await,
             Err(Error::ReservationNotFound { .. })
         ));
     }
@@ -680,14 +955,18 @@ mod tests {
             .reserve("p1", "o1", 5, 0)
             .await
             .expect("reserve");
-        let part = f.inventory.commit("p1", "o1", 2).await.expect("partial");
+        let part = f
+            .inventory
+            .commit("p1", "o1", 2, "")
+            .await
+            .expect("partial");
         assert_eq!(part.committed, 2);
         assert_eq!(part.reservation.status, ReservationStatus::Active);
         assert_eq!(part.reservation.held_quantity(), 3);
         assert_eq!(part.reservation.committed_quantity, 2);
         assert_eq!(levels(&f).await, (8, 3));
 
-        match f.inventory.commit("p1", "o1", 4).await {
+        match f.inventory.commit("p1", "o1", 4, "").await {
             Err(Error::CommitExceedsHeld {
                 requested: 4,
                 held: 3,
@@ -695,16 +974,24 @@ mod tests {
             }) => {}
             other => panic!("expected CommitExceedsHeld, got {other:?}"),
         }
-        let rest = f.inventory.commit("p1", "o1", 0).await.expect("the rest");
+        let rest = f
+            .inventory
+            .commit("p1", "o1", 0, "")
+            .await
+            .expect("the rest");
         assert_eq!(rest.committed, 3);
         assert_eq!(rest.reservation.status, ReservationStatus::Committed);
         assert_eq!(rest.stock.available_quantity(), 5);
         assert_eq!(levels(&f).await, (5, 0));
 
-        let again = f.inventory.commit("p1", "o1", 0).await.expect("again");
+        let again = f.inventory.commit("p1", "o1", 0, "").await.expect("again");
         assert_eq!(again.committed, 0);
         assert_eq!(again.reservation.status, ReservationStatus::Committed);
-        let release = f.inventory.release("p1", "o1", 0).await.expect("release");
+        let release = f
+            .inventory
+            .release("p1", "o1", 0, "")
+            .await
+            .expect("release");
         assert_eq!(release.released, 0);
         assert_eq!(levels(&f).await, (5, 0));
 
@@ -716,7 +1003,7 @@ mod tests {
         assert_eq!(newest.metadata["current_quantity"], 5);
 
         assert!(matches!(
-            f.inventory.commit("p1", "nobody", 0).await,
+            f.inventory.commit("p1", "nobody", 0, "").await,
             Err(Error::ReservationNotFound { .. })
         ));
     }
@@ -728,11 +1015,14 @@ mod tests {
             .reserve("p1", "o1", 4, 0)
             .await
             .expect("reserve");
-        f.inventory.commit("p1", "o1", 1).await.expect("partial");
-        let released = f.inventory.release("p1", "o1", 0).await.expect("rest");
+        f.inventory
+            .commit("p1", "o1", 1, "")
+            .await
+            .expect("partial");
+        let released = f.inventory.release("p1", "o1", 0, "").await.expect("rest");
         assert_eq!(released.released, 3);
         assert_eq!(released.reservation.status, ReservationStatus::Released);
-        match f.inventory.commit("p1", "o1", 0).await {
+        match f.inventory.commit("p1", "o1", 0, "").await {
             Err(Error::ReservationNotActive {
                 status: "released", ..
             }) => {}
@@ -745,7 +1035,7 @@ mod tests {
             .await
             .expect("sweep");
         assert!(matches!(
-            f.inventory.commit("p1", "o2", 0).await,
+            f.inventory.commit("p1", "o2", 0, "").await,
             Err(Error::ReservationNotActive {
                 status: "expired",
                 ..
@@ -757,14 +1047,22 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn releasing_an_order_frees_every_product_once() {
         let f = stocked(10).await;
-        f.inventory.update("p2", "set", 5).await.expect("p2");
+        f.inventory
+            .update("p2", "set", 5, None, "")
+            .await
+            .expect("p2");
         f.inventory.reserve("p2", "o1", 2, 0).await.expect("p2");
         f.inventory.reserve("p1", "o1", 3, 0).await.expect("p1");
         f.inventory
             .reserve("p1", "o2", 1, 0)
             .await
             .expect("other order");
-        let released = f.inventory.release_order("o1").await.expect("release");
+        let released = f
+            .inventory
+            .release_order("o1", "")
+            .await
+            .expect("release")
+            .items;
         let items: Vec<(&str, i32)> = released
             .iter()
             .map(|r| (r.reservation.product_id.as_str(), r.released))
@@ -778,13 +1076,14 @@ mod tests {
         assert_eq!(levels(&f).await, (10, 1));
         assert!(
             f.inventory
-                .release_order("o1")
+                .release_order("o1", "")
                 .await
                 .expect("again")
+                .items
                 .is_empty()
         );
         assert!(matches!(
-            f.inventory.release_order("ghost").await,
+            f.inventory.release_order("ghost", "").await,
             Err(Error::OrderNotFound { .. })
         ));
 
@@ -801,7 +1100,10 @@ mod tests {
     async fn the_stock_list_pages_by_product_id() {
         let f = fixture().await;
         for product in ["c", "a", "e", "b", "d"] {
-            f.inventory.update(product, "set", 1).await.expect("set");
+            f.inventory
+                .update(product, "set", 1, None, "")
+                .await
+                .expect("set");
         }
         let mut token = String::new();
         let mut seen = Vec::new();
@@ -829,19 +1131,22 @@ mod tests {
         let f = fixture().await;
         let created = f
             .inventory
-            .update("p1", "add", 5)
+            .update("p1", "add", 5, None, "")
             .await
             .expect("add creates");
         assert!(created.plan.creates_product);
         assert_eq!(created.stock.total_quantity, 5);
-        f.inventory.update("p1", "set", 100).await.expect("set");
+        f.inventory
+            .update("p1", "set", 100, None, "")
+            .await
+            .expect("set");
         f.inventory
             .reserve("p1", "o1", 40, 0)
             .await
             .expect("reserve");
         let sub = f
             .inventory
-            .update("p1", "subtract", 60)
+            .update("p1", "subtract", 60, None, "")
             .await
             .expect("subtract");
         assert_eq!(
@@ -850,15 +1155,15 @@ mod tests {
         );
         assert_eq!(sub.plan.delta(), -60);
         assert!(matches!(
-            f.inventory.update("p1", "subtract", 1).await,
+            f.inventory.update("p1", "subtract", 1, None, "").await,
             Err(Error::BelowReserved { .. })
         ));
         assert!(matches!(
-            f.inventory.update("p1", "set", 39).await,
+            f.inventory.update("p1", "set", 39, None, "").await,
             Err(Error::BelowReserved { .. })
         ));
         assert!(matches!(
-            f.inventory.update("ghost", "subtract", 1).await,
+            f.inventory.update("ghost", "subtract", 1, None, "").await,
             Err(Error::ProductNotFound { .. })
         ));
         assert_eq!(levels(&f).await, (40, 40));
@@ -867,14 +1172,20 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn history_records_signed_changes_newest_first_in_pages() {
         let f = stocked(10).await;
-        f.inventory.update("p1", "add", 5).await.expect("add");
+        f.inventory
+            .update("p1", "add", 5, None, "")
+            .await
+            .expect("add");
         f.inventory
             .reserve("p1", "o1", 3, 0)
             .await
             .expect("reserve");
-        f.inventory.release("p1", "o1", 1).await.expect("release");
         f.inventory
-            .update("p1", "subtract", 2)
+            .release("p1", "o1", 1, "")
+            .await
+            .expect("release");
+        f.inventory
+            .update("p1", "subtract", 2, None, "")
             .await
             .expect("subtract");
 
@@ -929,7 +1240,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn checks_are_recorded_only_when_switched_on() {
         let off = fixture_with(false).await;
-        off.inventory.update("p1", "set", 1).await.expect("set");
+        off.inventory
+            .update("p1", "set", 1, None, "")
+            .await
+            .expect("set");
         off.inventory.check("p1", 1).await.expect("check");
         assert_eq!(
             off.inventory
@@ -942,7 +1256,10 @@ mod tests {
         );
 
         let on = fixture_with(true).await;
-        on.inventory.update("p1", "set", 1).await.expect("set");
+        on.inventory
+            .update("p1", "set", 1, None, "")
+            .await
+            .expect("set");
         on.inventory.check("p1", 2).await.expect("check");
         let entries = on.inventory.history("p1", 0, "").await.expect("h").entries;
         assert_eq!(entries.len(), 2);
@@ -978,7 +1295,7 @@ mod tests {
         assert_eq!(levels(&f).await, (10, 2));
         let released = f
             .inventory
-            .release("p1", "o1", 0)
+            .release("p1", "o1", 0, "")
             .await
             .expect("release expired");
         assert_eq!(released.released, 0);
@@ -1010,13 +1327,19 @@ mod tests {
                 f.inventory.reserve("p1", "o1", 1, 3601).await.err(),
                 "reservation_timeout",
             ),
-            (f.inventory.release("p1", "o1", -1).await.err(), "quantity"),
             (
-                f.inventory.update("p1", "double", 1).await.err(),
+                f.inventory.release("p1", "o1", -1, "").await.err(),
+                "quantity",
+            ),
+            (
+                f.inventory.update("p1", "double", 1, None, "").await.err(),
                 "operation",
             ),
             (
-                f.inventory.update("p1", "add", i32::MAX).await.err(),
+                f.inventory
+                    .update("p1", "add", i32::MAX, None, "")
+                    .await
+                    .err(),
                 "quantity",
             ),
             (f.inventory.check("p1", -1).await.err(), "required_quantity"),

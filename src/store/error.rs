@@ -1,8 +1,14 @@
-//! Store errors: what went wrong talking to the database, in the three kinds
-//! the layers above act on differently. The same mapping serves SQLite and
+//! Store errors: what went wrong talking to the database, in the kinds the
+//! layers above act on differently. The same mapping serves SQLite and
 //! PostgreSQL: diesel classifies most failures, and the few it leaves
 //! unclassified (SQLite busy, PostgreSQL deadlock, shutdown, timeouts) are
 //! recognised by their message.
+//!
+//! Two kinds are transient ([`Error::is_transient`]) and reach clients alike
+//! as UNAVAILABLE; they differ in what a retry risks. [`Error::NotConnected`]
+//! failed before any statement was sent, so nothing can have been applied;
+//! after [`Error::Unavailable`] a write may have been applied (a connection
+//! lost while waiting for the COMMIT's answer). See `store::retry`.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
@@ -10,8 +16,14 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 /// not errors here; they are the `Ok` outcomes of each store operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database cannot be reached or is too busy to answer in time;
-    /// retrying later may succeed.
+    /// No connection could be had (none free in time, or opening one
+    /// failed): no statement was sent. Retrying may succeed.
+    #[error("database unavailable: {0}")]
+    NotConnected(String),
+
+    /// The connection was lost, or the database was too busy or shutting
+    /// down, after a statement may have been sent; a write may or may not
+    /// have been applied. Retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
 
@@ -24,6 +36,20 @@ pub enum Error {
     /// stored data the code does not understand.
     #[error("database error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// The database may answer if asked again: [`Error::NotConnected`] or
+    /// [`Error::Unavailable`].
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::NotConnected(_) | Self::Unavailable(_))
+    }
+
+    /// The failure happened before any statement reached the database, so
+    /// the operation had no effect: [`Error::NotConnected`].
+    pub fn before_any_statement(&self) -> bool {
+        matches!(self, Self::NotConnected(_))
+    }
 }
 
 impl From<DieselError> for Error {
@@ -54,15 +80,18 @@ impl From<DieselError> for Error {
     }
 }
 
+/// Opening a connection failed: nothing was sent on it.
 impl From<diesel::ConnectionError> for Error {
     fn from(error: diesel::ConnectionError) -> Self {
-        Self::Unavailable(error.to_string())
+        Self::NotConnected(error.to_string())
     }
 }
 
+/// The pool lent no connection (none free in time, opening one failed, the
+/// pool is closed): the work never started.
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
     fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
-        Self::Unavailable(format!("no database connection: {error}"))
+        Self::NotConnected(format!("no database connection: {error}"))
     }
 }
 
@@ -135,6 +164,7 @@ mod tests {
         for (kind, message, expected) in cases {
             let mapped = match Error::from(database_error(kind, message)) {
                 Error::Conflict(_) => "conflict",
+                Error::NotConnected(_) => "not connected",
                 Error::Unavailable(_) => "unavailable",
                 Error::Internal(_) => "internal",
             };
@@ -145,5 +175,37 @@ mod tests {
             commit_error: Box::new(database_error(K::SerializationFailure, "serialize")),
         });
         assert!(matches!(lost, Error::Conflict(_)), "{lost:?}");
+    }
+
+    #[test]
+    fn only_failures_to_connect_happen_before_any_statement() {
+        use deadpool::managed::{PoolError, TimeoutType};
+        let not_connected = [
+            Error::from(diesel::ConnectionError::BadConnection(
+                "Connection refused".into(),
+            )),
+            Error::from(PoolError::Timeout(TimeoutType::Wait)),
+            Error::from(PoolError::Backend(
+                diesel_async::pooled_connection::PoolError::ConnectionError(
+                    diesel::ConnectionError::BadConnection("Connection refused".into()),
+                ),
+            )),
+        ];
+        for error in not_connected {
+            assert!(error.is_transient(), "{error:?}");
+            assert!(error.before_any_statement(), "{error:?}");
+            assert!(error.to_string().starts_with("database unavailable: "));
+        }
+        let lost = Error::from(database_error(
+            DatabaseErrorKind::ClosedConnection,
+            "connection closed",
+        ));
+        assert!(lost.is_transient() && !lost.before_any_statement());
+        for error in [
+            Error::Conflict("duplicate key value".into()),
+            Error::Internal("syntax error".into()),
+        ] {
+            assert!(!error.is_transient() && !error.before_any_statement());
+        }
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 
-/// Answers `ping` while up, fails it as unavailable while down.
+/// Answers `ping` while up, fails it as not connected while down.
 #[derive(Default)]
 pub(crate) struct SwitchableStore {
     down: AtomicBool,
@@ -26,7 +26,7 @@ impl SwitchableStore {
 impl InventoryStore for SwitchableStore {
     async fn ping(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
-            Err(Error::Unavailable("connection refused".into()))
+            Err(Error::NotConnected("connection refused".into()))
         } else {
             Ok(())
         }
@@ -37,13 +37,16 @@ impl InventoryStore for SwitchableStore {
     async fn reserve(&self, _: NewReservation) -> Result<ReserveOutcome> {
         unimplemented!("only ping is faked")
     }
-    async fn release(&self, _: ReleaseRequest) -> Result<ReleaseOutcome> {
+    async fn reserve_order(&self, _: NewOrderReservation) -> Result<ReserveOrderOutcome> {
         unimplemented!("only ping is faked")
     }
-    async fn commit(&self, _: CommitRequest) -> Result<CommitOutcome> {
+    async fn release(&self, _: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
         unimplemented!("only ping is faked")
     }
-    async fn release_order(&self, _: &str, _: DateTime<Utc>) -> Result<ReleaseOrderOutcome> {
+    async fn commit(&self, _: CommitRequest) -> Result<Keyed<CommitOutcome>> {
+        unimplemented!("only ping is faked")
+    }
+    async fn release_order(&self, _: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
         unimplemented!("only ping is faked")
     }
     async fn order_reservations(&self, _: &str) -> Result<Vec<Reservation>> {
@@ -52,7 +55,7 @@ impl InventoryStore for SwitchableStore {
     async fn list_stock(&self, _: Option<String>, _: u32) -> Result<Vec<StockLevel>> {
         unimplemented!("only ping is faked")
     }
-    async fn update_stock(&self, _: StockUpdate) -> Result<UpdateOutcome> {
+    async fn update_stock(&self, _: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
         unimplemented!("only ping is faked")
     }
     async fn record_check(&self, _: CheckRecord) -> Result<()> {
@@ -67,6 +70,9 @@ impl InventoryStore for SwitchableStore {
         unimplemented!("only ping is faked")
     }
     async fn expire_due(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<Reservation>> {
+        unimplemented!("only ping is faked")
+    }
+    async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> Result<usize> {
         unimplemented!("only ping is faked")
     }
     fn close(&self) {}

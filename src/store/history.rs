@@ -93,12 +93,13 @@ pub fn expire_metadata(
 }
 
 /// A change of stock on hand: the operation and the totals before and after.
-pub fn update_metadata(change: StockChange, plan: &UpdatePlan) -> Value {
+pub fn update_metadata(change: StockChange, plan: &UpdatePlan, version: i64) -> Value {
     json!({
         "operation": change.name(),
         "quantity": change.amount(),
         "previous_quantity": plan.previous_total,
         "current_quantity": plan.new_total,
         "created": plan.creates_product,
+        "version": version,
     })
 }

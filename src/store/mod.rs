@@ -1,7 +1,9 @@
 //! Persistence: one trait, [`InventoryStore`], that the domain calls, and one
 //! implementation per database behind it: [`sqlite`] (the embedded default)
 //! and [`postgres`] (one database shared by several replicas). The same
-//! integration suite runs against both.
+//! integration suite runs against both. The server wraps either in
+//! [`retry::RetryingStore`], which retries transient failures where a second
+//! run cannot apply a write twice.
 //!
 //! Each method is one atomic unit of work. Business outcomes that depend on
 //! the stored state (not found, not enough stock, an existing reservation)
@@ -15,15 +17,22 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fake;
 mod history;
+mod keys;
+mod order;
 pub mod postgres;
+pub mod retry;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::domain::{self, HistoryCursor, HistoryEntry, Reservation, StockChange, StockLevel};
+use crate::domain::{
+    self, HistoryCursor, HistoryEntry, ItemConflict, Reservation, Shortage, StockChange, StockLevel,
+};
 
 pub use error::Error;
+pub use keys::{Keyed, KeyedOutcome, RequestKey};
 
 /// A store result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -82,10 +91,12 @@ pub struct ReleaseRequest {
     pub quantity: Option<i32>,
     /// The time of the request.
     pub now: DateTime<Utc>,
+    /// The client's idempotency key, if it gave one.
+    pub key: Option<RequestKey>,
 }
 
 /// What [`InventoryStore::release`] did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ReleaseOutcome {
     /// Stock was given back.
     Released {
@@ -123,10 +134,12 @@ pub struct CommitRequest {
     pub quantity: Option<i32>,
     /// The time of the request.
     pub now: DateTime<Utc>,
+    /// The client's idempotency key, if it gave one.
+    pub key: Option<RequestKey>,
 }
 
 /// What [`InventoryStore::commit`] did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CommitOutcome {
     /// Stock was committed: total and reserved both dropped by `committed`.
     Committed {
@@ -159,7 +172,7 @@ pub enum CommitOutcome {
 }
 
 /// One reservation given back by [`InventoryStore::release_order`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleasedHold {
     /// The reservation afterwards (released).
     pub reservation: Reservation,
@@ -169,8 +182,19 @@ pub struct ReleasedHold {
     pub stock: StockLevel,
 }
 
-/// What [`InventoryStore::release_order`] did.
+/// A release of every active reservation of an order.
 #[derive(Debug, Clone)]
+pub struct OrderRelease {
+    /// The order.
+    pub order_id: String,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+    /// The client's idempotency key, if it gave one.
+    pub key: Option<RequestKey>,
+}
+
+/// What [`InventoryStore::release_order`] did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ReleaseOrderOutcome {
     /// Every active reservation of the order was released (possibly none),
     /// in product order.
@@ -186,12 +210,20 @@ pub struct StockUpdate {
     pub product_id: String,
     /// The change.
     pub change: StockChange,
+    /// Compare-and-set: apply only if the product's version is this (0: the
+    /// product must not exist yet).
+    pub expected_version: Option<i64>,
     /// The time of the request.
     pub now: DateTime<Utc>,
+    /// The client's idempotency key, if it gave one.
+    pub key: Option<RequestKey>,
 }
 
-/// What [`InventoryStore::update_stock`] did.
-#[derive(Debug)]
+/// What [`InventoryStore::update_stock`] did. A row that changed between the
+/// read the plan was made from and the write is not an outcome but an
+/// [`Error::Conflict`]: nothing was written and the update may be planned
+/// again.
+#[derive(Debug, Serialize, Deserialize)]
 pub enum UpdateOutcome {
     /// The update was applied.
     Applied {
@@ -200,8 +232,64 @@ pub enum UpdateOutcome {
         /// The product's stock afterwards.
         stock: StockLevel,
     },
+    /// The product's version is not the expected one; nothing changed.
+    VersionMismatch {
+        /// The product's version (0: it does not exist).
+        current: i64,
+    },
     /// The rules refused the update against the current stock; nothing changed.
+    /// Never remembered under a request key, so never serialized.
+    #[serde(skip)]
     Rejected(domain::Error),
+}
+
+/// One product of an order's all-or-nothing reservation.
+#[derive(Debug, Clone)]
+pub struct OrderItem {
+    /// Id for the reservation if it is created.
+    pub id: String,
+    /// The product to hold.
+    pub product_id: String,
+    /// How much to hold: the order's whole demand for the product.
+    pub quantity: i32,
+}
+
+/// An all-or-nothing reservation of several products for one order.
+#[derive(Debug, Clone)]
+pub struct NewOrderReservation {
+    /// The order.
+    pub order_id: String,
+    /// One item per product, in product id order, each product once.
+    pub items: Vec<OrderItem>,
+    /// When the reservations expire.
+    pub expires_at: DateTime<Utc>,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+}
+
+/// One product of [`ReserveOrderOutcome::Reserved`].
+#[derive(Debug, Clone)]
+pub struct ReservedItem {
+    /// The reservation, new or found again.
+    pub reservation: Reservation,
+    /// The product's stock afterwards.
+    pub stock: StockLevel,
+    /// False when the order already held the product (a retry).
+    pub created: bool,
+}
+
+/// What [`InventoryStore::reserve_order`] did. Every outcome but `Reserved`
+/// changed nothing and lists every item at fault.
+#[derive(Debug, Clone)]
+pub enum ReserveOrderOutcome {
+    /// Every item is held, in product id order.
+    Reserved(Vec<ReservedItem>),
+    /// The order already holds some products in other quantities.
+    Conflicting(Vec<ItemConflict>),
+    /// Some products do not exist.
+    ProductsNotFound(Vec<String>),
+    /// Some products have not enough available stock.
+    Insufficient(Vec<Shortage>),
 }
 
 /// A check to record in the history.
@@ -254,21 +342,24 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// the product is missing or not enough is available. Writes history.
     async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome>;
 
+    /// Holds stock of several products for one order, all or nothing:
+    /// products the order already holds in the same quantity are kept as
+    /// they are, the others are reserved only if every one of them exists
+    /// and has enough available stock. Locks the products' rows in product
+    /// order. Writes history.
+    async fn reserve_order(&self, request: NewOrderReservation) -> Result<ReserveOrderOutcome>;
+
     /// Gives back what an order's reservation of a product holds, or part of
     /// it. Writes history.
-    async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome>;
+    async fn release(&self, request: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>>;
 
     /// Commits what an order's reservation of a product holds, or part of
     /// it: total and reserved drop together. Writes history.
-    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome>;
+    async fn commit(&self, request: CommitRequest) -> Result<Keyed<CommitOutcome>>;
 
     /// Releases every active reservation of an order, locking the products'
     /// rows in product order. Writes history.
-    async fn release_order(
-        &self,
-        order_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<ReleaseOrderOutcome>;
+    async fn release_order(&self, request: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>>;
 
     /// Every reservation of an order, whatever its status, by product id.
     async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>>;
@@ -277,8 +368,10 @@ pub trait InventoryStore: Send + Sync + 'static {
     async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>>;
 
     /// Changes stock on hand as [`domain::plan_update`] decides against the
-    /// stock read in the same transaction. Writes history.
-    async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome>;
+    /// stock read in the same transaction, if its version is still the one
+    /// read (optimistic lock; [`Error::Conflict`] otherwise) and, with
+    /// `expected_version`, the one expected. Writes history.
+    async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>>;
 
     /// Records a check in the history.
     async fn record_check(&self, record: CheckRecord) -> Result<()>;
@@ -296,6 +389,10 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// before `now`: gives their stock back and writes history with the
     /// reason. Returns the reservations expired.
     async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>>;
+
+    /// Forgets up to `limit` request keys created before `before`. Returns
+    /// how many were forgotten.
+    async fn purge_request_keys(&self, before: DateTime<Utc>, limit: u32) -> Result<usize>;
 
     /// Closes the connection pool; later calls fail as unavailable.
     fn close(&self);

@@ -38,6 +38,12 @@ pub const RESERVE_ENTRIES: &str = "SELECT 'all' AS key, \
      CAST((SELECT COUNT(*) FROM inventory_history WHERE operation_type = 'reserve') AS BIGINT) AS a, \
      CAST((SELECT COUNT(*) FROM inventory_reservations) AS BIGINT) AS b";
 
+/// Each product's version, and its updates and commits in the history (the
+/// update that created it made version 1).
+pub const VERSION_VS_HISTORY: &str = "SELECT i.product_id AS key, CAST(i.version AS BIGINT) AS a, \
+     CAST((SELECT COUNT(*) FROM inventory_history h WHERE h.product_id = i.product_id \
+     AND h.operation_type IN ('update', 'commit')) AS BIGINT) AS b FROM inventory i";
+
 pub async fn query(database: &TestDatabase, sql: &'static str) -> Vec<Row> {
     if let Some(url) = database.postgres_url() {
         let mut conn = inventory_service::store::postgres::connect(url)

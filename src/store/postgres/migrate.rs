@@ -31,7 +31,7 @@ pub(super) async fn run_pending_migrations(url: &str, connect_timeout: Duration)
     let mut conn = tokio::time::timeout(connect_timeout, super::connect(url))
         .await
         .map_err(|_| {
-            Error::Unavailable(format!(
+            Error::NotConnected(format!(
                 "no connection to PostgreSQL within {connect_timeout:?}"
             ))
         })??;

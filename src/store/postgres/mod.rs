@@ -34,6 +34,7 @@ mod migrate;
 mod rows;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -54,11 +55,12 @@ use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
 use self::rows::{HistoryRow, ReservationRow, StockRow, StoredStatus};
-use self::schema::{inventory, inventory_history, inventory_reservations};
+use self::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
 use super::{
-    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, NewReservation,
-    ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, ReleasedHold, ReserveOutcome, Result,
-    StockUpdate, UpdateOutcome, history,
+    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, Keyed, KeyedOutcome,
+    NewOrderReservation, NewReservation, OrderRelease, ReleaseOrderOutcome, ReleaseOutcome,
+    ReleaseRequest, ReleasedHold, RequestKey, ReserveOrderOutcome, ReserveOutcome, ReservedItem,
+    Result, StockUpdate, UpdateOutcome, history, keys, order,
 };
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
@@ -212,34 +214,79 @@ impl InventoryStore for PostgresStore {
             .await
     }
 
-    async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome> {
-        self.run(
-            move |mut c| async move { c.transaction(async |c| release(c, &request).await).await },
-        )
-        .await
-    }
-
-    async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome> {
-        self.run(move |mut c| async move { update_stock(&mut c, &request).await })
+    async fn reserve_order(&self, request: NewOrderReservation) -> Result<ReserveOrderOutcome> {
+        self.run(move |mut c| async move { reserve_order(&mut c, &request).await })
             .await
     }
 
-    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
-        self.run(
-            move |mut c| async move { c.transaction(async |c| commit(c, &request).await).await },
-        )
+    async fn release(&self, request: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
+        self.run(move |mut c| async move {
+            c.transaction(async |c| {
+                keyed(c, request.key.as_ref(), async |c| {
+                    release(c, &request).await
+                })
+                .await
+            })
+            .await
+        })
         .await
     }
 
-    async fn release_order(
-        &self,
-        order_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<ReleaseOrderOutcome> {
-        let order_id = order_id.to_owned();
+    async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
         self.run(move |mut c| async move {
-            c.transaction(async |c| release_order(c, &order_id, now).await)
+            c.transaction(async |c| {
+                keyed(c, request.key.as_ref(), async |c| {
+                    update_stock(c, &request).await
+                })
                 .await
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Keyed<CommitOutcome>> {
+        self.run(move |mut c| async move {
+            c.transaction(async |c| {
+                keyed(c, request.key.as_ref(), async |c| commit(c, &request).await).await
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn release_order(&self, request: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
+        self.run(move |mut c| async move {
+            c.transaction(async |c| {
+                keyed(c, request.key.as_ref(), async |c| {
+                    release_order(c, &request.order_id, request.now).await
+                })
+                .await
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn purge_request_keys(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.run(move |mut c| async move {
+            use idempotency_keys::dsl::{created_at, request_id};
+            let due: Vec<String> = idempotency_keys::table
+                .filter(created_at.lt(before))
+                .order(created_at.asc())
+                .limit(i64::from(limit))
+                .select(request_id)
+                .load(&mut c)
+                .await?;
+            if due.is_empty() {
+                return Ok(0);
+            }
+            Ok(
+                diesel::delete(idempotency_keys::table.filter(request_id.eq_any(&due)))
+                    .execute(&mut c)
+                    .await
+                    .map(rows_affected)?,
+            )
         })
         .await
     }
@@ -450,31 +497,14 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
             Some(stock) => ReserveOutcome::InsufficientStock { stock },
         });
     };
-    let row = ReservationRow {
-        id: request.id.clone(),
-        product_id: request.product_id.clone(),
-        order_id: request.order_id.clone(),
-        quantity: request.quantity,
-        released_quantity: 0,
-        committed_quantity: 0,
-        status: StoredStatus(ReservationStatus::Active),
-        expires_at: request.expires_at,
-        created_at: request.now,
-        updated_at: request.now,
-    };
-    let history = HistoryRow::new(
-        &row.product_id,
-        OperationType::Reserve,
-        -row.quantity,
-        Some(&row.order_id),
+    let (row, history) = new_hold(
+        &request.id,
+        &request.product_id,
+        &request.order_id,
+        request.quantity,
+        request.expires_at,
         request.now,
-        history::reserve_metadata(
-            &row.id,
-            row.quantity,
-            row.expires_at,
-            stock.reserved_quantity,
-            stock.available_quantity(),
-        ),
+        &stock,
     );
     let shared: &Conn = c;
     let (reservations, entries) = pipelined(
@@ -493,6 +523,46 @@ async fn try_reserve(c: &mut Conn, request: &NewReservation) -> Result<ReserveOu
         reservation: Reservation::from(row),
         stock,
     })
+}
+
+/// The rows of a new reservation whose stock is already held (`stock` is the
+/// product's stock afterwards): the reservation and its history entry.
+fn new_hold(
+    id: &str,
+    product_id: &str,
+    order_id: &str,
+    quantity: i32,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    stock: &StockLevel,
+) -> (ReservationRow, HistoryRow) {
+    let history = HistoryRow::new(
+        product_id,
+        OperationType::Reserve,
+        -quantity,
+        Some(order_id),
+        now,
+        history::reserve_metadata(
+            id,
+            quantity,
+            expires_at,
+            stock.reserved_quantity,
+            stock.available_quantity(),
+        ),
+    );
+    let row = ReservationRow {
+        id: id.to_owned(),
+        product_id: product_id.to_owned(),
+        order_id: order_id.to_owned(),
+        quantity,
+        released_quantity: 0,
+        committed_quantity: 0,
+        status: StoredStatus(ReservationStatus::Active),
+        expires_at,
+        created_at: now,
+        updated_at: now,
+    };
+    (row, history)
 }
 
 async fn release(c: &mut Conn, request: &ReleaseRequest) -> Result<ReleaseOutcome> {
@@ -615,6 +685,7 @@ async fn commit(c: &mut Conn, request: &CommitRequest) -> Result<CommitOutcome> 
                 inventory::total_quantity.eq(inventory::total_quantity - amount),
                 inventory::reserved_quantity.eq(inventory::reserved_quantity - amount),
                 inventory::updated_at.eq(request.now),
+                inventory::version.eq(inventory::version + 1),
             ))
             .returning(StockRow::as_returning())
             .get_result(&mut { shared }),
@@ -740,56 +811,43 @@ async fn release_order(
     Ok(ReleaseOrderOutcome::Released(released))
 }
 
-/// [`try_update_stock`] in a transaction, run a second time if it lost a
-/// race: two requests creating the same product (unique violation), or a
-/// transient conflict. The second run plans against the winner's row.
+/// The seed's optimistic lock: the plan is made against the row as read, with
+/// no lock, and written only if the row's version is still the one read (and
+/// the reserved quantity still fits under the new total). A row that changed
+/// meanwhile, or a concurrent creation of the same product (unique
+/// violation), is an [`Error::Conflict`]: the transaction rolls back and the
+/// domain plans the update again, a bounded number of times.
 async fn update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateOutcome> {
-    match c
-        .transaction(async |c| try_update_stock(c, request).await)
-        .await
-    {
-        Err(Error::Conflict(reason)) => {
-            tracing::debug!(%reason, "stock update lost a race; retrying once");
-            c.transaction(async |c| try_update_stock(c, request).await)
-                .await
-        }
-        outcome => outcome,
-    }
-}
-
-async fn try_update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateOutcome> {
     use inventory::dsl::{
-        created_at, product_id as pid, reserved_quantity, total_quantity, updated_at,
+        created_at, product_id as pid, reserved_quantity, total_quantity, updated_at, version,
     };
-    // Locked until commit: the plan is made against this row and must still
-    // hold when it is written.
-    let current = inventory::table
-        .find(&request.product_id)
-        .select(StockRow::as_select())
-        .for_update()
-        .first(c)
-        .await
-        .optional()?
-        .map(StockLevel::from);
+    let current = load_stock(c, &request.product_id).await?;
+    let current_version = current.as_ref().map_or(0, |stock| stock.version);
+    if let Some(expected) = request.expected_version
+        && expected != current_version
+    {
+        return Ok(UpdateOutcome::VersionMismatch {
+            current: current_version,
+        });
+    }
     let plan = match domain::plan_update(&request.product_id, current.as_ref(), request.change) {
         Ok(plan) => plan,
         Err(rejection) => return Ok(UpdateOutcome::Rejected(rejection)),
     };
+    let new_version = current_version + 1;
     let history = HistoryRow::new(
         &request.product_id,
         OperationType::Update,
         plan.delta(),
         None,
         request.now,
-        history::update_metadata(request.change, &plan),
+        history::update_metadata(request.change, &plan, new_version),
     );
     let shared: &Conn = c;
     let write_history = diesel::insert_into(inventory_history::table)
         .values(&history)
         .execute(&mut { shared });
-    let row: StockRow = if plan.creates_product {
-        // A concurrent creation of the same product makes this a unique
-        // violation; `update_stock` then retries against the winner's row.
+    let written = if plan.creates_product {
         let insert = diesel::insert_into(inventory::table)
             .values((
                 pid.eq(&request.product_id),
@@ -797,34 +855,209 @@ async fn try_update_stock(c: &mut Conn, request: &StockUpdate) -> Result<UpdateO
                 reserved_quantity.eq(0),
                 created_at.eq(request.now),
                 updated_at.eq(request.now),
+                version.eq(new_version),
             ))
             .returning(StockRow::as_returning())
             .get_result(&mut { shared });
-        let (row, entries) = pipelined(insert, write_history).await?;
-        rows_affected(1);
-        rows_affected(entries);
-        row
+        pipelined(insert, write_history).await
     } else {
-        // The row is locked since it was read, so the plan still applies; the
-        // WHERE and the CHECK constraints guard anyway.
         let update = diesel::update(inventory::table)
             .filter(pid.eq(&request.product_id))
+            .filter(version.eq(current_version))
             .filter(reserved_quantity.le(plan.new_total))
             .set((
                 total_quantity.eq(plan.new_total),
                 updated_at.eq(request.now),
+                version.eq(new_version),
             ))
             .returning(StockRow::as_returning())
             .get_result(&mut { shared });
-        let (row, entries) = pipelined(update, write_history).await?;
-        rows_affected(1);
-        rows_affected(entries);
-        row
+        pipelined(update, write_history).await
     };
+    let (row, entries) = written.map_err(|e| match e {
+        // The history INSERT was sent with the UPDATE; the transaction's
+        // rollback takes it back.
+        diesel::result::Error::NotFound => Error::Conflict(format!(
+            "the stock of {:?} changed after version {current_version} was read",
+            request.product_id
+        )),
+        other => Error::from(other),
+    })?;
+    rows_affected(1);
+    rows_affected(entries);
     Ok(UpdateOutcome::Applied {
         plan,
         stock: StockLevel::from(row),
     })
+}
+
+/// Runs `write` under the client's request key, if any (see [`keys`]). The
+/// key is read first and written last, in the caller's transaction.
+async fn keyed<T: KeyedOutcome>(
+    c: &mut Conn,
+    key: Option<&RequestKey>,
+    write: impl AsyncFnOnce(&mut Conn) -> Result<T>,
+) -> Result<Keyed<T>> {
+    use idempotency_keys::dsl::{created_at, method, request, request_id, response};
+    let Some(key) = key else {
+        return write(c).await.map(Keyed::Fresh);
+    };
+    let kept: Option<(String, serde_json::Value, serde_json::Value)> = idempotency_keys::table
+        .find(&key.request_id)
+        .select((method, request, response))
+        .first(c)
+        .await
+        .optional()?;
+    if let Some((first_method, first_request, first_response)) = kept {
+        return keys::found(key, &first_method, first_request, first_response);
+    }
+    let outcome = write(c).await?;
+    if outcome.changed() {
+        // A concurrent first use of the same key that committed first makes
+        // this a unique violation: this transaction rolls back, and its
+        // retry replays the winner's result.
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                request_id.eq(&key.request_id),
+                method.eq(key.method),
+                request.eq(&key.fields),
+                response.eq(keys::remembered(&outcome)?),
+                created_at.eq(key.now),
+            ))
+            .execute(c)
+            .await
+            .map(rows_affected)?;
+    }
+    Ok(Keyed::Fresh(outcome))
+}
+
+/// [`try_reserve_order`] in a transaction, run a second time if it lost a
+/// race (a concurrent reserve of the same order and product committed first).
+async fn reserve_order(c: &mut Conn, request: &NewOrderReservation) -> Result<ReserveOrderOutcome> {
+    match c
+        .transaction(async |c| try_reserve_order(c, request).await)
+        .await
+    {
+        Err(Error::Conflict(reason)) => {
+            tracing::debug!(%reason, "order reservation lost a race; retrying once");
+            c.transaction(async |c| try_reserve_order(c, request).await)
+                .await
+        }
+        outcome => outcome,
+    }
+}
+
+/// All or nothing over several rows, so unlike a single reservation it reads
+/// before it writes: one `SELECT ... FOR UPDATE` locks every product's row in
+/// product id order (the order every multi-product writer uses: no
+/// deadlock), the decision is made on what it returned, and the writes follow
+/// only if every product qualifies. The locks are held for that one extra
+/// round trip.
+async fn try_reserve_order(
+    c: &mut Conn,
+    request: &NewOrderReservation,
+) -> Result<ReserveOrderOutcome> {
+    let existing = order_reservations(c, &request.order_id, false).await?;
+    let split = match order::split(&request.items, existing) {
+        Ok(split) => split,
+        Err(conflicts) => return Ok(ReserveOrderOutcome::Conflicting(conflicts)),
+    };
+    let products: Vec<&str> = request
+        .items
+        .iter()
+        .map(|i| i.product_id.as_str())
+        .collect();
+    let mut stocks: BTreeMap<String, StockLevel> = inventory::table
+        .filter(inventory::product_id.eq_any(&products))
+        .order(inventory::product_id.asc())
+        .select(StockRow::as_select())
+        .for_update()
+        .load(c)
+        .await?
+        .into_iter()
+        .map(|row| (row.product_id.clone(), StockLevel::from(row)))
+        .collect();
+    // A stale hold must not block a buyer: before refusing, give back the
+    // short products' reservations that have already expired.
+    if matches!(
+        order::refusal(&split.needed, &stocks),
+        Some(ReserveOrderOutcome::Insufficient(_))
+    ) {
+        for short in order::shortages(&split.needed, &stocks) {
+            if !expire_due(c, request.now, Some(&short.product_id), u32::MAX)
+                .await?
+                .is_empty()
+            {
+                let stock = existing_stock(c, &short.product_id).await?;
+                stocks.insert(short.product_id, stock);
+            }
+        }
+    }
+    if let Some(refusal) = order::refusal(&split.needed, &stocks) {
+        return Ok(refusal);
+    }
+    let mut reserved = Vec::with_capacity(request.items.len());
+    for reservation in split.kept {
+        let stock = stocks
+            .get(&reservation.product_id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "product {:?} has reservations but no stock row",
+                    reservation.product_id
+                ))
+            })?;
+        reserved.push(ReservedItem {
+            reservation,
+            stock,
+            created: false,
+        });
+    }
+    let mut rows = Vec::with_capacity(split.needed.len());
+    let mut entries = Vec::with_capacity(split.needed.len());
+    for item in split.needed {
+        // The row is locked and was seen to qualify; the WHERE guards anyway.
+        let stock = shift_reserved(c, &item.product_id, item.quantity, request.now)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "the stock of {:?} changed under its row lock",
+                    item.product_id
+                ))
+            })?;
+        let (row, entry) = new_hold(
+            &item.id,
+            &item.product_id,
+            &request.order_id,
+            item.quantity,
+            request.expires_at,
+            request.now,
+            &stock,
+        );
+        entries.push(entry);
+        reserved.push(ReservedItem {
+            reservation: Reservation::from(row.clone()),
+            stock,
+            created: true,
+        });
+        rows.push(row);
+    }
+    if !rows.is_empty() {
+        let shared: &Conn = c;
+        let (inserted, written) = pipelined(
+            diesel::insert_into(inventory_reservations::table)
+                .values(&rows)
+                .execute(&mut { shared }),
+            diesel::insert_into(inventory_history::table)
+                .values(&entries)
+                .execute(&mut { shared }),
+        )
+        .await?;
+        rows_affected(inserted);
+        rows_affected(written);
+    }
+    reserved.sort_by(|a, b| a.reservation.product_id.cmp(&b.reservation.product_id));
+    Ok(ReserveOrderOutcome::Reserved(reserved))
 }
 
 /// One round trip: whether the product exists and its page of history are

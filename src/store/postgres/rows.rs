@@ -65,6 +65,7 @@ pub struct StockRow {
     pub total_quantity: i32,
     pub reserved_quantity: i32,
     pub updated_at: DateTime<Utc>,
+    pub version: i64,
 }
 
 impl From<StockRow> for StockLevel {
@@ -73,13 +74,14 @@ impl From<StockRow> for StockLevel {
             product_id: row.product_id,
             total_quantity: row.total_quantity,
             reserved_quantity: row.reserved_quantity,
+            version: row.version,
             updated_at: row.updated_at,
         }
     }
 }
 
 /// A row of `inventory_reservations`.
-#[derive(Debug, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = inventory_reservations, check_for_backend(Pg))]
 pub struct ReservationRow {
     pub id: String,

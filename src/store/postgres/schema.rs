@@ -22,6 +22,7 @@ diesel::table! {
         reserved_quantity -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        version -> Int8,
     }
 }
 
@@ -55,6 +56,16 @@ diesel::table! {
         order_id -> Nullable<Varchar>,
         created_at -> Timestamptz,
         metadata -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (request_id) {
+        request_id -> Varchar,
+        method -> Varchar,
+        request -> Jsonb,
+        response -> Jsonb,
+        created_at -> Timestamptz,
     }
 }
 

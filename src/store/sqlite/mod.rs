@@ -14,6 +14,7 @@
 mod rows;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,11 +31,12 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 use serde::Deserialize;
 
 use self::rows::{HistoryRow, ReservationRow, StockRow};
-use self::schema::{inventory, inventory_history, inventory_reservations};
+use self::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
 use super::{
-    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, NewReservation,
-    ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, ReleasedHold, ReserveOutcome, Result,
-    StockUpdate, UpdateOutcome, history,
+    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, Keyed, KeyedOutcome,
+    NewOrderReservation, NewReservation, OrderRelease, ReleaseOrderOutcome, ReleaseOutcome,
+    ReleaseRequest, ReleasedHold, RequestKey, ReserveOrderOutcome, ReserveOutcome, ReservedItem,
+    Result, StockUpdate, UpdateOutcome, history, keys, order,
 };
 use crate::domain::{
     self, HistoryCursor, HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel,
@@ -198,29 +200,64 @@ impl InventoryStore for SqliteStore {
             .await
     }
 
-    async fn release(&self, request: ReleaseRequest) -> Result<ReleaseOutcome> {
-        self.run(move |c| c.immediate_transaction(|c| release(c, request)))
+    async fn reserve_order(&self, request: NewOrderReservation) -> Result<ReserveOrderOutcome> {
+        self.run(move |c| c.immediate_transaction(|c| reserve_order(c, &request)))
             .await
     }
 
-    async fn update_stock(&self, request: StockUpdate) -> Result<UpdateOutcome> {
-        self.run(move |c| c.immediate_transaction(|c| update_stock(c, request)))
-            .await
+    async fn release(&self, request: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
+        self.run(move |c| {
+            c.immediate_transaction(|c| keyed(c, request.key.as_ref(), |c| release(c, &request)))
+        })
+        .await
     }
 
-    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
-        self.run(move |c| c.immediate_transaction(|c| commit(c, request)))
-            .await
+    async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
+        self.run(move |c| {
+            c.immediate_transaction(|c| {
+                keyed(c, request.key.as_ref(), |c| update_stock(c, &request))
+            })
+        })
+        .await
     }
 
-    async fn release_order(
-        &self,
-        order_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<ReleaseOrderOutcome> {
-        let order_id = order_id.to_owned();
-        self.run(move |c| c.immediate_transaction(|c| release_order(c, &order_id, now)))
-            .await
+    async fn commit(&self, request: CommitRequest) -> Result<Keyed<CommitOutcome>> {
+        self.run(move |c| {
+            c.immediate_transaction(|c| keyed(c, request.key.as_ref(), |c| commit(c, &request)))
+        })
+        .await
+    }
+
+    async fn release_order(&self, request: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
+        self.run(move |c| {
+            c.immediate_transaction(|c| {
+                keyed(c, request.key.as_ref(), |c| {
+                    release_order(c, &request.order_id, request.now)
+                })
+            })
+        })
+        .await
+    }
+
+    async fn purge_request_keys(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.run(move |c| {
+            use idempotency_keys::dsl::{created_at, request_id};
+            let due: Vec<String> = idempotency_keys::table
+                .filter(created_at.lt(before.naive_utc()))
+                .order(created_at.asc())
+                .limit(i64::from(limit))
+                .select(request_id)
+                .load(c)?;
+            if due.is_empty() {
+                return Ok(0);
+            }
+            Ok(
+                diesel::delete(idempotency_keys::table.filter(request_id.eq_any(&due)))
+                    .execute(c)
+                    .map(rows_affected)?,
+            )
+        })
+        .await
     }
 
     async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
@@ -364,17 +401,33 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
             Some(stock) => ReserveOutcome::InsufficientStock { stock },
         });
     };
-    let row = ReservationRow {
-        id: request.id,
-        product_id: request.product_id,
-        order_id: request.order_id,
-        quantity: request.quantity,
-        released_quantity: 0,
-        committed_quantity: 0,
-        status: ReservationStatus::Active.as_str().to_owned(),
-        expires_at: request.expires_at.naive_utc(),
-        created_at: request.now.naive_utc(),
-    };
+    let reservation = insert_reservation(
+        c,
+        ReservationRow {
+            id: request.id,
+            product_id: request.product_id,
+            order_id: request.order_id,
+            quantity: request.quantity,
+            released_quantity: 0,
+            committed_quantity: 0,
+            status: ReservationStatus::Active.as_str().to_owned(),
+            expires_at: request.expires_at.naive_utc(),
+            created_at: request.now.naive_utc(),
+        },
+        &stock,
+        request.now,
+    )?;
+    Ok(ReserveOutcome::Created { reservation, stock })
+}
+
+/// Inserts a new reservation whose stock is already held (`stock` is the
+/// product's stock afterwards) and its history entry.
+fn insert_reservation(
+    c: &mut SqliteConnection,
+    row: ReservationRow,
+    stock: &StockLevel,
+    now: DateTime<Utc>,
+) -> Result<Reservation> {
     diesel::insert_into(inventory_reservations::table)
         .values(&row)
         .execute(c)
@@ -385,7 +438,7 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
         OperationType::Reserve,
         -reservation.quantity,
         Some(&reservation.order_id),
-        request.now,
+        now,
         history::reserve_metadata(
             &reservation.id,
             reservation.quantity,
@@ -398,10 +451,90 @@ fn reserve(c: &mut SqliteConnection, request: NewReservation) -> Result<ReserveO
         .values(&history)
         .execute(c)
         .map(rows_affected)?;
-    Ok(ReserveOutcome::Created { reservation, stock })
+    Ok(reservation)
 }
 
-fn release(c: &mut SqliteConnection, request: ReleaseRequest) -> Result<ReleaseOutcome> {
+/// All or nothing, under SQLite's write lock (taken by `BEGIN IMMEDIATE`
+/// before the first read): every product is read, and written only if all of
+/// them qualify.
+fn reserve_order(
+    c: &mut SqliteConnection,
+    request: &NewOrderReservation,
+) -> Result<ReserveOrderOutcome> {
+    let existing = order_reservations(c, &request.order_id)?;
+    let split = match order::split(&request.items, existing) {
+        Ok(split) => split,
+        Err(conflicts) => return Ok(ReserveOrderOutcome::Conflicting(conflicts)),
+    };
+    let mut stocks = BTreeMap::new();
+    for item in &request.items {
+        if let Some(stock) = load_stock(c, &item.product_id)? {
+            stocks.insert(item.product_id.clone(), stock);
+        }
+    }
+    // A stale hold must not block a buyer: before refusing, give back the
+    // short products' reservations that have already expired.
+    if matches!(
+        order::refusal(&split.needed, &stocks),
+        Some(ReserveOrderOutcome::Insufficient(_))
+    ) {
+        for short in order::shortages(&split.needed, &stocks) {
+            if !expire_due(c, request.now, Some(&short.product_id), u32::MAX)?.is_empty() {
+                let stock = existing_stock(c, &short.product_id)?;
+                stocks.insert(short.product_id, stock);
+            }
+        }
+    }
+    if let Some(refusal) = order::refusal(&split.needed, &stocks) {
+        return Ok(refusal);
+    }
+    let mut reserved: Vec<ReservedItem> = split
+        .kept
+        .into_iter()
+        .map(|reservation| {
+            let stock = existing_stock(c, &reservation.product_id)?;
+            Ok(ReservedItem {
+                reservation,
+                stock,
+                created: false,
+            })
+        })
+        .collect::<Result<_>>()?;
+    for item in split.needed {
+        let stock =
+            shift_reserved(c, &item.product_id, item.quantity, request.now)?.ok_or_else(|| {
+                Error::Internal(format!(
+                    "the stock of {:?} changed under the write lock",
+                    item.product_id
+                ))
+            })?;
+        let reservation = insert_reservation(
+            c,
+            ReservationRow {
+                id: item.id.clone(),
+                product_id: item.product_id.clone(),
+                order_id: request.order_id.clone(),
+                quantity: item.quantity,
+                released_quantity: 0,
+                committed_quantity: 0,
+                status: ReservationStatus::Active.as_str().to_owned(),
+                expires_at: request.expires_at.naive_utc(),
+                created_at: request.now.naive_utc(),
+            },
+            &stock,
+            request.now,
+        )?;
+        reserved.push(ReservedItem {
+            reservation,
+            stock,
+            created: true,
+        });
+    }
+    reserved.sort_by(|a, b| a.reservation.product_id.cmp(&b.reservation.product_id));
+    Ok(ReserveOrderOutcome::Reserved(reserved))
+}
+
+fn release(c: &mut SqliteConnection, request: &ReleaseRequest) -> Result<ReleaseOutcome> {
     let Some(mut reservation) = find_reservation(c, &request.order_id, &request.product_id)? else {
         return Ok(ReleaseOutcome::NotFound);
     };
@@ -467,7 +600,9 @@ fn take_committed(
     amount: i32,
     now: DateTime<Utc>,
 ) -> Result<StockLevel> {
-    use inventory::dsl::{product_id as pid, reserved_quantity, total_quantity, updated_at};
+    use inventory::dsl::{
+        product_id as pid, reserved_quantity, total_quantity, updated_at, version,
+    };
     let row = diesel::update(inventory::table)
         .filter(pid.eq(product_id))
         .filter(reserved_quantity.ge(amount))
@@ -475,6 +610,7 @@ fn take_committed(
             total_quantity.eq(total_quantity - amount),
             reserved_quantity.eq(reserved_quantity - amount),
             updated_at.eq(now.naive_utc()),
+            version.eq(version + 1),
         ))
         .returning(StockRow::as_returning())
         .get_result(c)
@@ -487,7 +623,7 @@ fn take_committed(
     })
 }
 
-fn commit(c: &mut SqliteConnection, request: CommitRequest) -> Result<CommitOutcome> {
+fn commit(c: &mut SqliteConnection, request: &CommitRequest) -> Result<CommitOutcome> {
     let Some(mut reservation) = find_reservation(c, &request.order_id, &request.product_id)? else {
         return Ok(CommitOutcome::NotFound);
     };
@@ -614,11 +750,23 @@ fn release_order(
     Ok(ReleaseOrderOutcome::Released(released))
 }
 
-fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<UpdateOutcome> {
+/// Plans the update against the row as read and writes it only if the row's
+/// version is still the one read: the seed's optimistic lock. The
+/// transaction holds SQLite's write lock since its first read, so the version
+/// cannot have moved; the guard is the same as PostgreSQL's all the same.
+fn update_stock(c: &mut SqliteConnection, request: &StockUpdate) -> Result<UpdateOutcome> {
     use inventory::dsl::{
-        created_at, product_id as pid, reserved_quantity, total_quantity, updated_at,
+        created_at, product_id as pid, reserved_quantity, total_quantity, updated_at, version,
     };
     let current = load_stock(c, &request.product_id)?;
+    let current_version = current.as_ref().map_or(0, |stock| stock.version);
+    if let Some(expected) = request.expected_version
+        && expected != current_version
+    {
+        return Ok(UpdateOutcome::VersionMismatch {
+            current: current_version,
+        });
+    }
     let plan = match domain::plan_update(&request.product_id, current.as_ref(), request.change) {
         Ok(plan) => plan,
         Err(rejection) => return Ok(UpdateOutcome::Rejected(rejection)),
@@ -632,18 +780,29 @@ fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<Update
                 reserved_quantity.eq(0),
                 created_at.eq(now),
                 updated_at.eq(now),
+                version.eq(1),
             ))
             .returning(StockRow::as_returning())
             .get_result(c)?
     } else {
-        // The transaction holds the write lock since it read `current`, so the
-        // plan still applies; the WHERE and the CHECK constraints guard anyway.
         diesel::update(inventory::table)
             .filter(pid.eq(&request.product_id))
+            .filter(version.eq(current_version))
             .filter(reserved_quantity.le(plan.new_total))
-            .set((total_quantity.eq(plan.new_total), updated_at.eq(now)))
+            .set((
+                total_quantity.eq(plan.new_total),
+                updated_at.eq(now),
+                version.eq(current_version + 1),
+            ))
             .returning(StockRow::as_returning())
-            .get_result(c)?
+            .get_result(c)
+            .optional()?
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "the stock of {:?} changed after version {current_version} was read",
+                    request.product_id
+                ))
+            })?
     };
     rows_affected(1);
     let stock = StockLevel::from(row);
@@ -653,13 +812,60 @@ fn update_stock(c: &mut SqliteConnection, request: StockUpdate) -> Result<Update
         plan.delta(),
         None,
         request.now,
-        history::update_metadata(request.change, &plan),
+        history::update_metadata(request.change, &plan, stock.version),
     );
     diesel::insert_into(inventory_history::table)
         .values(&history)
         .execute(c)
         .map(rows_affected)?;
     Ok(UpdateOutcome::Applied { plan, stock })
+}
+
+/// Runs `write` under the client's request key, if any (see [`keys`]).
+fn keyed<T: KeyedOutcome>(
+    c: &mut SqliteConnection,
+    key: Option<&RequestKey>,
+    write: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<Keyed<T>> {
+    use idempotency_keys::dsl::{created_at, method, request, request_id, response};
+    let Some(key) = key else {
+        return write(c).map(Keyed::Fresh);
+    };
+    let kept: Option<(String, String, String)> = idempotency_keys::table
+        .find(&key.request_id)
+        .select((method, request, response))
+        .first(c)
+        .optional()?;
+    if let Some((first_method, first_request, first_response)) = kept {
+        let parse = |text: &str| {
+            serde_json::from_str(text).map_err(|e| {
+                Error::Internal(format!(
+                    "request key {:?} is unreadable: {e}",
+                    key.request_id
+                ))
+            })
+        };
+        return keys::found(
+            key,
+            &first_method,
+            parse(&first_request)?,
+            parse(&first_response)?,
+        );
+    }
+    let outcome = write(c)?;
+    if outcome.changed() {
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                request_id.eq(&key.request_id),
+                method.eq(key.method),
+                request.eq(key.fields.to_string()),
+                response.eq(keys::remembered(&outcome)?.to_string()),
+                created_at.eq(key.now.naive_utc()),
+            ))
+            .execute(c)
+            .map(rows_affected)?;
+    }
+    Ok(Keyed::Fresh(outcome))
 }
 
 fn history(
@@ -814,14 +1020,15 @@ mod tests {
                 order_id: "o1".into(),
                 quantity: None,
                 now: Utc::now(),
+                key: None,
             })
             .await
             .expect("commit an old reservation");
-        let CommitOutcome::Committed {
+        let Keyed::Fresh(CommitOutcome::Committed {
             reservation,
             committed,
             stock,
-        } = outcome
+        }) = outcome
         else {
             panic!("expected Committed, got {outcome:?}");
         };
@@ -873,11 +1080,16 @@ mod tests {
             .update_stock(StockUpdate {
                 product_id: "p".into(),
                 change: StockChange::Set(10),
+                expected_version: None,
                 now: Utc::now(),
+                key: None,
             })
             .await
             .expect("set");
-        assert!(matches!(outcome, UpdateOutcome::Applied { .. }));
+        assert!(matches!(
+            outcome,
+            Keyed::Fresh(UpdateOutcome::Applied { .. })
+        ));
 
         let url = path.display().to_string();
         tokio::task::spawn_blocking(move || {

@@ -16,6 +16,7 @@ pub struct StockRow {
     pub total_quantity: i32,
     pub reserved_quantity: i32,
     pub updated_at: NaiveDateTime,
+    pub version: i64,
 }
 
 impl From<StockRow> for StockLevel {
@@ -24,6 +25,7 @@ impl From<StockRow> for StockLevel {
             product_id: row.product_id,
             total_quantity: row.total_quantity,
             reserved_quantity: row.reserved_quantity,
+            version: row.version,
             updated_at: row.updated_at.and_utc(),
         }
     }

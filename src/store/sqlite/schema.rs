@@ -8,6 +8,7 @@ diesel::table! {
         reserved_quantity -> Integer,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        version -> BigInt,
     }
 }
 
@@ -35,6 +36,16 @@ diesel::table! {
         order_id -> Nullable<Text>,
         created_at -> Timestamp,
         metadata -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (request_id) {
+        request_id -> Text,
+        method -> Text,
+        request -> Text,
+        response -> Text,
+        created_at -> Timestamp,
     }
 }
 

@@ -1,0 +1,637 @@
+//! Retries of transient database failures, so that a brief outage (a lost
+//! connection, a refused connect) is not at once an UNAVAILABLE answer.
+//!
+//! [`RetryingStore`] wraps any [`InventoryStore`]. A call that fails with a
+//! transient error ([`Error::is_transient`]) runs again after a backoff when
+//! running it again cannot apply a write twice ([`Replay`]), up to
+//! [`RetryPolicy::max_attempts`] attempts and while within
+//! [`RetryPolicy::budget`]. Then the last error is returned unchanged.
+//! Conflicts and internal errors are never retried here (reserve and update
+//! retry a conflict themselves).
+//!
+//! | method | replay |
+//! |---|---|
+//! | stock, order_reservations, list_stock, history | Safe: reads |
+//! | reserve, reserve_order | Safe: a second run finds the first reservations by (order, product) |
+//! | expire_due, purge_request_keys | Safe: a second run handles only what is still due |
+//! | record_check | Safe: at worst a check is recorded twice |
+//! | release, commit, update_stock, release_order with a request key | Safe: a second run finds the key and replays the first result |
+//! | release, commit, update_stock, release_order without | OnlyIfUnsent |
+//! | ping | never retried: health wants the database's own answer |
+//!
+//! Backoff is exponential with full jitter: retry `n` waits a random time
+//! between zero and `min(max_delay, base_delay × 2^(n-1))`, so replicas that
+//! lost the database together do not come back in step. Each retry is logged
+//! at WARN, which also makes it an event of the caller's span.
+
+use std::future::Future;
+use std::hash::{BuildHasher as _, Hasher as _, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::{
+    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, Keyed, NewOrderReservation,
+    NewReservation, OrderRelease, PoolStatus, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest,
+    RequestKey, ReserveOrderOutcome, ReserveOutcome, Result, StockUpdate, UpdateOutcome,
+};
+use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+
+/// How often and how long to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most attempts of one call, the first included; 1 never retries.
+    pub max_attempts: u32,
+    /// The ceiling of the first retry's wait; it doubles for each retry.
+    pub base_delay: Duration,
+    /// The highest ceiling of a wait.
+    pub max_delay: Duration,
+    /// No retry starts later than this after the first attempt began, so a
+    /// database that answers slowly is not waited for several times over.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(25),
+            max_delay: Duration::from_millis(400),
+            budget: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt, after `failed` attempts that took
+    /// `elapsed` in all, or `None` when attempts or budget are spent.
+    fn delay_before_retry(&self, failed: u32, elapsed: Duration) -> Option<Duration> {
+        if failed >= self.max_attempts {
+            return None;
+        }
+        let delay = full_jitter(self.backoff_ceiling(failed));
+        (elapsed + delay <= self.budget).then_some(delay)
+    }
+
+    /// `min(max_delay, base_delay × 2^(retry-1))`.
+    fn backoff_ceiling(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// A random duration between zero and `ceiling`. `RandomState` is seeded
+/// afresh for each call, which is random enough to spread retries.
+fn full_jitter(ceiling: Duration) -> Duration {
+    let random = RandomState::new().build_hasher().finish();
+    let ceiling = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(random % ceiling.saturating_add(1))
+}
+
+/// Whether a failed call may run again: what a second run risks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Running the call twice has the effect of running it once (reads, and
+    /// writes that find their own earlier effect): retried after any
+    /// transient failure.
+    Safe,
+    /// A second run could apply the write twice: retried only when the
+    /// failure came before any statement was sent.
+    OnlyIfUnsent,
+}
+
+impl Replay {
+    /// The replay of a write that is not idempotent by itself: safe when it
+    /// carries a client's request key, whose result a second run finds.
+    fn of_write(key: Option<&RequestKey>) -> Self {
+        if key.is_some() {
+            Self::Safe
+        } else {
+            Self::OnlyIfUnsent
+        }
+    }
+
+    /// Whether the call may run again after `error`.
+    fn allows_retry_after(self, error: &Error) -> bool {
+        match self {
+            Self::Safe => error.is_transient(),
+            Self::OnlyIfUnsent => error.before_any_statement(),
+        }
+    }
+}
+
+/// An [`InventoryStore`] that retries the calls of another (see the module
+/// docs for the policy of each method).
+pub struct RetryingStore {
+    /// The store that talks to the database.
+    inner: Arc<dyn InventoryStore>,
+    /// Attempts, backoff and budget.
+    policy: RetryPolicy,
+}
+
+impl RetryingStore {
+    /// Wraps `inner`, retrying as `policy` says.
+    pub fn new(inner: Arc<dyn InventoryStore>, policy: RetryPolicy) -> Self {
+        Self { inner, policy }
+    }
+
+    /// Runs `attempt` until it succeeds, fails in a way `replay` does not
+    /// retry, or the policy's attempts or budget are spent; returns the last
+    /// outcome.
+    async fn retry<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        replay: Replay,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let started = Instant::now();
+        let mut failed = 0;
+        loop {
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            failed += 1;
+            if !replay.allows_retry_after(&error) {
+                return Err(error);
+            }
+            let Some(delay) = self.policy.delay_before_retry(failed, started.elapsed()) else {
+                return Err(error);
+            };
+            tracing::warn!(
+                db.operation.name = operation,
+                attempt = failed,
+                max_attempts = self.policy.max_attempts,
+                retry_in = ?delay,
+                %error,
+                "transient database failure; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[async_trait]
+impl InventoryStore for RetryingStore {
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+
+    async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>> {
+        self.retry("stock", Replay::Safe, || self.inner.stock(product_id))
+            .await
+    }
+
+    async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome> {
+        self.retry("reserve", Replay::Safe, || {
+            self.inner.reserve(request.clone())
+        })
+        .await
+    }
+
+    async fn reserve_order(&self, request: NewOrderReservation) -> Result<ReserveOrderOutcome> {
+        self.retry("reserve_order", Replay::Safe, || {
+            self.inner.reserve_order(request.clone())
+        })
+        .await
+    }
+
+    async fn release(&self, request: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
+        let replay = Replay::of_write(request.key.as_ref());
+        self.retry("release", replay, || self.inner.release(request.clone()))
+            .await
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Keyed<CommitOutcome>> {
+        let replay = Replay::of_write(request.key.as_ref());
+        self.retry("commit", replay, || self.inner.commit(request.clone()))
+            .await
+    }
+
+    async fn release_order(&self, request: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
+        let replay = Replay::of_write(request.key.as_ref());
+        self.retry("release_order", replay, || {
+            self.inner.release_order(request.clone())
+        })
+        .await
+    }
+
+    async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
+        self.retry("order_reservations", Replay::Safe, || {
+            self.inner.order_reservations(order_id)
+        })
+        .await
+    }
+
+    async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>> {
+        self.retry("list_stock", Replay::Safe, || {
+            self.inner.list_stock(after.clone(), limit)
+        })
+        .await
+    }
+
+    async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
+        let replay = Replay::of_write(request.key.as_ref());
+        self.retry("update_stock", replay, || {
+            self.inner.update_stock(request.clone())
+        })
+        .await
+    }
+
+    async fn record_check(&self, record: CheckRecord) -> Result<()> {
+        self.retry("record_check", Replay::Safe, || {
+            self.inner.record_check(record.clone())
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        product_id: &str,
+        after: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
+        self.retry("history", Replay::Safe, || {
+            self.inner.history(product_id, after.clone(), limit)
+        })
+        .await
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
+        self.retry("expire_due", Replay::Safe, || {
+            self.inner.expire_due(now, limit)
+        })
+        .await
+    }
+
+    async fn purge_request_keys(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.retry("purge_request_keys", Replay::Safe, || {
+            self.inner.purge_request_keys(before, limit)
+        })
+        .await
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        self.inner.pool_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::domain::{self, StockChange};
+
+    /// Fails its calls with the errors it was given, in order, then succeeds
+    /// with an empty outcome; counts the calls.
+    #[derive(Default)]
+    struct ScriptedStore {
+        failures: Mutex<VecDeque<Error>>,
+        calls: AtomicU32,
+        /// How long each call takes.
+        latency: Duration,
+    }
+
+    impl ScriptedStore {
+        fn failing(failures: impl IntoIterator<Item = Error>) -> Arc<Self> {
+            Arc::new(Self {
+                failures: Mutex::new(failures.into_iter().collect()),
+                ..Self::default()
+            })
+        }
+
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        async fn answer<T>(&self, success: T) -> Result<T> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.latency).await;
+            let failure = self.failures.lock().expect("not poisoned").pop_front();
+            failure.map_or(Ok(success), Err)
+        }
+    }
+
+    #[async_trait]
+    impl InventoryStore for ScriptedStore {
+        async fn ping(&self) -> Result<()> {
+            self.answer(()).await
+        }
+        async fn stock(&self, _: &str) -> Result<Option<StockLevel>> {
+            self.answer(None).await
+        }
+        async fn reserve(&self, _: NewReservation) -> Result<ReserveOutcome> {
+            self.answer(ReserveOutcome::ProductNotFound).await
+        }
+        async fn reserve_order(&self, _: NewOrderReservation) -> Result<ReserveOrderOutcome> {
+            self.answer(ReserveOrderOutcome::ProductsNotFound(Vec::new()))
+                .await
+        }
+        async fn release(&self, _: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
+            self.answer(Keyed::Fresh(ReleaseOutcome::NotFound)).await
+        }
+        async fn commit(&self, _: CommitRequest) -> Result<Keyed<CommitOutcome>> {
+            self.answer(Keyed::Fresh(CommitOutcome::NotFound)).await
+        }
+        async fn release_order(&self, _: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
+            self.answer(Keyed::Fresh(ReleaseOrderOutcome::NotFound))
+                .await
+        }
+        async fn order_reservations(&self, _: &str) -> Result<Vec<Reservation>> {
+            self.answer(Vec::new()).await
+        }
+        async fn list_stock(&self, _: Option<String>, _: u32) -> Result<Vec<StockLevel>> {
+            self.answer(Vec::new()).await
+        }
+        async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
+            let rejected = domain::Error::ProductNotFound {
+                product_id: request.product_id,
+            };
+            self.answer(Keyed::Fresh(UpdateOutcome::Rejected(rejected)))
+                .await
+        }
+        async fn record_check(&self, _: CheckRecord) -> Result<()> {
+            self.answer(()).await
+        }
+        async fn history(
+            &self,
+            _: &str,
+            _: Option<HistoryCursor>,
+            _: u32,
+        ) -> Result<Option<Vec<HistoryEntry>>> {
+            self.answer(None).await
+        }
+        async fn expire_due(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<Reservation>> {
+            self.answer(Vec::new()).await
+        }
+        async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> Result<usize> {
+            self.answer(0).await
+        }
+        fn close(&self) {}
+    }
+
+    const METHODS: [&str; 18] = [
+        "ping",
+        "stock",
+        "reserve",
+        "reserve_order",
+        "release",
+        "commit",
+        "release_order",
+        "keyed_release",
+        "keyed_commit",
+        "keyed_release_order",
+        "keyed_update_stock",
+        "order_reservations",
+        "list_stock",
+        "update_stock",
+        "record_check",
+        "history",
+        "expire_due",
+        "purge_request_keys",
+    ];
+
+    fn key(method: &str) -> Option<RequestKey> {
+        method.starts_with("keyed_").then(|| RequestKey {
+            request_id: "req-1".into(),
+            method: "Test",
+            fields: serde_json::Value::Null,
+            now: Utc::now(),
+        })
+    }
+
+    /// Calls `method` of `store` with arbitrary arguments.
+    async fn call(store: &RetryingStore, method: &str) -> Result<()> {
+        let now = Utc::now();
+        let (p, o) = ("p-1".to_owned(), "o-1".to_owned());
+        let key = key(method);
+        match method.trim_start_matches("keyed_") {
+            "ping" => store.ping().await,
+            "stock" => store.stock(&p).await.map(drop),
+            "reserve" => store
+                .reserve(NewReservation {
+                    id: "r-1".into(),
+                    product_id: p,
+                    order_id: o,
+                    quantity: 1,
+                    expires_at: now,
+                    now,
+                })
+                .await
+                .map(drop),
+            "reserve_order" => store
+                .reserve_order(NewOrderReservation {
+                    order_id: o,
+                    items: Vec::new(),
+                    expires_at: now,
+                    now,
+                })
+                .await
+                .map(drop),
+            "release" => store
+                .release(ReleaseRequest {
+                    product_id: p,
+                    order_id: o,
+                    quantity: None,
+                    now,
+                    key,
+                })
+                .await
+                .map(drop),
+            "commit" => store
+                .commit(CommitRequest {
+                    product_id: p,
+                    order_id: o,
+                    quantity: None,
+                    now,
+                    key,
+                })
+                .await
+                .map(drop),
+            "release_order" => store
+                .release_order(OrderRelease {
+                    order_id: o,
+                    now,
+                    key,
+                })
+                .await
+                .map(drop),
+            "order_reservations" => store.order_reservations(&o).await.map(drop),
+            "list_stock" => store.list_stock(None, 10).await.map(drop),
+            "update_stock" => store
+                .update_stock(StockUpdate {
+                    product_id: p,
+                    change: StockChange::Add(1),
+                    expected_version: None,
+                    now,
+                    key,
+                })
+                .await
+                .map(drop),
+            "record_check" => {
+                store
+                    .record_check(CheckRecord {
+                        product_id: p,
+                        required_quantity: 1,
+                        available_quantity: 1,
+                        now,
+                    })
+                    .await
+            }
+            "history" => store.history(&p, None, 10).await.map(drop),
+            "expire_due" => store.expire_due(now, 10).await.map(drop),
+            "purge_request_keys" => store.purge_request_keys(now, 10).await.map(drop),
+            other => unreachable!("unknown method {other}"),
+        }
+    }
+
+    /// How many calls `method` makes when the database fails once with
+    /// `error`, and whether it then succeeds.
+    async fn calls_after_one(error: fn() -> Error, method: &str) -> (u32, bool) {
+        let inner = ScriptedStore::failing([error()]);
+        let store = RetryingStore::new(inner.clone(), RetryPolicy::default());
+        let succeeded = call(&store, method).await.is_ok();
+        (inner.calls(), succeeded)
+    }
+
+    fn not_connected() -> Error {
+        Error::NotConnected("connection refused".into())
+    }
+
+    fn unavailable() -> Error {
+        Error::Unavailable("connection closed".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_before_any_statement_is_retried_by_every_call_but_ping() {
+        for method in METHODS {
+            let expected = if method == "ping" {
+                (1, false)
+            } else {
+                (2, true)
+            };
+            assert_eq!(
+                calls_after_one(not_connected, method).await,
+                expected,
+                "{method}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_is_retried_only_by_calls_safe_to_run_twice() {
+        let once = ["ping", "release", "commit", "release_order", "update_stock"];
+        for method in METHODS {
+            let expected = if once.contains(&method) {
+                (1, false)
+            } else {
+                (2, true)
+            };
+            assert_eq!(
+                calls_after_one(unavailable, method).await,
+                expected,
+                "{method}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conflicts_and_internal_errors_are_never_retried() {
+        let conflict = || Error::Conflict("duplicate key value".into());
+        let internal = || Error::Internal("syntax error".into());
+        for error in [conflict, internal] {
+            for method in METHODS {
+                assert_eq!(calls_after_one(error, method).await, (1, false), "{method}");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_bounded_and_the_last_error_is_returned() {
+        let inner =
+            ScriptedStore::failing((1..=10).map(|n| Error::NotConnected(format!("failure {n}"))));
+        let store = RetryingStore::new(inner.clone(), RetryPolicy::default());
+        let error = store.stock("p-1").await.expect_err("still failing");
+        assert_eq!(inner.calls(), 4);
+        assert!(
+            matches!(&error, Error::NotConnected(m) if m == "failure 4"),
+            "{error:?}"
+        );
+
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let inner = ScriptedStore::failing([not_connected()]);
+        let store = RetryingStore::new(inner.clone(), once);
+        store.stock("p-1").await.expect_err("no retry");
+        assert_eq!(inner.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_that_may_have_been_applied_is_not_run_again() {
+        let inner = ScriptedStore::failing([not_connected(), unavailable()]);
+        let store = RetryingStore::new(inner.clone(), RetryPolicy::default());
+        let error = call(&store, "release").await.expect_err("ambiguous");
+        assert_eq!(inner.calls(), 2, "retried after the refused connect only");
+        assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_after_the_budget() {
+        let inner = Arc::new(ScriptedStore {
+            failures: Mutex::new((0..10).map(|_| not_connected()).collect()),
+            latency: Duration::from_millis(600),
+            ..ScriptedStore::default()
+        });
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            budget: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        let store = RetryingStore::new(inner.clone(), policy);
+        let started = Instant::now();
+        store.stock("p-1").await.expect_err("still failing");
+        assert_eq!(inner.calls(), 2);
+        assert!(started.elapsed() < Duration::from_millis(1300));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_full_jitter() {
+        let policy = RetryPolicy::default();
+        let ceilings: Vec<_> = (1..=6).map(|n| policy.backoff_ceiling(n)).collect();
+        assert_eq!(
+            ceilings,
+            [25, 50, 100, 200, 400, 400].map(Duration::from_millis)
+        );
+        assert_eq!(policy.backoff_ceiling(u32::MAX), policy.max_delay);
+        for failed in 1..policy.max_attempts {
+            let delay = policy
+                .delay_before_retry(failed, Duration::ZERO)
+                .expect("attempts left");
+            assert!(delay <= policy.backoff_ceiling(failed), "{delay:?}");
+        }
+        assert_eq!(
+            policy.delay_before_retry(policy.max_attempts, Duration::ZERO),
+            None
+        );
+        let delays: std::collections::HashSet<_> = (0..20)
+            .map(|_| full_jitter(Duration::from_secs(1)))
+            .collect();
+        assert!(delays.len() > 1, "jitter is random");
+    }
+}
