@@ -199,6 +199,24 @@ fn unkeyed<T>(keyed: Keyed<T>, key: Option<&RequestKey>) -> Result<(T, bool)> {
     }
 }
 
+/// Runs a keyed write, and once more if it lost the race for its key: a
+/// concurrent first use of the same key (a client's retry while the first
+/// call was still running) committed first, and this one was rolled back.
+/// The second run finds the first one's result and replays it.
+async fn keyed_write<T, F, Fut>(key: Option<&RequestKey>, write: F) -> store::Result<Keyed<T>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = store::Result<Keyed<T>>>,
+{
+    match write().await {
+        Err(store::Error::Conflict(reason)) if key.is_some() => {
+            tracing::debug!(%reason, "keyed write lost the race for its key; running it again");
+            write().await
+        }
+        outcome => outcome,
+    }
+}
+
 /// The pause before an update is planned again after `attempt` conflicted:
 /// a random time up to 1 ms, doubling per attempt up to 32 ms (full jitter),
 /// so updates that collided do not collide again in step.
@@ -334,16 +352,16 @@ impl Inventory {
             "ReleaseInventory",
             json!({"product_id": product_id, "order_id": order_id, "quantity": quantity}),
         )?;
-        let keyed = self
-            .store
-            .release(ReleaseRequest {
+        let keyed = keyed_write(key.as_ref(), || {
+            self.store.release(ReleaseRequest {
                 product_id: product_id.to_owned(),
                 order_id: order_id.to_owned(),
                 quantity: requested,
                 now: now(),
                 key: key.clone(),
             })
-            .await?;
+        })
+        .await?;
         let (outcome, replayed) = unkeyed(keyed, key.as_ref())?;
         match outcome {
             ReleaseOutcome::Released {
@@ -397,16 +415,16 @@ impl Inventory {
             "CommitReservation",
             json!({"product_id": product_id, "order_id": order_id, "quantity": quantity}),
         )?;
-        let keyed = self
-            .store
-            .commit(CommitRequest {
+        let keyed = keyed_write(key.as_ref(), || {
+            self.store.commit(CommitRequest {
                 product_id: product_id.to_owned(),
                 order_id: order_id.to_owned(),
                 quantity: requested,
                 now: now(),
                 key: key.clone(),
             })
-            .await?;
+        })
+        .await?;
         let (outcome, replayed) = unkeyed(keyed, key.as_ref())?;
         match outcome {
             CommitOutcome::Committed {
@@ -455,14 +473,14 @@ impl Inventory {
     ) -> Result<OrderReleaseResult> {
         rules::validate_id("order_id", order_id)?;
         let key = request_key(request_id, "ReleaseOrder", json!({"order_id": order_id}))?;
-        let keyed = self
-            .store
-            .release_order(OrderRelease {
+        let keyed = keyed_write(key.as_ref(), || {
+            self.store.release_order(OrderRelease {
                 order_id: order_id.to_owned(),
                 now: now(),
                 key: key.clone(),
             })
-            .await?;
+        })
+        .await?;
         match unkeyed(keyed, key.as_ref())? {
             (ReleaseOrderOutcome::Released(holds), replayed) => Ok(OrderReleaseResult {
                 items: holds
