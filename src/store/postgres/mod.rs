@@ -13,22 +13,32 @@
 //!   row lock in one statement; the reservation and history `INSERT`s follow,
 //!   pipelined, then `COMMIT`. A concurrent duplicate (order, product) hits the
 //!   unique index; the transaction is retried once and then finds the winner.
-//! - **release**, **commit** and **update**: `SELECT ... FOR UPDATE` of the
-//!   reservation or inventory row, then the writes.
+//! - **release** and **commit**: `SELECT ... FOR UPDATE` of the reservation
+//!   row, then the writes.
+//! - **update**: the seed's optimistic lock. The row is read without a lock,
+//!   the update planned, and the `UPDATE ... WHERE version = $read` written
+//!   with its history entry (pipelined); a row that moved meanwhile updates
+//!   nothing and the transaction rolls back as a conflict, to be planned
+//!   again by the domain.
+//! - **order reservation** (several products, all or nothing): one `SELECT
+//!   ... FOR UPDATE` of the products' rows in product order, the decision,
+//!   then the writes.
 //! - **release of an order**: `SELECT ... FOR UPDATE` of the order's
 //!   reservations, then one update per product in product order, the order
 //!   every multi-product writer locks inventory rows in (no deadlock).
 //! - **expiry**: `SELECT ... FOR UPDATE SKIP LOCKED` of due reservations, so
 //!   several replicas' sweepers never expire the same reservation twice, then
 //!   one update per product, in product order (no lock-order deadlock).
+//! - A write made with a client's request key reads the key first and writes
+//!   it last, in the same transaction ([`super::keys`]).
 //!
 //! Each store call runs on its own task: a request cancelled mid-transaction
 //! (a client gone) does not leave a transaction half-way; it completes, and the
 //! connection goes back to the pool clean.
 //!
 //! Conflicts the database reports (unique violation, serialization failure,
-//! deadlock) are [`Error::Conflict`]; reserve and update retry once on them
-//! before giving up.
+//! deadlock) are [`Error::Conflict`]; the reservations retry once on them
+//! here, updates and keyed writes are run again by the domain.
 
 mod migrate;
 mod rows;
