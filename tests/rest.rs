@@ -9,11 +9,22 @@ use prost::Message as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-backend_tests!(every_rest_route_answers_json);
+backend_tests!(
+    every_rest_route_answers_json,
+    reserve_order_is_all_or_nothing_and_safe_to_retry,
+    expected_version_makes_an_update_compare_and_set,
+    a_request_id_replays_the_first_release,
+    the_readme_order_examples_work_with_curl,
+);
 
 /// A server with the seed's two example products, as `cargo run` has them.
 async fn seeded_server() -> TestServer {
-    TestServer::start_with(Backend::Sqlite, |config| {
+    seeded_server_on(Backend::Sqlite).await
+}
+
+/// [`seeded_server`] on `backend`.
+async fn seeded_server_on(backend: Backend) -> TestServer {
+    TestServer::start_with(backend, |config| {
         config.inventory.initial_stock = [
             ("product-123".to_owned(), 100),
             ("product-456".to_owned(), 100),
@@ -291,6 +302,536 @@ async fn every_rest_route_answers_json(backend: Backend) {
     assert_eq!(body["items"][0]["product_id"], "p0");
     assert_eq!(body["items"][0]["available_quantity"], 1);
     assert_eq!(body["next_page_token"], "");
+}
+
+/// The detail of a REST error body whose `@type` is `google.rpc.<name>`.
+fn detail<'a>(body: &'a Value, name: &str) -> &'a Value {
+    let type_url = format!("type.googleapis.com/google.rpc.{name}");
+    body["details"]
+        .as_array()
+        .and_then(|details| details.iter().find(|d| d["@type"] == type_url.as_str()))
+        .unwrap_or_else(|| panic!("no {name} detail in {body}"))
+}
+
+/// A product's stock through `GET /api/v1/inventory/{product_id}`:
+/// (current, reserved, available, version as the JSON string it is).
+async fn stock_of(server: &TestServer, product_id: &str) -> (i64, i64, i64, String) {
+    let (status, body) = send(
+        server,
+        Method::GET,
+        &format!("/api/v1/inventory/{product_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{product_id}: {body}");
+    let number = |field: &str| {
+        body[field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{field}: {body}"))
+    };
+    let version = body["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("version is an int64, a JSON string: {body}"))
+        .to_owned();
+    (
+        number("current_quantity"),
+        number("reserved_quantity"),
+        number("available_quantity"),
+        version,
+    )
+}
+
+/// Sets a product's stock on hand (creating it).
+async fn set_stock(server: &TestServer, product_id: &str, quantity: i32) {
+    let (status, body) = send(
+        server,
+        Method::PUT,
+        &format!("/api/v1/inventory/{product_id}"),
+        Some(&json!({"quantity": quantity, "operation": "set"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{product_id}: {body}");
+}
+
+async fn reserve_order_is_all_or_nothing_and_safe_to_retry(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    set_stock(&server, "a", 10).await;
+    set_stock(&server, "b", 5).await;
+    set_stock(&server, "c", 1).await;
+
+    // Product "a" listed twice: 2 + 3 are held as one reservation of 5.
+    let order = r#"{"items": [{"product_id": "a", "quantity": 2},
+                              {"product_id": "b", "quantity": 1},
+                              {"product_id": "a", "quantity": 3}],
+                    "reservation_timeout": 300}"#;
+    let (status, first) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/o1/reserve",
+        Some(order),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let items = first["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "one entry per product: {first}");
+    let per_product: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            json!([
+                item["product_id"],
+                item["reservation"]["quantity"],
+                item["reservation"]["held_quantity"],
+                item["current_quantity"],
+                item["reserved_quantity"],
+                item["available_quantity"],
+                item["created"],
+            ])
+        })
+        .collect();
+    assert_eq!(
+        per_product,
+        [
+            json!(["a", 5, 5, 10, 5, 5, true]),
+            json!(["b", 1, 1, 5, 1, 4, true])
+        ],
+        "{first}"
+    );
+    for item in items {
+        assert_eq!(item["reservation"]["order_id"], "o1");
+        assert_eq!(item["reservation"]["product_id"], item["product_id"]);
+        assert_eq!(item["reservation"]["status"], "RESERVATION_STATUS_ACTIVE");
+    }
+    assert_eq!(first["message"], "reserved 2 product(s) for order o1");
+    let ids = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                item["reservation"]["reservation_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let first_ids = ids(&first);
+    assert!(first_ids.iter().all(|id| !id.is_empty()), "{first}");
+    assert_ne!(first_ids[0], first_ids[1]);
+    assert_eq!(stock_of(&server, "a").await.1, 5);
+
+    // A retry with the same totals, listed differently, holds nothing more.
+    let (status, retry) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/o1/reserve",
+        Some(r#"{"items": [{"product_id": "b", "quantity": 1}, {"product_id": "a", "quantity": 5}]}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(ids(&retry), first_ids, "the same reservations: {retry}");
+    assert_eq!(retry["items"][0]["created"], false);
+    assert_eq!(retry["items"][1]["created"], false);
+    assert_eq!(retry["items"][0]["reserved_quantity"], 5);
+    assert!(
+        retry["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 reserved by an earlier request"),
+        "{retry}"
+    );
+    assert_eq!(stock_of(&server, "a").await.1, 5);
+    assert_eq!(stock_of(&server, "b").await.1, 1);
+
+    // The same order with another quantity is a conflict, not a second hold.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/o1/reserve",
+        Some(r#"{"items": [{"product_id": "a", "quantity": 4}, {"product_id": "b", "quantity": 1}]}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], 6, "ALREADY_EXISTS: {body}");
+    let info = detail(&body, "ErrorInfo");
+    assert_eq!(info["reason"], "RESERVATION_CONFLICT");
+    assert_eq!(info["metadata"]["product_ids"], "a");
+    assert_eq!(stock_of(&server, "a").await.1, 5);
+
+    // Two products short (a: 3 + 3 of 5 available, b: 5 of 4) and one not
+    // (c): nothing is held, and the error names both short ones.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/o2/reserve",
+        Some(
+            r#"{"items": [{"product_id": "a", "quantity": 3}, {"product_id": "b", "quantity": 5},
+                          {"product_id": "c", "quantity": 1}, {"product_id": "a", "quantity": 3}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "FAILED_PRECONDITION is 400: {body}");
+    assert_eq!(body["code"], 9, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"product "a" requested 6, available 5"#)
+            && message.contains(r#"product "b" requested 5, available 4"#)
+            && !message.contains(r#""c""#),
+        "{message}"
+    );
+    let info = detail(&body, "ErrorInfo");
+    assert_eq!(info["reason"], "INSUFFICIENT_STOCK");
+    assert_eq!(info["domain"], "inventory-service");
+    assert_eq!(info["metadata"]["product_ids"], "a,b");
+    assert_eq!(info["metadata"]["order_id"], "o2");
+    let failure = detail(&body, "PreconditionFailure");
+    assert_eq!(
+        failure["violations"],
+        json!([
+            {"type": "INSUFFICIENT_STOCK", "subject": "a", "description": "requested 6, available 5"},
+            {"type": "INSUFFICIENT_STOCK", "subject": "b", "description": "requested 5, available 4"},
+        ]),
+        "{body}"
+    );
+    assert_eq!(stock_of(&server, "a").await, (10, 5, 5, "1".to_owned()));
+    assert_eq!(stock_of(&server, "b").await, (5, 1, 4, "1".to_owned()));
+    assert_eq!(stock_of(&server, "c").await, (1, 0, 1, "1".to_owned()));
+    let (status, body) = send(&server, Method::GET, "/api/v1/orders/o2/reservations", None).await;
+    assert_eq!(status, 404, "nothing was reserved for o2: {body}");
+    assert_eq!(detail(&body, "ErrorInfo")["reason"], "ORDER_NOT_FOUND");
+
+    // Unknown products are NOT_FOUND, every one named, and nothing is held.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/o3/reserve",
+        Some(
+            r#"{"items": [{"product_id": "zz", "quantity": 1}, {"product_id": "c", "quantity": 1},
+                          {"product_id": "yy", "quantity": 1}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], 5);
+    let info = detail(&body, "ErrorInfo");
+    assert_eq!(info["reason"], "PRODUCT_NOT_FOUND");
+    assert_eq!(info["metadata"]["product_ids"], "yy,zz");
+    assert_eq!(stock_of(&server, "c").await.1, 0);
+
+    // What was reserved is what the order lists.
+    let (status, body) = send(&server, Method::GET, "/api/v1/orders/o1/reservations", None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<Value> = body["reservations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| json!([r["reservation_id"], r["product_id"], r["held_quantity"]]))
+        .collect();
+    assert_eq!(
+        listed,
+        [json!([first_ids[0], "a", 5]), json!([first_ids[1], "b", 1])]
+    );
+}
+
+async fn expected_version_makes_an_update_compare_and_set(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let put = |body: Value| {
+        let server = &server;
+        async move {
+            send(
+                server,
+                Method::PUT,
+                "/api/v1/inventory/p",
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+
+    // expected_version 0: create only if absent.
+    let (status, body) =
+        put(json!({"quantity": 10, "operation": "set", "expected_version": "0"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["created"], true);
+    assert_eq!(body["version"], "1", "int64 is a JSON string: {body}");
+    let (status, body) =
+        put(json!({"quantity": 99, "operation": "set", "expected_version": "0"})).await;
+    assert_eq!(status, 409, "it exists now: {body}");
+    assert_eq!(body["code"], 10, "ABORTED: {body}");
+    assert_eq!(
+        detail(&body, "ErrorInfo")["metadata"]["current_version"],
+        "1"
+    );
+
+    // The version read is the one to expect; the number form is accepted too.
+    assert_eq!(stock_of(&server, "p").await, (10, 0, 10, "1".to_owned()));
+    let (status, body) =
+        put(json!({"quantity": 5, "operation": "add", "expected_version": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["current_quantity"], 15);
+    assert_eq!(body["version"], "2");
+
+    // A reservation does not change the stock on hand, so not the version.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/reserve",
+        Some(r#"{"product_id": "p", "quantity": 3, "order_id": "o1"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stock_of(&server, "p").await, (15, 3, 12, "2".to_owned()));
+
+    // A stale version is refused and changes nothing.
+    let (status, body) =
+        put(json!({"quantity": 1, "operation": "set", "expected_version": "1"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], 10, "{body}");
+    let info = detail(&body, "ErrorInfo");
+    assert_eq!(info["reason"], "VERSION_MISMATCH");
+    assert_eq!(info["metadata"]["current_version"], "2");
+    assert_eq!(info["metadata"]["expected_version"], "1");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("version 2, not the expected 1"),
+        "{body}"
+    );
+    assert_eq!(stock_of(&server, "p").await, (15, 3, 12, "2".to_owned()));
+
+    // A commit changes the stock on hand: the version moves, here and in the list.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/commit",
+        Some(r#"{"product_id": "p", "quantity": 1, "order_id": "o1"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stock_of(&server, "p").await, (14, 2, 12, "3".to_owned()));
+    let (_, list) = send(&server, Method::GET, "/api/v1/inventory", None).await;
+    assert_eq!(list["items"][0]["product_id"], "p");
+    assert_eq!(list["items"][0]["version"], "3", "{list}");
+
+    // A keyed update retried is applied once, with its first answer.
+    let keyed =
+        json!({"quantity": 4, "operation": "add", "expected_version": "3", "request_id": "u-1"});
+    let (status, first) = put(keyed.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = put(keyed).await;
+    assert_eq!(
+        status, 200,
+        "the retry matches the first, not the version now: {again}"
+    );
+    assert_eq!(
+        (&again["current_quantity"], &again["version"]),
+        (&json!(18), &json!("4"))
+    );
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("; replayed the first result of this request_id"),
+        "{again}"
+    );
+    assert!(
+        !first["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replayed")
+    );
+    assert_eq!(stock_of(&server, "p").await, (18, 2, 16, "4".to_owned()));
+
+    // A product that does not exist is at version 0, and stays absent.
+    let (status, body) = send(
+        &server,
+        Method::PUT,
+        "/api/v1/inventory/ghost",
+        Some(r#"{"quantity": 1, "operation": "set", "expected_version": "5"}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        detail(&body, "ErrorInfo")["metadata"]["current_version"],
+        "0"
+    );
+    let (status, _) = send(&server, Method::GET, "/api/v1/inventory/ghost", None).await;
+    assert_eq!(status, 404);
+}
+
+async fn a_request_id_replays_the_first_release(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    set_stock(&server, "p", 10).await;
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/reserve",
+        Some(r#"{"product_id": "p", "quantity": 6, "order_id": "o1"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let release = r#"{"product_id": "p", "order_id": "o1", "quantity": 2, "request_id": "rel-1"}"#;
+    let (status, first) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/release",
+        Some(release),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["released_quantity"], 2);
+    assert_eq!(first["reservation"]["held_quantity"], 4);
+    assert!(
+        !first["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replayed")
+    );
+    let (status, again) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/release",
+        Some(release),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["released_quantity"], &again["reserved_quantity"]),
+        (&json!(2), &json!(4)),
+        "the first answer: {again}"
+    );
+    assert_eq!(again["reservation"], first["reservation"]);
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("; replayed the first result of this request_id"),
+        "{again}"
+    );
+    assert_eq!(
+        stock_of(&server, "p").await.1,
+        4,
+        "released once, not twice"
+    );
+
+    // The same key for another quantity is refused, naming the difference.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/release",
+        Some(r#"{"product_id": "p", "order_id": "o1", "quantity": 3, "request_id": "rel-1"}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], 6, "ALREADY_EXISTS: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quantity: 2, now 3"),
+        "{body}"
+    );
+    let info = detail(&body, "ErrorInfo");
+    assert_eq!(info["reason"], "REQUEST_ID_REUSED");
+    assert_eq!(info["metadata"]["fields"], "quantity");
+    assert_eq!(info["metadata"]["request_id"], "rel-1");
+    assert_eq!(stock_of(&server, "p").await.1, 4, "nothing released");
+
+    // A key belongs to one request of one method.
+    let (status, body) = send(
+        &server,
+        Method::PUT,
+        "/api/v1/inventory/p",
+        Some(r#"{"quantity": 1, "operation": "add", "request_id": "rel-1"}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(detail(&body, "ErrorInfo")["metadata"]["fields"], "method");
+    assert_eq!(stock_of(&server, "p").await.0, 10, "nothing added");
+
+    // Without a key, the same release is a second release.
+    let unkeyed = r#"{"product_id": "p", "order_id": "o1", "quantity": 2}"#;
+    for held in [2, 0] {
+        let (status, body) = send(
+            &server,
+            Method::POST,
+            "/api/v1/inventory/release",
+            Some(unkeyed),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reservation"]["held_quantity"], held, "{body}");
+    }
+    assert_eq!(stock_of(&server, "p").await, (10, 0, 10, "1".to_owned()));
+}
+
+/// The README's ReserveOrder commands, with only the port made ephemeral.
+const README_ORDER_COMMANDS: [&str; 2] = [
+    "curl -X POST http://localhost:8083/api/v1/orders/order-42/reserve \\\n  -H \"Content-Type: application/json\" \\\n  -d '{\"items\":[{\"product_id\":\"product-123\",\"quantity\":2},{\"product_id\":\"product-456\",\"quantity\":1}],\"reservation_timeout\":300}'",
+    "curl -X PUT http://localhost:8083/api/v1/inventory/product-123 \\\n  -H \"Content-Type: application/json\" \\\n  -d '{\"quantity\":10,\"operation\":\"add\",\"expected_version\":\"1\",\"request_id\":\"restock-7\"}'",
+];
+
+async fn the_readme_order_examples_work_with_curl(backend: Backend) {
+    let server = seeded_server_on(backend).await;
+    let host = server.http_addr.to_string();
+    let mut answers = Vec::new();
+    for command in README_ORDER_COMMANDS {
+        let command = command.replace("localhost:8083", &host);
+        let output = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} --silent --show-error --fail-with-body"))
+            .output()
+            .await
+            .expect("curl runs (install curl to run this test)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command}: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        answers.push(serde_json::from_str::<Value>(&stdout).expect("JSON answer"));
+    }
+    assert_eq!(answers[0]["items"][0]["product_id"], "product-123");
+    assert_eq!(answers[0]["items"][0]["available_quantity"], 98);
+    assert_eq!(answers[0]["items"][1]["available_quantity"], 99);
+    assert_eq!(answers[1]["current_quantity"], 110);
+    assert_eq!(answers[1]["version"], "2");
+    assert_eq!(
+        stock_of(&server, "product-123").await,
+        (110, 2, 108, "2".to_owned())
+    );
+
+    // The README's refused order, and the answer it shows.
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/orders/order-43/reserve",
+        Some(
+            r#"{"items":[{"product_id":"product-123","quantity":500},{"product_id":"product-456","quantity":99},{"product_id":"product-456","quantity":1}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"code": 9, "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "domain": "inventory-service",
+             "metadata": {"order_id": "order-43", "product_ids": "product-123,product-456"},
+             "reason": "INSUFFICIENT_STOCK"},
+            {"@type": "type.googleapis.com/google.rpc.PreconditionFailure", "violations": [
+                {"description": "requested 500, available 108", "subject": "product-123",
+                 "type": "INSUFFICIENT_STOCK"},
+                {"description": "requested 100, available 99", "subject": "product-456",
+                 "type": "INSUFFICIENT_STOCK"}]}],
+         "message": "insufficient stock for order \"order-43\": product \"product-123\" \
+                     requested 500, available 108; product \"product-456\" requested 100, available 99"})
+    );
+    assert_eq!(
+        stock_of(&server, "product-456").await,
+        (100, 1, 99, "1".to_owned())
+    );
 }
 
 /// A bad request: name, method, path, body, content type, HTTP status, gRPC code.
@@ -604,6 +1145,7 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
         ("/api/v1/inventory/commit", "post"),
         ("/api/v1/orders/{order_id}/release", "post"),
         ("/api/v1/orders/{order_id}/reservations", "get"),
+        ("/api/v1/orders/{order_id}/reserve", "post"),
         ("/api/v1/inventory", "get"),
     ];
     for (path, method) in routes {
@@ -625,7 +1167,7 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
     assert_eq!(params, ["product_id", "required_quantity"]);
 
     // Every answer of every route validates against its schema.
-    let calls: [(Method, &str, Option<&str>, &str, u16); 12] = [
+    let calls: [(Method, &str, Option<&str>, &str, u16); 14] = [
         (
             Method::GET,
             "/api/v1/inventory/product-123",
@@ -702,6 +1244,20 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
             None,
             "/api/v1/inventory",
             200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders/o4/reserve",
+            Some(r#"{"items": [{"product_id": "product-456", "quantity": 2}]}"#),
+            "/api/v1/orders/{order_id}/reserve",
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders/o5/reserve",
+            Some(r#"{"items": [{"product_id": "product-456", "quantity": 999}]}"#),
+            "/api/v1/orders/{order_id}/reserve",
+            400,
         ),
         (
             Method::POST,

@@ -425,6 +425,7 @@ async fn a_retried_update_or_order_release_with_a_request_id_applies_once(backen
         .expect("the retry")
         .into_inner();
     assert_eq!(again.released, first.released, "the first result");
+    assert!(again.message.ends_with(REPLAYED), "{}", again.message);
     let plain = client
         .release_order(ReleaseOrderRequest {
             order_id: "o1".into(),

@@ -149,7 +149,8 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
             )
         } else {
             format!(
-                "reserved {} product(s) for order {}; {} already held, returned unchanged",
+                "reserved {} product(s) for order {}; {} reserved by an earlier request, \
+                 returned as they stand",
                 created,
                 request.order_id,
                 result.items.len() - created
@@ -323,7 +324,7 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
                 context.metrics.reservation_released();
             }
         }
-        let message = if released.is_empty() {
+        let mut message = if released.is_empty() {
             format!(
                 "order {} holds nothing; nothing to release",
                 request.order_id
@@ -335,6 +336,9 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
                 request.order_id
             )
         };
+        if result.replayed {
+            message.push_str(REPLAYED);
+        }
         Ok(Response::new(pb::ReleaseOrderResponse {
             released: released.into_iter().map(released_reservation).collect(),
             message,
@@ -464,8 +468,9 @@ fn reserve_response(result: ReservationResult) -> pb::ReserveInventoryResponse {
         )
     } else {
         format!(
-            "order {} already holds this reservation; returned unchanged",
-            result.reservation.order_id
+            "order {} already made this reservation; returned as it stands ({})",
+            result.reservation.order_id,
+            result.reservation.status.as_str()
         )
     };
     pb::ReserveInventoryResponse {

@@ -7,8 +7,11 @@
 //! - [`Error::Store`] wraps [`crate::store::Error`]: an unreachable database
 //!   becomes UNAVAILABLE (retryable), anything unexpected becomes INTERNAL with
 //!   a generic message while the cause goes to the log.
-//! - A returned error means nothing changed: rules are checked before, or
-//!   inside the same transaction as, any write.
+//! - A returned error means nothing the caller asked for changed: rules are
+//!   checked before, or inside the same transaction as, any write. The one
+//!   write a refusal keeps is the expiry of reservations already past their
+//!   time (made before refusing a reservation for lack of stock), which the
+//!   sweeper would have made anyway.
 
 use super::model::{ItemConflict, Shortage};
 use crate::store;

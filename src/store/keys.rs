@@ -4,8 +4,10 @@
 //! transaction. A key seen before with the same method and fields answers
 //! with the result remembered then ([`Keyed::Replayed`]); with anything else
 //! it answers [`Keyed::Reused`] and writes nothing. A new key runs the write
-//! and, when the write changed something, remembers its result in the same
-//! transaction: the result exists exactly when the write does. Two
+//! and, when the write succeeded, remembers its result in the same
+//! transaction: the result is kept exactly when the write is. A refusal
+//! (not found, more than held, version mismatch) changed nothing and is not
+//! kept: its retry is run again, and the key stays free. Two
 //! concurrent first uses of one key both run; the second to commit fails on
 //! the key's primary key and is rolled back ([`super::Error::Conflict`]), and
 //! its retry finds the first one's result.
@@ -48,32 +50,33 @@ pub enum Keyed<T> {
 
 /// A write's outcome that can be remembered under a request key.
 pub trait KeyedOutcome: Serialize + DeserializeOwned + Send + 'static {
-    /// Whether the write changed anything; only then is it remembered. A
-    /// write that changed nothing is simply run again by a retry, with the
-    /// same effect: none.
-    fn changed(&self) -> bool;
+    /// Whether the caller is answered with success (even one that changed
+    /// nothing, such as releasing an expired reservation); only then is the
+    /// outcome remembered. A refusal changed nothing and is simply run again
+    /// by a retry.
+    fn succeeded(&self) -> bool;
 }
 
 impl KeyedOutcome for ReleaseOutcome {
-    fn changed(&self) -> bool {
-        matches!(self, Self::Released { .. })
+    fn succeeded(&self) -> bool {
+        matches!(self, Self::Released { .. } | Self::NotActive { .. })
     }
 }
 
 impl KeyedOutcome for CommitOutcome {
-    fn changed(&self) -> bool {
-        matches!(self, Self::Committed { .. })
+    fn succeeded(&self) -> bool {
+        matches!(self, Self::Committed { .. } | Self::AlreadyCommitted { .. })
     }
 }
 
 impl KeyedOutcome for ReleaseOrderOutcome {
-    fn changed(&self) -> bool {
-        matches!(self, Self::Released(holds) if !holds.is_empty())
+    fn succeeded(&self) -> bool {
+        matches!(self, Self::Released(_))
     }
 }
 
 impl KeyedOutcome for UpdateOutcome {
-    fn changed(&self) -> bool {
+    fn succeeded(&self) -> bool {
         matches!(self, Self::Applied { .. })
     }
 }
@@ -173,10 +176,12 @@ mod tests {
     }
 
     #[test]
-    fn only_writes_that_changed_something_are_kept() {
-        assert!(applied().changed());
-        assert!(!UpdateOutcome::VersionMismatch { current: 4 }.changed());
-        assert!(!ReleaseOrderOutcome::Released(Vec::new()).changed());
-        assert!(!ReleaseOutcome::NotFound.changed());
+    fn only_successes_are_kept() {
+        assert!(applied().succeeded());
+        assert!(ReleaseOrderOutcome::Released(Vec::new()).succeeded());
+        assert!(!UpdateOutcome::VersionMismatch { current: 4 }.succeeded());
+        assert!(!ReleaseOrderOutcome::NotFound.succeeded());
+        assert!(!ReleaseOutcome::NotFound.succeeded());
+        assert!(!CommitOutcome::NotFound.succeeded());
     }
 }

@@ -922,7 +922,7 @@ async fn keyed<T: KeyedOutcome>(
         return keys::found(key, &first_method, first_request, first_response);
     }
     let outcome = write(c).await?;
-    if outcome.changed() {
+    if outcome.succeeded() {
         // A concurrent first use of the same key that committed first makes
         // this a unique violation: this transaction rolls back, and its
         // retry replays the winner's result.

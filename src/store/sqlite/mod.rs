@@ -853,7 +853,7 @@ fn keyed<T: KeyedOutcome>(
         );
     }
     let outcome = write(c)?;
-    if outcome.changed() {
+    if outcome.succeeded() {
         diesel::insert_into(idempotency_keys::table)
             .values((
                 request_id.eq(&key.request_id),
