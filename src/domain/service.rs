@@ -1324,6 +1324,54 @@ mod tests {
         assert_eq!(newest.metadata["reason"], "expired");
     }
 
+    fn over(store: Arc<dyn InventoryStore>) -> Inventory {
+        Inventory::new(
+            store,
+            InventorySettings {
+                default_reservation_timeout: Duration::from_secs(300),
+                max_reservation_timeout: Duration::from_secs(3600),
+                record_checks: false,
+                request_id_ttl: Duration::from_secs(3600),
+            },
+        )
+    }
+
+    fn conflict() -> store::Error {
+        store::Error::Conflict("the stock changed after version 3 was read".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflicting_update_is_planned_again_a_bounded_number_of_times() {
+        use crate::store::fake::ScriptedStore;
+
+        let always = ScriptedStore::failing((0..20).map(|_| conflict()));
+        let outcome = over(always.clone()).update("p1", "add", 1, None, "").await;
+        assert!(
+            matches!(outcome, Err(Error::UpdateContention { attempts, .. }) if attempts == UPDATE_ATTEMPTS),
+            "{outcome:?}"
+        );
+        assert_eq!(always.calls(), UPDATE_ATTEMPTS);
+
+        // One conflict fewer: the last attempt gets through (the scripted
+        // store then answers that the product does not exist).
+        let almost = ScriptedStore::failing((1..UPDATE_ATTEMPTS).map(|_| conflict()));
+        let outcome = over(almost.clone()).update("p1", "add", 1, None, "").await;
+        assert!(
+            matches!(outcome, Err(Error::ProductNotFound { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(almost.calls(), UPDATE_ATTEMPTS);
+
+        // A keyed write that lost the race for its key runs once more.
+        let keyed = ScriptedStore::failing([conflict(), conflict()]);
+        let outcome = over(keyed.clone()).release("p1", "o1", 1, "r-1").await;
+        assert!(
+            matches!(outcome, Err(Error::Store(store::Error::Conflict(_)))),
+            "{outcome:?}"
+        );
+        assert_eq!(keyed.calls(), 2, "the first run and one more");
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn invalid_input_is_refused_before_anything_changes() {
         let f = stocked(10).await;

@@ -289,100 +289,9 @@ impl InventoryStore for RetryingStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use super::*;
-    use crate::domain::{self, StockChange};
-
-    /// Fails its calls with the errors it was given, in order, then succeeds
-    /// with an empty outcome; counts the calls.
-    #[derive(Default)]
-    struct ScriptedStore {
-        failures: Mutex<VecDeque<Error>>,
-        calls: AtomicU32,
-        /// How long each call takes.
-        latency: Duration,
-    }
-
-    impl ScriptedStore {
-        fn failing(failures: impl IntoIterator<Item = Error>) -> Arc<Self> {
-            Arc::new(Self {
-                failures: Mutex::new(failures.into_iter().collect()),
-                ..Self::default()
-            })
-        }
-
-        fn calls(&self) -> u32 {
-            self.calls.load(Ordering::SeqCst)
-        }
-
-        async fn answer<T>(&self, success: T) -> Result<T> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(self.latency).await;
-            let failure = self.failures.lock().expect("not poisoned").pop_front();
-            failure.map_or(Ok(success), Err)
-        }
-    }
-
-    #[async_trait]
-    impl InventoryStore for ScriptedStore {
-        async fn ping(&self) -> Result<()> {
-            self.answer(()).await
-        }
-        async fn stock(&self, _: &str) -> Result<Option<StockLevel>> {
-            self.answer(None).await
-        }
-        async fn reserve(&self, _: NewReservation) -> Result<ReserveOutcome> {
-            self.answer(ReserveOutcome::ProductNotFound).await
-        }
-        async fn reserve_order(&self, _: NewOrderReservation) -> Result<ReserveOrderOutcome> {
-            self.answer(ReserveOrderOutcome::ProductsNotFound(Vec::new()))
-                .await
-        }
-        async fn release(&self, _: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
-            self.answer(Keyed::Fresh(ReleaseOutcome::NotFound)).await
-        }
-        async fn commit(&self, _: CommitRequest) -> Result<Keyed<CommitOutcome>> {
-            self.answer(Keyed::Fresh(CommitOutcome::NotFound)).await
-        }
-        async fn release_order(&self, _: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
-            self.answer(Keyed::Fresh(ReleaseOrderOutcome::NotFound))
-                .await
-        }
-        async fn order_reservations(&self, _: &str) -> Result<Vec<Reservation>> {
-            self.answer(Vec::new()).await
-        }
-        async fn list_stock(&self, _: Option<String>, _: u32) -> Result<Vec<StockLevel>> {
-            self.answer(Vec::new()).await
-        }
-        async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
-            let rejected = domain::Error::ProductNotFound {
-                product_id: request.product_id,
-            };
-            self.answer(Keyed::Fresh(UpdateOutcome::Rejected(rejected)))
-                .await
-        }
-        async fn record_check(&self, _: CheckRecord) -> Result<()> {
-            self.answer(()).await
-        }
-        async fn history(
-            &self,
-            _: &str,
-            _: Option<HistoryCursor>,
-            _: u32,
-        ) -> Result<Option<Vec<HistoryEntry>>> {
-            self.answer(None).await
-        }
-        async fn expire_due(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<Reservation>> {
-            self.answer(Vec::new()).await
-        }
-        async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> Result<usize> {
-            self.answer(0).await
-        }
-        fn close(&self) {}
-    }
+    use crate::domain::StockChange;
+    use crate::store::fake::ScriptedStore;
 
     const METHODS: [&str; 18] = [
         "ping",
@@ -593,11 +502,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_retry_starts_after_the_budget() {
-        let inner = Arc::new(ScriptedStore {
-            failures: Mutex::new((0..10).map(|_| not_connected()).collect()),
-            latency: Duration::from_millis(600),
-            ..ScriptedStore::default()
-        });
+        let inner =
+            ScriptedStore::slow((0..10).map(|_| not_connected()), Duration::from_millis(600));
         let policy = RetryPolicy {
             max_attempts: 10,
             budget: Duration::from_secs(1),
