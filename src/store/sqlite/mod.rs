@@ -14,8 +14,11 @@
 mod rows;
 mod schema;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,7 +29,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_async::AsyncConnection as _;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use serde::Deserialize;
 
@@ -46,7 +49,44 @@ use crate::telemetry::db::{DbTrace, rows_affected};
 /// The SQLite migrations, compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-type Conn = SyncConnectionWrapper<SqliteConnection>;
+type Conn = SyncConnectionWrapper<SqliteConnection, StoreThreads>;
+
+thread_local! {
+    /// Set while [`SqliteStore::read`] hands work to its connection: the work
+    /// then runs at once on the calling thread.
+    static RUN_INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Where a connection's work runs: on Tokio's blocking pool, except reads
+/// ([`SqliteStore::read`]), which run on the calling task's thread. A read in
+/// WAL mode never waits for a lock and takes microseconds, less than the two
+/// thread switches of a hop to the pool and back; a write may wait for the
+/// write lock (`busy_timeout`) or an fsync and must not hold up a worker.
+pub struct StoreThreads;
+
+impl SpawnBlocking for StoreThreads {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send + 'a>>
+    where
+        R: Send + 'static,
+    {
+        if RUN_INLINE.get() {
+            let result = task();
+            return Box::pin(std::future::ready(Ok(result)));
+        }
+        let handle = tokio::task::spawn_blocking(task);
+        Box::pin(async move { handle.await.map_err(BoxError::from) })
+    }
+
+    fn get_runtime() -> Self {
+        Self
+    }
+}
+
+/// The error type of [`SpawnBlocking`].
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// SQLite's `synchronous` setting in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -156,10 +196,29 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
     {
+        self.run_on(false, work).await
+    }
+
+    /// Like [`Self::run`] for a read, which runs on the caller's thread (see
+    /// [`StoreThreads`]). Never for work that writes or takes a lock.
+    async fn read<R, F>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
+    {
+        self.run_on(true, work).await
+    }
+
+    async fn run_on<R, F>(&self, inline: bool, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
+    {
         let waiting = Instant::now();
         let mut conn = self.pool.get().await?;
         let trace = DbTrace::begin("sqlite", waiting.elapsed());
-        conn.spawn_blocking(move |c| {
+        let previous = RUN_INLINE.replace(inline);
+        let done = conn.spawn_blocking(move |c| {
             if let Some(trace) = &trace {
                 c.set_instrumentation(trace.instrumentation());
             }
@@ -168,8 +227,9 @@ impl SqliteStore {
             drop(rows_target);
             drop(trace);
             Ok(result)
-        })
-        .await?
+        });
+        RUN_INLINE.set(previous);
+        done.await?
     }
 
     /// The connection pool's state.
@@ -187,12 +247,12 @@ fn path_to_url(path: &Path) -> Result<String> {
 #[async_trait]
 impl InventoryStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        self.run(|c| Ok(c.batch_execute("SELECT 1")?)).await
+        self.read(|c| Ok(c.batch_execute("SELECT 1")?)).await
     }
 
     async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>> {
         let product_id = product_id.to_owned();
-        self.run(move |c| load_stock(c, &product_id)).await
+        self.read(move |c| load_stock(c, &product_id)).await
     }
 
     async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome> {
@@ -262,11 +322,11 @@ impl InventoryStore for SqliteStore {
 
     async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
         let order_id = order_id.to_owned();
-        self.run(move |c| order_reservations(c, &order_id)).await
+        self.read(move |c| order_reservations(c, &order_id)).await
     }
 
     async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>> {
-        self.run(move |c| {
+        self.read(move |c| {
             use inventory::dsl::product_id;
             let mut query = inventory::table.select(StockRow::as_select()).into_boxed();
             if let Some(after) = after {
@@ -307,7 +367,7 @@ impl InventoryStore for SqliteStore {
         limit: u32,
     ) -> Result<Option<Vec<HistoryEntry>>> {
         let product_id = product_id.to_owned();
-        self.run(move |c| history(c, &product_id, after, limit))
+        self.read(move |c| history(c, &product_id, after, limit))
             .await
     }
 
