@@ -2,8 +2,9 @@
 //!
 //! Connections are diesel `SqliteConnection`s behind diesel-async's
 //! [`SyncConnectionWrapper`], pooled by deadpool. Each store operation runs as
-//! one closure on the blocking thread pool (one hop per operation, not per
-//! statement). Writes use `BEGIN IMMEDIATE`, so a transaction takes SQLite's
+//! one closure: a write on the blocking thread pool (one hop per operation,
+//! not per statement), a read on the calling thread ([`StoreThreads`]).
+//! Writes use `BEGIN IMMEDIATE`, so a transaction takes SQLite's
 //! single write lock before it reads: concurrent writers queue on
 //! `busy_timeout` instead of failing with a lock upgrade deadlock, and what a
 //! transaction read cannot change before it writes.
