@@ -6,8 +6,9 @@
 //! running it again cannot apply a write twice ([`Replay`]), up to
 //! [`RetryPolicy::max_attempts`] attempts and while within
 //! [`RetryPolicy::budget`]. Then the last error is returned unchanged.
-//! Conflicts and internal errors are never retried here (reserve and update
-//! retry a conflict themselves).
+//! Conflicts and internal errors are never retried here: the reservations
+//! retry a conflict themselves, and the domain plans a conflicting update
+//! again and reruns a keyed write that lost the race for its key.
 //!
 //! | method | replay |
 //! |---|---|
