@@ -221,10 +221,7 @@ where
 /// a random time up to 1 ms, doubling per attempt up to 32 ms (full jitter),
 /// so updates that collided do not collide again in step.
 fn conflict_backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let ceiling = 1_000u64 << attempt.saturating_sub(1).min(5);
-    let random = std::hash::RandomState::new().build_hasher().finish();
-    Duration::from_micros(random % (ceiling + 1))
+    store::retry::full_jitter(Duration::from_millis(1 << attempt.saturating_sub(1).min(5)))
 }
 
 impl Inventory {

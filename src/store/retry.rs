@@ -86,7 +86,7 @@ impl RetryPolicy {
 
 /// A random duration between zero and `ceiling`. `RandomState` is seeded
 /// afresh for each call, which is random enough to spread retries.
-fn full_jitter(ceiling: Duration) -> Duration {
+pub fn full_jitter(ceiling: Duration) -> Duration {
     let random = RandomState::new().build_hasher().finish();
     let ceiling = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(random % ceiling.saturating_add(1))
