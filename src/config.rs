@@ -30,8 +30,6 @@ use figment::Figment;
 use figment::providers::{Env, Format as _, Yaml};
 use serde::Deserialize;
 
-use crate::store::sqlite::Synchronous;
-
 /// Where `cargo run` looks for the configuration when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/config.yaml";
 /// Prefix of the environment variables that override the file.
@@ -100,6 +98,17 @@ pub enum Driver {
     Sqlite,
     /// PostgreSQL: one database shared by several replicas.
     Postgres,
+}
+
+/// SQLite's durability of commits (`database.synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged write survives power loss.
+    Full,
+    /// fsync at checkpoints: several times the write throughput; survives a
+    /// process crash, may lose the last commits on power loss.
+    Normal,
 }
 
 /// The `database` section.

@@ -35,13 +35,14 @@ use tracing::instrument::WithSubscriber as _;
 use crate::api::InventoryApi;
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
-use crate::config::{Config, Driver};
-use crate::domain::{Inventory, InventorySettings};
+use crate::config::{self, Config, Driver};
+use crate::domain::{Inventory, InventorySettings, InventoryStore, StoreError};
 use crate::pb;
+use crate::store::PoolStatus;
 use crate::store::retry::{RetryPolicy, RetryingStore};
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{self, InventoryStore};
+use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::telemetry::layer::{RequestTelemetryLayer, TRACE_ID_HEADER};
+use crate::telemetry::metrics::PoolGauges;
 use crate::telemetry::{LogOutput, Telemetry, TelemetryError};
 use crate::transcode::{self, JsonOptions, TranscodeLayer, TranscodeOptions, Transcoder};
 
@@ -69,7 +70,7 @@ impl Listeners {
 pub enum ServeError {
     /// The database could not be opened or migrated.
     #[error("opening the database: {0}")]
-    Store(#[from] store::Error),
+    Store(#[from] StoreError),
     /// The reflection service could not read the descriptor set.
     #[error("building server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -87,30 +88,65 @@ pub enum ServeError {
     Telemetry(#[from] TelemetryError),
 }
 
+/// An open database: the store, and a reading of its connection pool for
+/// the metrics.
+pub struct OpenedStore {
+    /// The store the domain calls.
+    pub store: Arc<dyn InventoryStore>,
+    /// Reads the store's connection pool.
+    pub pool: Arc<dyn Fn() -> PoolGauges + Send + Sync>,
+}
+
+impl From<PoolStatus> for PoolGauges {
+    fn from(status: PoolStatus) -> Self {
+        Self {
+            max: status.max_size as u64,
+            size: status.size as u64,
+            in_use: status.size.saturating_sub(status.available) as u64,
+            waiting: status.waiting as u64,
+        }
+    }
+}
+
 /// Opens the database `config.database` names.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, store::Error> {
+pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
     let db = &config.database;
     match db.driver {
         Driver::Sqlite => {
-            let store = SqliteStore::open(SqliteOptions {
-                path: db.dsn.clone().into(),
-                max_connections: db.max_connections as usize,
-                connection_timeout: db.connection_timeout,
-                busy_timeout: db.busy_timeout,
-                synchronous: db.synchronous,
+            let store = Arc::new(
+                SqliteStore::open(SqliteOptions {
+                    path: db.dsn.clone().into(),
+                    max_connections: db.max_connections as usize,
+                    connection_timeout: db.connection_timeout,
+                    busy_timeout: db.busy_timeout,
+                    synchronous: match db.synchronous {
+                        config::Synchronous::Full => Synchronous::Full,
+                        config::Synchronous::Normal => Synchronous::Normal,
+                    },
+                })
+                .await?,
+            );
+            let pool = store.clone();
+            Ok(OpenedStore {
+                store,
+                pool: Arc::new(move || pool.pool_status().into()),
             })
-            .await?;
-            Ok(Arc::new(store))
         }
         Driver::Postgres => {
             use crate::store::postgres::{PostgresOptions, PostgresStore};
-            let store = PostgresStore::open(PostgresOptions {
-                url: db.dsn.clone(),
-                max_connections: db.max_connections as usize,
-                connection_timeout: db.connection_timeout,
+            let store = Arc::new(
+                PostgresStore::open(PostgresOptions {
+                    url: db.dsn.clone(),
+                    max_connections: db.max_connections as usize,
+                    connection_timeout: db.connection_timeout,
+                })
+                .await?,
+            );
+            let pool = store.clone();
+            Ok(OpenedStore {
+                store,
+                pool: Arc::new(move || pool.pool_status().into()),
             })
-            .await?;
-            Ok(Arc::new(store))
         }
     }
 }
@@ -160,11 +196,10 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     telemetry: &Telemetry,
 ) -> Result<(), ServeError> {
-    let store: Arc<dyn InventoryStore> = Arc::new(RetryingStore::new(
-        open_store(&config).await?,
-        retry_policy(&config),
-    ));
-    telemetry.metrics().observe_pool(store.clone());
+    let opened = open_store(&config).await?;
+    telemetry.metrics().observe_pool(opened.pool);
+    let store: Arc<dyn InventoryStore> =
+        Arc::new(RetryingStore::new(opened.store, retry_policy(&config)));
     let inventory = Inventory::new(
         store.clone(),
         InventorySettings {
@@ -198,7 +233,7 @@ async fn run(
         Driver::Postgres => "postgres",
     };
     let probe = HealthProbe::new(
-        store.clone(),
+        inventory.clone(),
         config.database.connection_timeout,
         config.server.name.clone(),
         config.server.version.clone(),

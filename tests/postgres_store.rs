@@ -13,11 +13,63 @@ use common::{PostgresDatabase, with_database};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use inventory_service::domain::{Reservation, StockChange};
-use inventory_service::store::postgres::{MIGRATIONS, PostgresOptions, PostgresStore};
-use inventory_service::store::{
-    InventoryStore, Keyed, NewReservation, ReserveOutcome, StockUpdate, UpdateOutcome, new_id,
+use inventory_service::domain::port::{InventoryStore, StoreResult};
+use inventory_service::domain::work::{
+    Command, CommitOutcome, CommitRequest, Keyed, NewReservation, Outcome, ReserveOutcome,
+    StockUpdate, UpdateOutcome, Work,
 };
+use inventory_service::domain::{Inventory, InventorySettings, Reservation, StockChange, new_id};
+use inventory_service::store::postgres::{MIGRATIONS, PostgresOptions, PostgresStore};
+
+/// The store's changes of stock, one command per unit of work.
+trait OneCommand: InventoryStore {
+    /// Runs `command` alone, at `now`.
+    fn one(
+        &self,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = StoreResult<Outcome>> + Send {
+        let work = Work::single(command, now);
+        async move {
+            let planned = self.apply(&work).await?;
+            Ok(planned.outcomes.into_iter().next().expect("one outcome"))
+        }
+    }
+
+    /// Reserves as of `at` (see [`reservation`]).
+    async fn reserve(
+        &self,
+        (request, at): (NewReservation, DateTime<Utc>),
+    ) -> StoreResult<ReserveOutcome> {
+        match self.one(Command::Reserve(request), at).await? {
+            Outcome::Reserve(outcome) => Ok(outcome),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Reservation>> {
+        match self.one(Command::Expire { limit }, now).await? {
+            Outcome::Expire(expired) => Ok(expired),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn update_stock(&self, request: StockUpdate) -> StoreResult<Keyed<UpdateOutcome>> {
+        match self.one(Command::Update(request), now()).await? {
+            Outcome::Update(outcome) => Ok(outcome),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn commit(&self, request: CommitRequest) -> StoreResult<Keyed<CommitOutcome>> {
+        match self.one(Command::Commit(request), now()).await? {
+            Outcome::Commit(outcome) => Ok(outcome),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+impl OneCommand for PostgresStore {}
 
 fn options(database: &PostgresDatabase) -> PostgresOptions {
     PostgresOptions {
@@ -38,7 +90,6 @@ async fn set_stock(store: &PostgresStore, product: &str, quantity: i32) {
             product_id: product.into(),
             change: StockChange::Set(quantity),
             expected_version: None,
-            now: now(),
             key: None,
         })
         .await
@@ -49,20 +100,23 @@ async fn set_stock(store: &PostgresStore, product: &str, quantity: i32) {
     );
 }
 
+/// A reservation expiring at exactly `expires_at`, made now: the request
+/// and the time of the work it is made in.
 fn reservation(
     product: &str,
     order: &str,
     quantity: i32,
     expires_at: DateTime<Utc>,
-) -> NewReservation {
-    NewReservation {
+) -> (NewReservation, DateTime<Utc>) {
+    let at = now();
+    let request = NewReservation {
         id: new_id(),
         product_id: product.into(),
         order_id: order.into(),
         quantity,
-        expires_at,
-        now: now(),
-    }
+        timeout: expires_at - at,
+    };
+    (request, at)
 }
 
 #[derive(QueryableByName)]
@@ -214,27 +268,37 @@ async fn stores_opened_together_on_a_fresh_database_all_migrate() {
 }
 
 /// Many attempts at one reservation at once: one creates it, the others find
-/// it (the unique index decides), and the stock is held once.
+/// it (the unique index decides, and the losers of the race run again and
+/// see the winner's reservation), and the stock is held once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_duplicate_reservations_create_one() {
     let database = PostgresDatabase::create().await;
     let store = Arc::new(PostgresStore::open(options(&database)).await.expect("open"));
     set_stock(&store, "p", 10).await;
-    let expires_at = now() + TimeDelta::minutes(5);
+    let inventory = Inventory::new(
+        store.clone(),
+        InventorySettings {
+            default_reservation_timeout: Duration::from_secs(300),
+            max_reservation_timeout: Duration::from_secs(3600),
+            record_checks: false,
+            request_id_ttl: Duration::from_secs(3600),
+        },
+    );
 
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let store = store.clone();
+        let inventory = inventory.clone();
         tasks.push(tokio::spawn(async move {
-            store.reserve(reservation("p", "o", 2, expires_at)).await
+            inventory.reserve("p", "o", 2, 300).await
         }));
     }
     let (mut created, mut existing) = (Vec::new(), Vec::new());
     for task in tasks {
-        match task.await.expect("task").expect("reserve") {
-            ReserveOutcome::Created { reservation, .. } => created.push(reservation.id),
-            ReserveOutcome::Existing { reservation, .. } => existing.push(reservation.id),
-            other => panic!("unexpected {other:?}"),
+        let result = task.await.expect("task").expect("reserve");
+        if result.created {
+            created.push(result.reservation.id);
+        } else {
+            existing.push(result.reservation.id);
         }
     }
     assert_eq!(created.len(), 1);
@@ -404,7 +468,6 @@ async fn ids_compare_byte_wise() {
 async fn the_commit_migration_upgrades_existing_data_and_reverts() {
     use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
     use diesel_migrations::MigrationHarness as _;
-    use inventory_service::store::{CommitOutcome, CommitRequest};
 
     type Harness = AsyncConnectionWrapper<AsyncPgConnection>;
     let database = PostgresDatabase::create().await;
@@ -431,7 +494,6 @@ async fn the_commit_migration_upgrades_existing_data_and_reverts() {
             product_id: "p".into(),
             order_id: "o1".into(),
             quantity: Some(1),
-            now: now(),
             key: None,
         })
         .await

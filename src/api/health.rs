@@ -6,7 +6,6 @@
 //! NOT_SERVING when a ping fails or times out and back by itself when the
 //! database returns, and NOT_SERVING for good once shutdown begins.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::domain::Inventory;
 use crate::pb::INVENTORY_SERVICE_NAME;
-use crate::store::InventoryStore;
 
 /// What a health probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,8 +51,8 @@ impl HealthReport {
 /// Pings the database with a deadline.
 #[derive(Clone)]
 pub struct HealthProbe {
-    /// The database to ping.
-    store: Arc<dyn InventoryStore>,
+    /// The use cases, whose store is pinged.
+    inventory: Inventory,
     /// Longest a ping may take before the database counts as down.
     timeout: Duration,
     /// Name reported in [`HealthReport::service`].
@@ -65,16 +64,17 @@ pub struct HealthProbe {
 }
 
 impl HealthProbe {
-    /// A probe of `store` (a `driver` database) that waits at most `timeout`.
+    /// A probe of the database behind `inventory` (a `driver` database)
+    /// that waits at most `timeout`.
     pub fn new(
-        store: Arc<dyn InventoryStore>,
+        inventory: Inventory,
         timeout: Duration,
         service: String,
         version: String,
         driver: &'static str,
     ) -> Self {
         Self {
-            store,
+            inventory,
             timeout,
             service,
             version,
@@ -84,7 +84,7 @@ impl HealthProbe {
 
     /// Pings the database now.
     pub async fn report(&self) -> HealthReport {
-        let error = match tokio::time::timeout(self.timeout, self.store.ping()).await {
+        let error = match tokio::time::timeout(self.timeout, self.inventory.ping()).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!("no answer within {} ms", self.timeout.as_millis())),
@@ -156,12 +156,21 @@ mod tests {
     use tonic_health::pb::health_server::Health as _;
     use tonic_health::server::HealthService;
 
-    use super::*;
-    use crate::store::fake::SwitchableStore;
+    use std::sync::Arc;
 
-    fn probe(store: Arc<SwitchableStore>) -> HealthProbe {
+    use super::*;
+    use crate::domain::InventorySettings;
+    use crate::domain::memory::MemoryStore;
+
+    fn probe(store: Arc<MemoryStore>) -> HealthProbe {
+        let settings = InventorySettings {
+            default_reservation_timeout: Duration::from_secs(300),
+            max_reservation_timeout: Duration::from_secs(3600),
+            record_checks: false,
+            request_id_ttl: Duration::from_secs(3600),
+        };
         HealthProbe::new(
-            store,
+            Inventory::new(store, settings),
             Duration::from_secs(1),
             "inventory-service".into(),
             "test".into(),
@@ -171,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_report_follows_the_database() {
-        let store = Arc::new(SwitchableStore::default());
+        let store = Arc::new(MemoryStore::new());
         let probe = probe(store.clone());
         let up = probe.report().await;
         assert!(up.is_serving());
@@ -192,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn grpc_health_is_not_serving_while_the_database_is_down_and_recovers() {
-        let store = Arc::new(SwitchableStore::default());
+        let store = Arc::new(MemoryStore::new());
         let (reporter, _) = tonic_health::server::health_reporter();
         let service = HealthService::from_health_reporter(reporter.clone());
         let stop = CancellationToken::new();

@@ -189,14 +189,21 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::store::fake::SwitchableStore;
+    use crate::domain::memory::MemoryStore;
+    use crate::domain::{Inventory, InventorySettings};
 
     #[tokio::test]
     async fn health_is_503_with_the_reason_when_the_database_is_down() {
-        let store = Arc::new(SwitchableStore::default());
+        let store = Arc::new(MemoryStore::new());
         store.set_down(true);
+        let settings = InventorySettings {
+            default_reservation_timeout: Duration::from_secs(300),
+            max_reservation_timeout: Duration::from_secs(3600),
+            record_checks: false,
+            request_id_ttl: Duration::from_secs(3600),
+        };
         let probe = HealthProbe::new(
-            store,
+            Inventory::new(store, settings),
             Duration::from_secs(1),
             "inventory-service".into(),
             "test".into(),

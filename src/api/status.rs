@@ -22,7 +22,6 @@
 //! | ProductsNotFound       | NOT_FOUND           | PRODUCT_NOT_FOUND         |
 //! | OrderItemsConflict     | ALREADY_EXISTS      | RESERVATION_CONFLICT      |
 //! | VersionMismatch        | ABORTED             | VERSION_MISMATCH          |
-//! | UpdateContention       | ABORTED             | CONCURRENT_MODIFICATION   |
 //! | RequestIdReused        | ALREADY_EXISTS      | REQUEST_ID_REUSED         |
 //! | Store(NotConnected)    | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Unavailable)     | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
@@ -34,8 +33,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
-use crate::domain;
-use crate::store;
+use crate::domain::{self, StoreError};
 
 /// The `domain` of every ErrorInfo this service returns.
 pub const ERROR_DOMAIN: &str = "inventory-service";
@@ -226,17 +224,6 @@ impl From<domain::Error> for Status {
                     ("current_version", current.to_string()),
                 ]),
             ),
-            E::UpdateContention {
-                product_id,
-                attempts,
-            } => (
-                Code::Aborted,
-                "CONCURRENT_MODIFICATION",
-                metadata([
-                    ("product_id", product_id),
-                    ("attempts", attempts.to_string()),
-                ]),
-            ),
             E::RequestIdReused {
                 request_id, fields, ..
             } => (
@@ -251,9 +238,9 @@ impl From<domain::Error> for Status {
     }
 }
 
-fn store_status(error: store::Error) -> Status {
+fn store_status(error: StoreError) -> Status {
     let (code, reason, message) = match &error {
-        store::Error::NotConnected(cause) | store::Error::Unavailable(cause) => {
+        StoreError::NotConnected(cause) | StoreError::Unavailable(cause) => {
             tracing::warn!(error = %cause, "database unavailable");
             (
                 Code::Unavailable,
@@ -261,7 +248,7 @@ fn store_status(error: store::Error) -> Status {
                 "the database is unavailable; retry later",
             )
         }
-        store::Error::Conflict(cause) => {
+        StoreError::Conflict(cause) => {
             tracing::info!(error = %cause, "concurrent write conflict");
             (
                 Code::Aborted,
@@ -269,7 +256,7 @@ fn store_status(error: store::Error) -> Status {
                 "a concurrent request changed the same data; retry",
             )
         }
-        store::Error::Internal(cause) => {
+        StoreError::Internal(cause) => {
             tracing::error!(error = %cause, "internal database error");
             (Code::Internal, "INTERNAL", "internal error")
         }
@@ -360,19 +347,15 @@ mod tests {
                 expected: 3,
                 current: 4,
             },
-            "contention" => E::UpdateContention {
-                product_id: p(),
-                attempts: 5,
-            },
             "reused" => E::RequestIdReused {
                 request_id: "r-1".into(),
                 differences: vec!["quantity: 2, now 3".into()],
                 fields: vec!["quantity".into()],
             },
-            "not_connected" => E::Store(store::Error::NotConnected("connection refused".into())),
-            "unavailable" => E::Store(store::Error::Unavailable("connection closed".into())),
-            "race" => E::Store(store::Error::Conflict("UNIQUE constraint failed".into())),
-            "internal" => E::Store(store::Error::Internal("no such column: secret".into())),
+            "not_connected" => E::Store(StoreError::NotConnected("connection refused".into())),
+            "unavailable" => E::Store(StoreError::Unavailable("connection closed".into())),
+            "race" => E::Store(StoreError::Conflict("UNIQUE constraint failed".into())),
+            "internal" => E::Store(StoreError::Internal("no such column: secret".into())),
             other => unreachable!("unknown sample {other}"),
         }
     }
@@ -414,7 +397,6 @@ mod tests {
                 "RESERVATION_CONFLICT",
             ),
             ("version", Code::Aborted, "VERSION_MISMATCH"),
-            ("contention", Code::Aborted, "CONCURRENT_MODIFICATION"),
             ("reused", Code::AlreadyExists, "REQUEST_ID_REUSED"),
             ("not_connected", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("unavailable", Code::Unavailable, "DATABASE_UNAVAILABLE"),

@@ -4,7 +4,7 @@
 //! - Every variant but [`Error::Store`] is the caller's to act on and carries
 //!   what a readable message and a machine-readable reason need; the API layer
 //!   maps each to exactly one gRPC code (see `api::status`).
-//! - [`Error::Store`] wraps [`crate::store::Error`]: an unreachable database
+//! - [`Error::Store`] wraps [`StoreError`]: an unreachable database
 //!   becomes UNAVAILABLE (retryable), anything unexpected becomes INTERNAL with
 //!   a generic message while the cause goes to the log.
 //! - A returned error means nothing the caller asked for changed: rules are
@@ -14,10 +14,10 @@
 //!   sweeper would have made anyway.
 
 use super::model::{ItemConflict, Shortage};
-use crate::store;
+use super::port::StoreError;
 
 /// Why an inventory operation did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A request field is missing, malformed or out of range.
     #[error("{field}: {reason}")]
@@ -189,18 +189,6 @@ pub enum Error {
         current: i64,
     },
 
-    /// Concurrent changes of the same product's stock kept invalidating the
-    /// update, and the bounded retries ran out.
-    #[error(
-        "the stock of product {product_id:?} kept changing during the update ({attempts} attempts); retry"
-    )]
-    UpdateContention {
-        /// The product asked for.
-        product_id: String,
-        /// How many times the update was planned.
-        attempts: u32,
-    },
-
     /// The client's `request_id` was already used for a different request.
     #[error(
         "request_id {request_id:?} was already used for a different request ({}); \
@@ -218,7 +206,7 @@ pub enum Error {
 
     /// The database failed or could not be reached.
     #[error(transparent)]
-    Store(#[from] store::Error),
+    Store(#[from] StoreError),
 }
 
 impl Error {

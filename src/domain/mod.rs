@@ -1,20 +1,41 @@
-//! The inventory rules. [`Inventory`] validates each request, applies the
-//! rules and calls the [`crate::store::InventoryStore`]; it knows neither SQL
-//! nor protobuf. [`rules`] holds the pure parts, [`model`] the nouns,
-//! [`error`] the one error type.
+//! The inventory rules, and the interface they need from a database.
+//!
+//! This module imports nothing else from the crate and knows neither SQL
+//! nor protobuf:
+//! - [`model`]: the nouns (stock levels, reservations, history entries).
+//! - [`rules`]: validation, defaults and limits, and the arithmetic of a
+//!   stock update, as pure functions of their arguments.
+//! - [`decide`]: every decision that changes stock (reserve, reserve an
+//!   order, release, commit, release an order, update, expire, the replay of
+//!   a request key), each one function over the rows it reads.
+//! - [`work`]: a unit of work of one or more commands, and the planner that
+//!   runs their decisions against the rows a store reads, then says what to
+//!   write.
+//! - [`port`]: [`InventoryStore`], the interface every backend implements,
+//!   and the rows and failures that cross it.
+//! - [`memory`]: the port over maps in memory, so every rule is tested
+//!   without a database.
+//! - [`Inventory`] (in `service`): the use cases the API calls.
+//! - [`error`]: the one error type.
 
+pub mod decide;
 pub mod error;
+pub mod memory;
 pub mod model;
+pub mod port;
 pub mod rules;
 mod service;
+pub mod work;
 
 pub use error::{Error, Result};
 pub use model::{
     HistoryCursor, HistoryEntry, ItemConflict, OperationType, Reservation, ReservationStatus,
-    Shortage, StockChange, StockLevel,
+    Shortage, StockChange, StockLevel, new_id,
 };
+pub use port::{InventoryStore, StoreError, StoreResult};
 pub use rules::{UpdatePlan, plan_update};
 pub use service::{
-    CheckOutcome, CommitResult, HistoryPage, Inventory, InventorySettings, OrderReleaseItem,
-    ReleaseResult, ReservationResult, StockPage, UpdateResult,
+    CONFLICT_ATTEMPTS, CheckOutcome, Clock, CommitResult, HistoryPage, Inventory,
+    InventorySettings, OrderReleaseItem, OrderReleaseResult, OrderReservationResult, ReleaseResult,
+    ReservationResult, StockPage, SystemClock, UpdateResult,
 };

@@ -4,6 +4,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// A new time-ordered id (UUIDv7), for reservations and history entries:
+/// ids sort by creation time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A product's stock as stored.
 ///
 /// Serializable, like the other nouns a write returns, so that the first
@@ -150,7 +156,7 @@ impl OperationType {
 }
 
 /// One recorded change.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// The entry's id (a UUIDv7, so ids sort by creation time).
     pub id: String,

@@ -1,24 +1,30 @@
-//! [`Inventory`]: the use cases the API exposes, one method each.
+//! [`Inventory`]: the use cases the API exposes, one method each. Each
+//! validates its request, builds the command the decisions of
+//! [`super::decide`] run on, has the store apply it in one transaction, and
+//! turns the outcome into a result or an [`Error`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
-
 use serde_json::json;
 
+use super::decide::check_entry;
 use super::error::{Error, Result};
-use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel, new_id};
+use super::port::{InventoryStore, StoreError};
 use super::rules;
-use crate::store::{
-    self, CheckRecord, CommitOutcome, CommitRequest, InventoryStore, Keyed, NewOrderReservation,
-    NewReservation, OrderItem, OrderRelease, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest,
-    RequestKey, ReserveOrderOutcome, ReserveOutcome, StockUpdate, UpdateOutcome,
+use super::work::{
+    Command, CommitOutcome, CommitRequest, Keyed, NewOrderReservation, NewReservation, OrderItem,
+    OrderRelease, Outcome, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, RequestKey,
+    ReserveOrderOutcome, ReserveOutcome, StockUpdate, UpdateOutcome, Work,
 };
 
-/// How many times an update is planned before concurrent changes of the same
-/// product make it give up (ABORTED).
-pub const UPDATE_ATTEMPTS: u32 = 8;
+/// How many times a unit of work runs when a concurrent write wins a race
+/// with it (two first uses of one request key, two creations of one
+/// product, a deadlock): the rerun sees the winner's rows and decides
+/// against them, so a second run settles it; the third is a margin.
+pub const CONFLICT_ATTEMPTS: u32 = 3;
 
 /// The inventory settings the rules depend on (the `inventory` config section).
 #[derive(Debug, Clone)]
@@ -34,6 +40,22 @@ pub struct InventorySettings {
     pub request_id_ttl: Duration,
 }
 
+/// Where the use cases read the time: the system clock, or a test's.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
 /// The inventory use cases over a store.
 #[derive(Clone)]
 pub struct Inventory {
@@ -41,6 +63,8 @@ pub struct Inventory {
     store: Arc<dyn InventoryStore>,
     /// Limits and switches from the configuration.
     settings: InventorySettings,
+    /// The time of each request.
+    clock: Arc<dyn Clock>,
 }
 
 /// The answer to a check.
@@ -107,6 +131,8 @@ pub struct OrderReleaseItem {
 /// The answer to [`Inventory::release_order`].
 #[derive(Debug, Clone)]
 pub struct OrderReleaseResult {
+    /// The order asked for.
+    pub order_id: String,
     /// What was given back, by product id.
     pub items: Vec<OrderReleaseItem>,
     /// True when this is the kept result of an earlier request with the same
@@ -118,6 +144,8 @@ pub struct OrderReleaseResult {
 /// by product id.
 #[derive(Debug, Clone)]
 pub struct OrderReservationResult {
+    /// The order asked for.
+    pub order_id: String,
     /// The reservations, new or found again for a retry.
     pub items: Vec<ReservationResult>,
 }
@@ -152,12 +180,6 @@ pub struct HistoryPage {
     pub next_page_token: Option<String>,
 }
 
-/// The current time at the precision both databases keep (microseconds), so a
-/// value written and read back compares equal.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
 /// The store's key for a request made with `request_id` (empty: none), over
 /// the request's `fields`.
 fn request_key(
@@ -173,7 +195,6 @@ fn request_key(
         request_id: request_id.to_owned(),
         method,
         fields,
-        now: now(),
     }))
 }
 
@@ -199,40 +220,70 @@ fn unkeyed<T>(keyed: Keyed<T>, key: Option<&RequestKey>) -> Result<(T, bool)> {
     }
 }
 
-/// Runs a keyed write, and once more if it lost the race for its key: a
-/// concurrent first use of the same key (a client's retry while the first
-/// call was still running) committed first, and this one was rolled back.
-/// The second run finds the first one's result and replays it.
-async fn keyed_write<T, F, Fut>(key: Option<&RequestKey>, write: F) -> store::Result<Keyed<T>>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = store::Result<Keyed<T>>>,
-{
-    match write().await {
-        Err(store::Error::Conflict(reason)) if key.is_some() => {
-            tracing::debug!(%reason, "keyed write lost the race for its key; running it again");
-            write().await
-        }
-        outcome => outcome,
-    }
+/// An outcome of another command than the one run: a bug.
+fn mismatched(command: &'static str) -> Error {
+    Error::Store(StoreError::Internal(format!(
+        "the {command} command was answered with another command's outcome"
+    )))
 }
 
-/// The pause before an update is planned again after `attempt` conflicted:
-/// a random time up to 1 ms, doubling per attempt up to 32 ms (full jitter),
-/// so updates that collided do not collide again in step.
-fn conflict_backoff(attempt: u32) -> Duration {
-    store::retry::full_jitter(Duration::from_millis(1 << attempt.saturating_sub(1).min(5)))
+/// A reservation's lifetime.
+fn lifetime(timeout: Duration) -> Result<chrono::Duration> {
+    chrono::Duration::from_std(timeout)
+        .map_err(|_| Error::invalid("reservation_timeout", "is too large"))
 }
 
 impl Inventory {
-    /// The use cases over `store` with `settings`.
+    /// The use cases over `store` with `settings`, on the system clock.
     pub fn new(store: Arc<dyn InventoryStore>, settings: InventorySettings) -> Self {
-        Self { store, settings }
+        Self::with_clock(store, settings, Arc::new(SystemClock))
     }
 
-    /// The store behind the use cases (for health checks and shutdown).
-    pub fn store(&self) -> &Arc<dyn InventoryStore> {
-        &self.store
+    /// The use cases over `store` with `settings`, reading the time from
+    /// `clock`.
+    pub fn with_clock(
+        store: Arc<dyn InventoryStore>,
+        settings: InventorySettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            settings,
+            clock,
+        }
+    }
+
+    /// The current time at the precision both databases keep
+    /// (microseconds), so a value written and read back compares equal.
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now().trunc_subsecs(6)
+    }
+
+    /// Succeeds when the database answers (for health checks).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Runs one command in a unit of work of its own, once more if a
+    /// concurrent write won a race with it (see [`CONFLICT_ATTEMPTS`]).
+    async fn run(&self, command: Command) -> Result<Outcome> {
+        let work = Work::single(command, self.now());
+        let mut attempt = 1;
+        loop {
+            match self.store.apply(&work).await {
+                Ok(mut planned) => {
+                    return planned
+                        .outcomes
+                        .pop()
+                        .ok_or_else(|| mismatched(work.commands[0].name()));
+                }
+                Err(StoreError::Conflict(reason)) if attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(%reason, attempt, "a concurrent write won a race; running again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// A product's stock and whether `required_quantity` (0 meaning 1) of it
@@ -250,12 +301,12 @@ impl Inventory {
         let available = stock.available_quantity() >= required_quantity;
         if self.settings.record_checks {
             self.store
-                .record_check(CheckRecord {
-                    product_id: product_id.to_owned(),
+                .record_history(check_entry(
+                    product_id,
                     required_quantity,
-                    available_quantity: stock.available_quantity(),
-                    now: now(),
-                })
+                    stock.available_quantity(),
+                    self.now(),
+                ))
                 .await?;
         }
         Ok(CheckOutcome {
@@ -278,26 +329,17 @@ impl Inventory {
         rules::validate_id("product_id", product_id)?;
         rules::validate_id("order_id", order_id)?;
         let quantity = rules::reserve_quantity(quantity)?;
-        let timeout = rules::reservation_timeout(
-            timeout_seconds,
-            self.settings.default_reservation_timeout,
-            self.settings.max_reservation_timeout,
-        )?;
-        let now = now();
-        let expires_at = now
-            + chrono::Duration::from_std(timeout)
-                .map_err(|_| Error::invalid("reservation_timeout", "is too large"))?;
-        let outcome = self
-            .store
-            .reserve(NewReservation {
-                id: store::new_id(),
-                product_id: product_id.to_owned(),
-                order_id: order_id.to_owned(),
-                quantity,
-                expires_at,
-                now,
-            })
-            .await?;
+        let timeout = self.reservation_timeout(timeout_seconds)?;
+        let command = Command::Reserve(NewReservation {
+            id: new_id(),
+            product_id: product_id.to_owned(),
+            order_id: order_id.to_owned(),
+            quantity,
+            timeout,
+        });
+        let Outcome::Reserve(outcome) = self.run(command).await? else {
+            return Err(mismatched("reserve"));
+        };
         match outcome {
             ReserveOutcome::Created { reservation, stock } => Ok(ReservationResult {
                 reservation,
@@ -330,6 +372,15 @@ impl Inventory {
         }
     }
 
+    /// How long a reservation asked for `timeout_seconds` lives.
+    fn reservation_timeout(&self, timeout_seconds: i32) -> Result<chrono::Duration> {
+        lifetime(rules::reservation_timeout(
+            timeout_seconds,
+            self.settings.default_reservation_timeout,
+            self.settings.max_reservation_timeout,
+        )?)
+    }
+
     /// Gives back `quantity` (0: all) of what an order's reservation of a
     /// product holds. A reservation no longer active is answered with
     /// nothing released. With a `request_id` (empty: none), a retry gets the
@@ -349,16 +400,15 @@ impl Inventory {
             "ReleaseInventory",
             json!({"product_id": product_id, "order_id": order_id, "quantity": quantity}),
         )?;
-        let keyed = keyed_write(key.as_ref(), || {
-            self.store.release(ReleaseRequest {
-                product_id: product_id.to_owned(),
-                order_id: order_id.to_owned(),
-                quantity: requested,
-                now: now(),
-                key: key.clone(),
-            })
-        })
-        .await?;
+        let command = Command::Release(ReleaseRequest {
+            product_id: product_id.to_owned(),
+            order_id: order_id.to_owned(),
+            quantity: requested,
+            key: key.clone(),
+        });
+        let Outcome::Release(keyed) = self.run(command).await? else {
+            return Err(mismatched("release"));
+        };
         let (outcome, replayed) = unkeyed(keyed, key.as_ref())?;
         match outcome {
             ReleaseOutcome::Released {
@@ -412,16 +462,15 @@ impl Inventory {
             "CommitReservation",
             json!({"product_id": product_id, "order_id": order_id, "quantity": quantity}),
         )?;
-        let keyed = keyed_write(key.as_ref(), || {
-            self.store.commit(CommitRequest {
-                product_id: product_id.to_owned(),
-                order_id: order_id.to_owned(),
-                quantity: requested,
-                now: now(),
-                key: key.clone(),
-            })
-        })
-        .await?;
+        let command = Command::Commit(CommitRequest {
+            product_id: product_id.to_owned(),
+            order_id: order_id.to_owned(),
+            quantity: requested,
+            key: key.clone(),
+        });
+        let Outcome::Commit(keyed) = self.run(command).await? else {
+            return Err(mismatched("commit"));
+        };
         let (outcome, replayed) = unkeyed(keyed, key.as_ref())?;
         match outcome {
             CommitOutcome::Committed {
@@ -470,16 +519,16 @@ impl Inventory {
     ) -> Result<OrderReleaseResult> {
         rules::validate_id("order_id", order_id)?;
         let key = request_key(request_id, "ReleaseOrder", json!({"order_id": order_id}))?;
-        let keyed = keyed_write(key.as_ref(), || {
-            self.store.release_order(OrderRelease {
-                order_id: order_id.to_owned(),
-                now: now(),
-                key: key.clone(),
-            })
-        })
-        .await?;
+        let command = Command::ReleaseOrder(OrderRelease {
+            order_id: order_id.to_owned(),
+            key: key.clone(),
+        });
+        let Outcome::ReleaseOrder(keyed) = self.run(command).await? else {
+            return Err(mismatched("release_order"));
+        };
         match unkeyed(keyed, key.as_ref())? {
             (ReleaseOrderOutcome::Released(holds), replayed) => Ok(OrderReleaseResult {
+                order_id: order_id.to_owned(),
                 items: holds
                     .into_iter()
                     .map(|hold| OrderReleaseItem {
@@ -511,33 +560,25 @@ impl Inventory {
     ) -> Result<OrderReservationResult> {
         rules::validate_id("order_id", order_id)?;
         let demand = rules::order_demand(items)?;
-        let timeout = rules::reservation_timeout(
-            timeout_seconds,
-            self.settings.default_reservation_timeout,
-            self.settings.max_reservation_timeout,
-        )?;
-        let now = now();
-        let expires_at = now
-            + chrono::Duration::from_std(timeout)
-                .map_err(|_| Error::invalid("reservation_timeout", "is too large"))?;
-        let outcome = self
-            .store
-            .reserve_order(NewOrderReservation {
-                order_id: order_id.to_owned(),
-                items: demand
-                    .into_iter()
-                    .map(|(product_id, quantity)| OrderItem {
-                        id: store::new_id(),
-                        product_id,
-                        quantity,
-                    })
-                    .collect(),
-                expires_at,
-                now,
-            })
-            .await?;
+        let timeout = self.reservation_timeout(timeout_seconds)?;
+        let command = Command::ReserveOrder(NewOrderReservation {
+            order_id: order_id.to_owned(),
+            items: demand
+                .into_iter()
+                .map(|(product_id, quantity)| OrderItem {
+                    id: new_id(),
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+            timeout,
+        });
+        let Outcome::ReserveOrder(outcome) = self.run(command).await? else {
+            return Err(mismatched("reserve_order"));
+        };
         match outcome {
             ReserveOrderOutcome::Reserved(items) => Ok(OrderReservationResult {
+                order_id: order_id.to_owned(),
                 items: items
                     .into_iter()
                     .map(|item| ReservationResult {
@@ -596,13 +637,13 @@ impl Inventory {
 
     /// Sets, adds to or subtracts from a product's stock on hand.
     ///
-    /// Optimistic: the update is planned against the stock as read and
-    /// written only if the product's version has not moved meanwhile; if it
-    /// has, it is planned again, up to [`UPDATE_ATTEMPTS`] times, then
-    /// refused as contended. With `expected_version`, the update applies
-    /// only to that version of the product (compare-and-set; 0: the product
-    /// must not exist yet). With a `request_id` (empty: none), a retry gets
-    /// the first result back.
+    /// The product's row is locked while the update is decided and written,
+    /// so concurrent updates and reservations of a product wait for each
+    /// other in turn, and none is refused because others ran at the same
+    /// time. With `expected_version`, the update applies only to that
+    /// version of the product (compare-and-set; 0: the product must not
+    /// exist yet). With a `request_id` (empty: none), a retry gets the first
+    /// result back.
     pub async fn update(
         &self,
         product_id: &str,
@@ -629,30 +670,14 @@ impl Inventory {
                 "expected_version": expected_version,
             }),
         )?;
-        let mut attempt = 1;
-        let keyed = loop {
-            let update = StockUpdate {
-                product_id: product_id.to_owned(),
-                change,
-                expected_version,
-                now: now(),
-                key: key.clone(),
-            };
-            match self.store.update_stock(update).await {
-                Err(store::Error::Conflict(reason)) if attempt < UPDATE_ATTEMPTS => {
-                    tracing::debug!(%reason, attempt, "stock update conflicted; planning it again");
-                    tokio::time::sleep(conflict_backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(store::Error::Conflict(reason)) => {
-                    tracing::info!(%reason, attempts = attempt, "stock update gave up");
-                    return Err(Error::UpdateContention {
-                        product_id: product_id.to_owned(),
-                        attempts: attempt,
-                    });
-                }
-                other => break other?,
-            }
+        let command = Command::Update(StockUpdate {
+            product_id: product_id.to_owned(),
+            change,
+            expected_version,
+            key: key.clone(),
+        });
+        let Outcome::Update(keyed) = self.run(command).await? else {
+            return Err(mismatched("update"));
         };
         match unkeyed(keyed, key.as_ref())? {
             (UpdateOutcome::Applied { plan, stock }, replayed) => Ok(UpdateResult {
@@ -709,7 +734,7 @@ impl Inventory {
     pub async fn purge_request_keys(&self, batch_size: u32) -> Result<usize> {
         let ttl = chrono::Duration::from_std(self.settings.request_id_ttl)
             .map_err(|_| Error::invalid("request_id_ttl", "is too large"))?;
-        let before = now() - ttl;
+        let before = self.now() - ttl;
         let mut total = 0;
         loop {
             let purged = self.store.purge_request_keys(before, batch_size).await?;
@@ -723,17 +748,21 @@ impl Inventory {
     /// Expires every reservation whose timeout has passed, in batches of
     /// `batch_size`. Returns how many were expired.
     pub async fn expire_due_reservations(&self, batch_size: u32) -> Result<usize> {
-        let now = now();
         let mut total = 0;
         loop {
-            let expired = self.store.expire_due(now, batch_size).await?;
+            let Outcome::Expire(expired) = self.run(Command::Expire { limit: batch_size }).await?
+            else {
+                return Err(mismatched("expire"));
+            };
             total += expired.len();
             for reservation in &expired {
                 tracing::info!(
                     reservation.id = %reservation.id,
                     inventory.product_id = %reservation.product_id,
                     order.id = %reservation.order_id,
-                    inventory.quantity = reservation.quantity - reservation.released_quantity,
+                    inventory.quantity = reservation.quantity
+                        - reservation.released_quantity
+                        - reservation.committed_quantity,
                     "reservation expired; its stock is available again"
                 );
             }
@@ -743,48 +772,65 @@ impl Inventory {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
-    //! The use cases against a real SQLite file per test.
+    //! Every use case and every rule against the in-memory store, with a
+    //! clock the tests move: no database, no sleeping.
+
+    use std::sync::Mutex;
 
     use super::*;
+    use crate::domain::memory::MemoryStore;
     use crate::domain::{OperationType, ReservationStatus};
-    use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+    /// A clock that stands still until a test moves it.
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl ManualClock {
+        fn advance(&self, by: Duration) {
+            let mut now = self.0.lock().expect("clock");
+            *now += chrono::Duration::from_std(by).expect("duration");
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().expect("clock")
+        }
+    }
 
     struct Fixture {
         inventory: Inventory,
-        _dir: tempfile::TempDir,
+        store: Arc<MemoryStore>,
+        clock: Arc<ManualClock>,
     }
 
-    async fn fixture_with(record_checks: bool) -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(SqliteOptions {
-            path: dir.path().join("inventory.db"),
-            max_connections: 4,
-            connection_timeout: Duration::from_secs(5),
-            busy_timeout: Duration::from_secs(5),
-            synchronous: Synchronous::Normal,
-        })
-        .await
-        .expect("open store");
-        let inventory = Inventory::new(
-            Arc::new(store),
+    fn fixture_with(record_checks: bool) -> Fixture {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+        let inventory = Inventory::with_clock(
+            store.clone(),
             InventorySettings {
                 default_reservation_timeout: Duration::from_secs(300),
                 max_reservation_timeout: Duration::from_secs(3600),
                 record_checks,
                 request_id_ttl: Duration::from_secs(3600),
             },
+            clock.clone(),
         );
         Fixture {
             inventory,
-            _dir: dir,
+            store,
+            clock,
         }
     }
 
+    async fn fixture_with_async(record_checks: bool) -> Fixture {
+        fixture_with(record_checks)
+    }
+
     async fn fixture() -> Fixture {
-        fixture_with(false).await
+        fixture_with(false)
     }
 
     async fn stocked(quantity: i32) -> Fixture {
@@ -797,11 +843,15 @@ mod tests {
     }
 
     async fn levels(f: &Fixture) -> (i32, i32) {
-        let s = f.inventory.check("p1", 1).await.expect("check").stock;
+        levels_of(f, "p1").await
+    }
+
+    async fn levels_of(f: &Fixture, product: &str) -> (i32, i32) {
+        let s = f.inventory.check(product, 1).await.expect("check").stock;
         (s.total_quantity, s.reserved_quantity)
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn check_reports_total_reserved_and_availability() {
         let f = stocked(10).await;
         f.inventory
@@ -828,10 +878,10 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn reserve_holds_stock_with_the_default_or_requested_timeout() {
         let f = stocked(10).await;
-        let before = now();
+        let before = f.clock.now();
         let r = f
             .inventory
             .reserve("p1", "o1", 3, 0)
@@ -855,7 +905,7 @@ mod tests {
         assert_eq!(levels(&f).await, (10, 4));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn insufficient_stock_is_refused_and_changes_nothing() {
         let f = stocked(5).await;
         f.inventory
@@ -884,7 +934,7 @@ mod tests {
             .expect("reserve the rest");
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn reserving_an_unknown_product_is_not_found() {
         let f = fixture().await;
         assert!(matches!(
@@ -893,7 +943,7 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn a_retried_reservation_returns_the_first_with_no_second_effect() {
         let f = stocked(10).await;
         let first = f.inventory.reserve("p1", "o1", 2, 0).await.expect("first");
@@ -916,7 +966,7 @@ mod tests {
         assert_eq!(levels(&f).await, (10, 2));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn release_is_partial_then_whole_then_idempotent() {
         let f = stocked(10).await;
         f.inventory
@@ -963,7 +1013,7 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn commit_is_partial_then_whole_then_idempotent() {
         let f = stocked(10).await;
         f.inventory
@@ -1023,7 +1073,7 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn a_released_or_expired_reservation_cannot_be_committed() {
         let f = stocked(10).await;
         f.inventory
@@ -1044,7 +1094,7 @@ mod tests {
             other => panic!("expected ReservationNotActive, got {other:?}"),
         }
         f.inventory.reserve("p1", "o2", 2, 1).await.expect("short");
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        f.clock.advance(Duration::from_millis(1100));
         f.inventory
             .expire_due_reservations(10)
             .await
@@ -1059,7 +1109,7 @@ mod tests {
         assert_eq!(levels(&f).await, (9, 0));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn releasing_an_order_frees_every_product_once() {
         let f = stocked(10).await;
         f.inventory
@@ -1111,7 +1161,7 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn the_stock_list_pages_by_product_id() {
         let f = fixture().await;
         for product in ["c", "a", "e", "b", "d"] {
@@ -1141,7 +1191,7 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn updates_set_add_subtract_and_respect_reservations() {
         let f = fixture().await;
         let created = f
@@ -1184,7 +1234,7 @@ mod tests {
         assert_eq!(levels(&f).await, (40, 40));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn history_records_signed_changes_newest_first_in_pages() {
         let f = stocked(10).await;
         f.inventory
@@ -1252,9 +1302,9 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn checks_are_recorded_only_when_switched_on() {
-        let off = fixture_with(false).await;
+        let off = fixture_with_async(false).await;
         off.inventory
             .update("p1", "set", 1, None, "")
             .await
@@ -1270,7 +1320,7 @@ mod tests {
             1
         );
 
-        let on = fixture_with(true).await;
+        let on = fixture_with_async(true).await;
         on.inventory
             .update("p1", "set", 1, None, "")
             .await
@@ -1283,7 +1333,7 @@ mod tests {
         assert_eq!(entries[0].metadata["available"], false);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn expiry_releases_due_reservations_once_with_the_reason() {
         let f = stocked(10).await;
         f.inventory.reserve("p1", "o1", 3, 1).await.expect("short");
@@ -1295,7 +1345,7 @@ mod tests {
                 .expect("sweep"),
             0
         );
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        f.clock.advance(Duration::from_millis(1100));
         assert_eq!(
             f.inventory.expire_due_reservations(1).await.expect("sweep"),
             1
@@ -1321,55 +1371,7 @@ mod tests {
         assert_eq!(newest.metadata["reason"], "expired");
     }
 
-    fn over(store: Arc<dyn InventoryStore>) -> Inventory {
-        Inventory::new(
-            store,
-            InventorySettings {
-                default_reservation_timeout: Duration::from_secs(300),
-                max_reservation_timeout: Duration::from_secs(3600),
-                record_checks: false,
-                request_id_ttl: Duration::from_secs(3600),
-            },
-        )
-    }
-
-    fn conflict() -> store::Error {
-        store::Error::Conflict("the stock changed after version 3 was read".into())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_conflicting_update_is_planned_again_a_bounded_number_of_times() {
-        use crate::store::fake::ScriptedStore;
-
-        let always = ScriptedStore::failing((0..20).map(|_| conflict()));
-        let outcome = over(always.clone()).update("p1", "add", 1, None, "").await;
-        assert!(
-            matches!(outcome, Err(Error::UpdateContention { attempts, .. }) if attempts == UPDATE_ATTEMPTS),
-            "{outcome:?}"
-        );
-        assert_eq!(always.calls(), UPDATE_ATTEMPTS);
-
-        // One conflict fewer: the last attempt gets through (the scripted
-        // store then answers that the product does not exist).
-        let almost = ScriptedStore::failing((1..UPDATE_ATTEMPTS).map(|_| conflict()));
-        let outcome = over(almost.clone()).update("p1", "add", 1, None, "").await;
-        assert!(
-            matches!(outcome, Err(Error::ProductNotFound { .. })),
-            "{outcome:?}"
-        );
-        assert_eq!(almost.calls(), UPDATE_ATTEMPTS);
-
-        // A keyed write that lost the race for its key runs once more.
-        let keyed = ScriptedStore::failing([conflict(), conflict()]);
-        let outcome = over(keyed.clone()).release("p1", "o1", 1, "r-1").await;
-        assert!(
-            matches!(outcome, Err(Error::Store(store::Error::Conflict(_)))),
-            "{outcome:?}"
-        );
-        assert_eq!(keyed.calls(), 2, "the first run and one more");
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn invalid_input_is_refused_before_anything_changes() {
         let f = stocked(10).await;
         let cases = [
@@ -1424,5 +1426,360 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_short_reservation_expires_due_holds_first_and_keeps_that_expiry() {
+        let f = stocked(5).await;
+        f.inventory.reserve("p1", "o1", 4, 1).await.expect("short");
+        f.clock.advance(Duration::from_secs(2));
+        // o1's hold is past its time: it is expired, and o2 gets the stock.
+        let r = f
+            .inventory
+            .reserve("p1", "o2", 3, 0)
+            .await
+            .expect("after expiry");
+        assert_eq!(r.stock.reserved_quantity, 3);
+        let listed = f.inventory.order_reservations("o1").await.expect("o1");
+        assert_eq!(listed[0].status, ReservationStatus::Expired);
+
+        // A refusal keeps the expiry it made, and only that.
+        f.inventory.reserve("p1", "o3", 2, 1).await.expect("o3");
+        f.clock.advance(Duration::from_secs(2));
+        match f.inventory.reserve("p1", "o4", 4, 0).await {
+            Err(Error::InsufficientStock { available: 2, .. }) => {}
+            other => panic!("expected InsufficientStock, got {other:?}"),
+        }
+        assert_eq!(levels(&f).await, (5, 3));
+        let o3 = f.inventory.order_reservations("o3").await.expect("o3");
+        assert_eq!(o3[0].status, ReservationStatus::Expired);
+        assert!(matches!(
+            f.inventory.order_reservations("o4").await,
+            Err(Error::OrderNotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_order_reserves_all_or_nothing_and_lists_every_fault() {
+        let f = stocked(10).await;
+        f.inventory
+            .update("p2", "set", 3, None, "")
+            .await
+            .expect("p2");
+        let items = |list: &[(&str, i32)]| -> Vec<(String, i32)> {
+            list.iter().map(|(p, q)| ((*p).to_owned(), *q)).collect()
+        };
+
+        // Quantities of one product add up; one reservation per product.
+        let order = f
+            .inventory
+            .reserve_order("o1", &items(&[("p2", 1), ("p1", 2), ("p2", 1)]), 0)
+            .await
+            .expect("order");
+        let held: Vec<(&str, i32, bool)> = order
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.reservation.product_id.as_str(),
+                    i.reservation.quantity,
+                    i.created,
+                )
+            })
+            .collect();
+        assert_eq!(held, [("p1", 2, true), ("p2", 2, true)]);
+        assert_eq!(levels_of(&f, "p2").await, (3, 2));
+
+        // A retry with the same quantities returns the same reservations.
+        let again = f
+            .inventory
+            .reserve_order("o1", &items(&[("p1", 2), ("p2", 2)]), 0)
+            .await
+            .expect("retry");
+        assert!(again.items.iter().all(|i| !i.created));
+        assert_eq!(again.items[0].reservation, order.items[0].reservation);
+
+        // Another quantity is a conflict naming each product.
+        match f
+            .inventory
+            .reserve_order("o1", &items(&[("p1", 3), ("p2", 1)]), 0)
+            .await
+        {
+            Err(Error::OrderItemsConflict { conflicts, .. }) => {
+                let named: Vec<&str> = conflicts.iter().map(|c| c.product_id.as_str()).collect();
+                assert_eq!(named, ["p1", "p2"]);
+            }
+            other => panic!("expected OrderItemsConflict, got {other:?}"),
+        }
+
+        // Missing products are listed before any shortage; nothing is held.
+        match f
+            .inventory
+            .reserve_order(
+                "o2",
+                &items(&[("p1", 100), ("ghost", 1), ("phantom", 1)]),
+                0,
+            )
+            .await
+        {
+            Err(Error::ProductsNotFound { product_ids }) => {
+                assert_eq!(product_ids, ["ghost", "phantom"]);
+            }
+            other => panic!("expected ProductsNotFound, got {other:?}"),
+        }
+        match f
+            .inventory
+            .reserve_order("o2", &items(&[("p1", 9), ("p2", 2)]), 0)
+            .await
+        {
+            Err(Error::InsufficientStockForOrder { shortages, .. }) => {
+                let short: Vec<(&str, i32, i32)> = shortages
+                    .iter()
+                    .map(|s| (s.product_id.as_str(), s.requested, s.available))
+                    .collect();
+                assert_eq!(short, [("p1", 9, 8), ("p2", 2, 1)]);
+            }
+            other => panic!("expected InsufficientStockForOrder, got {other:?}"),
+        }
+        assert_eq!(
+            (levels(&f).await, levels_of(&f, "p2").await),
+            ((10, 2), (3, 2))
+        );
+        assert!(matches!(
+            f.inventory.order_reservations("o2").await,
+            Err(Error::OrderNotFound { .. })
+        ));
+        assert!(matches!(
+            f.inventory.reserve_order("o3", &[], 0).await,
+            Err(Error::InvalidArgument { field: "items", .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_order_short_of_stock_expires_due_holds_before_refusing() {
+        let f = stocked(4).await;
+        f.inventory.reserve("p1", "old", 3, 1).await.expect("old");
+        f.clock.advance(Duration::from_secs(2));
+        let order = f
+            .inventory
+            .reserve_order("o1", &[("p1".to_owned(), 4)], 0)
+            .await
+            .expect("after expiry");
+        assert_eq!(order.items[0].stock.reserved_quantity, 4);
+        let old = f.inventory.order_reservations("old").await.expect("old");
+        assert_eq!(old[0].status, ReservationStatus::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_request_id_replays_the_first_result_and_refuses_other_fields() {
+        let f = stocked(10).await;
+        f.inventory
+            .reserve("p1", "o1", 6, 0)
+            .await
+            .expect("reserve");
+
+        let first = f
+            .inventory
+            .release("p1", "o1", 2, "rel-1")
+            .await
+            .expect("release");
+        let replay = f
+            .inventory
+            .release("p1", "o1", 2, "rel-1")
+            .await
+            .expect("replay");
+        assert!(!first.replayed && replay.replayed);
+        assert_eq!(replay.released, 2);
+        assert_eq!(levels(&f).await, (10, 4), "released once");
+        match f.inventory.release("p1", "o1", 3, "rel-1").await {
+            Err(Error::RequestIdReused {
+                differences,
+                fields,
+                ..
+            }) => {
+                assert_eq!(differences, ["quantity: 2, now 3"]);
+                assert_eq!(fields, ["quantity"]);
+            }
+            other => panic!("expected RequestIdReused, got {other:?}"),
+        }
+        match f.inventory.commit("p1", "o1", 2, "rel-1").await {
+            Err(Error::RequestIdReused { fields, .. }) => assert_eq!(fields, ["method"]),
+            other => panic!("expected RequestIdReused, got {other:?}"),
+        }
+
+        let committed = f
+            .inventory
+            .commit("p1", "o1", 1, "com-1")
+            .await
+            .expect("commit");
+        let again = f
+            .inventory
+            .commit("p1", "o1", 1, "com-1")
+            .await
+            .expect("replay");
+        assert!(again.replayed);
+        assert_eq!(again.stock, committed.stock);
+        assert_eq!(levels(&f).await, (9, 3), "committed once");
+
+        let added = f
+            .inventory
+            .update("p1", "add", 5, None, "upd-1")
+            .await
+            .expect("add");
+        let replayed = f
+            .inventory
+            .update("p1", "add", 5, None, "upd-1")
+            .await
+            .expect("replay");
+        assert!(replayed.replayed);
+        assert_eq!(replayed.stock.version, added.stock.version);
+        assert_eq!(levels(&f).await, (14, 3), "added once");
+
+        let order = f
+            .inventory
+            .release_order("o1", "ro-1")
+            .await
+            .expect("release order");
+        let replayed = f
+            .inventory
+            .release_order("o1", "ro-1")
+            .await
+            .expect("replay");
+        assert!(replayed.replayed);
+        assert_eq!(replayed.items.len(), order.items.len());
+        assert_eq!(levels(&f).await, (14, 0));
+
+        // A refusal is not kept: its retry runs again.
+        assert!(matches!(
+            f.inventory.release("p1", "nobody", 1, "rel-2").await,
+            Err(Error::ReservationNotFound { .. })
+        ));
+        f.inventory
+            .reserve("p1", "nobody", 1, 0)
+            .await
+            .expect("reserve");
+        let later = f
+            .inventory
+            .release("p1", "nobody", 1, "rel-2")
+            .await
+            .expect("runs");
+        assert!(!later.replayed);
+        assert_eq!(later.released, 1);
+    }
+
+    #[tokio::test]
+    async fn a_compare_and_set_update_applies_only_at_the_expected_version() {
+        let f = fixture().await;
+        let created = f
+            .inventory
+            .update("p1", "set", 5, Some(0), "")
+            .await
+            .expect("create");
+        assert_eq!(created.stock.version, 1);
+        match f.inventory.update("p1", "set", 7, Some(0), "").await {
+            Err(Error::VersionMismatch {
+                expected: 0,
+                current: 1,
+                ..
+            }) => {}
+            other => panic!("expected VersionMismatch, got {other:?}"),
+        }
+        let next = f
+            .inventory
+            .update("p1", "add", 2, Some(1), "")
+            .await
+            .expect("cas");
+        assert_eq!((next.stock.total_quantity, next.stock.version), (7, 2));
+        f.inventory
+            .reserve("p1", "o1", 3, 0)
+            .await
+            .expect("reserve");
+        let held = f.inventory.check("p1", 1).await.expect("check").stock;
+        assert_eq!(held.version, 2, "a reservation leaves the version alone");
+        f.inventory.commit("p1", "o1", 1, "").await.expect("commit");
+        let committed = f.inventory.check("p1", 1).await.expect("check").stock;
+        assert_eq!(committed.version, 3, "a commit changes stock on hand");
+    }
+
+    #[tokio::test]
+    async fn concurrent_updates_and_reservations_of_one_product_all_succeed() {
+        let f = stocked(1_000).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..64 {
+            let inventory = f.inventory.clone();
+            tasks.spawn(async move {
+                match n % 3 {
+                    0 => inventory.update("p1", "add", 2, None, "").await.map(drop),
+                    1 => inventory
+                        .update("p1", "subtract", 1, None, "")
+                        .await
+                        .map(drop),
+                    _ => inventory
+                        .reserve("p1", &format!("o{n}"), 1, 0)
+                        .await
+                        .map(drop),
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task").expect("never refused for contention");
+        }
+        // 22 adds of 2, 21 subtractions of 1, 21 reservations of 1.
+        assert_eq!(levels(&f).await, (1_000 + 44 - 21, 21));
+        let stock = f.inventory.check("p1", 1).await.expect("check").stock;
+        assert_eq!(stock.version, 1 + 22 + 21);
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_runs_again_a_bounded_number_of_times() {
+        let f = stocked(10).await;
+        let conflict = || StoreError::Conflict("duplicate key value".into());
+        for _ in 1..CONFLICT_ATTEMPTS {
+            f.store.fail_next(conflict());
+        }
+        let added = f
+            .inventory
+            .update("p1", "add", 1, None, "")
+            .await
+            .expect("last attempt");
+        assert_eq!(added.stock.total_quantity, 11);
+
+        for _ in 0..CONFLICT_ATTEMPTS {
+            f.store.fail_next(conflict());
+        }
+        assert!(matches!(
+            f.inventory.update("p1", "add", 1, None, "").await,
+            Err(Error::Store(StoreError::Conflict(_)))
+        ));
+        assert_eq!(levels(&f).await, (11, 0));
+
+        // Other failures are not this layer's to retry.
+        f.store
+            .fail_next(StoreError::Unavailable("connection closed".into()));
+        assert!(matches!(
+            f.inventory.reserve("p1", "o1", 1, 0).await,
+            Err(Error::Store(StoreError::Unavailable(_)))
+        ));
+        f.store.close();
+        assert!(matches!(f.inventory.ping().await, Err(Error::Store(_))));
+    }
+
+    #[tokio::test]
+    async fn request_keys_are_forgotten_after_their_ttl() {
+        let f = stocked(10).await;
+        f.inventory
+            .update("p1", "add", 1, None, "k-1")
+            .await
+            .expect("keyed");
+        assert_eq!(f.inventory.purge_request_keys(10).await.expect("purge"), 0);
+        f.clock.advance(Duration::from_secs(3601));
+        assert_eq!(f.inventory.purge_request_keys(10).await.expect("purge"), 1);
+        let again = f
+            .inventory
+            .update("p1", "add", 1, None, "k-1")
+            .await
+            .expect("new");
+        assert!(!again.replayed, "a forgotten key is a new request");
+        assert_eq!(levels(&f).await, (12, 0));
     }
 }

@@ -1,56 +1,12 @@
-//! Store errors: what went wrong talking to the database, in the kinds the
-//! layers above act on differently. The same mapping serves SQLite and
+//! The classification of diesel's errors into the kinds of store failure
+//! the domain acts on ([`StoreError`]). The same mapping serves SQLite and
 //! PostgreSQL: diesel classifies most failures, and the few it leaves
 //! unclassified (SQLite busy, PostgreSQL deadlock, shutdown, timeouts) are
 //! recognised by their message.
-//!
-//! Two kinds are transient ([`Error::is_transient`]) and reach clients alike
-//! as UNAVAILABLE; they differ in what a retry risks. [`Error::NotConnected`]
-//! failed before any statement was sent, so nothing can have been applied;
-//! after [`Error::Unavailable`] a write may have been applied (a connection
-//! lost while waiting for the COMMIT's answer). See `store::retry`.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-/// A database failure. Business outcomes (not found, not enough stock) are
-/// not errors here; they are the `Ok` outcomes of each store operation.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No connection could be had (none free in time, or opening one
-    /// failed): no statement was sent. Retrying may succeed.
-    #[error("database unavailable: {0}")]
-    NotConnected(String),
-
-    /// The connection was lost, or the database was too busy or shutting
-    /// down, after a statement may have been sent; a write may or may not
-    /// have been applied. Retrying later may succeed.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-
-    /// A concurrent write won a race (unique key, serialization failure);
-    /// the operation can be retried as a whole.
-    #[error("conflicting concurrent write: {0}")]
-    Conflict(String),
-
-    /// Anything else: a bug, a constraint the code should have honoured, or
-    /// stored data the code does not understand.
-    #[error("database error: {0}")]
-    Internal(String),
-}
-
-impl Error {
-    /// The database may answer if asked again: [`Error::NotConnected`] or
-    /// [`Error::Unavailable`].
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::NotConnected(_) | Self::Unavailable(_))
-    }
-
-    /// The failure happened before any statement reached the database, so
-    /// the operation had no effect: [`Error::NotConnected`].
-    pub fn before_any_statement(&self) -> bool {
-        matches!(self, Self::NotConnected(_))
-    }
-}
+use crate::domain::StoreError as Error;
 
 impl From<DieselError> for Error {
     fn from(error: DieselError) -> Self {

@@ -1,94 +1,26 @@
-//! Test doubles: a database whose reachability a health test switches
-//! ([`SwitchableStore`], only `ping`), and one that fails as a test scripts
-//! ([`ScriptedStore`], for retry policies). The inventory rules themselves
-//! are tested against real databases.
+//! A test double for retry policies: a database that fails as a test
+//! scripts ([`ScriptedStore`]). The inventory rules are tested against the
+//! domain's in-memory store and against the real databases.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::*;
-
-/// Answers `ping` while up, fails it as not connected while down.
-#[derive(Default)]
-pub(crate) struct SwitchableStore {
-    down: AtomicBool,
-}
-
-impl SwitchableStore {
-    /// Makes the database reachable (`false`) or not (`true`).
-    pub(crate) fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl InventoryStore for SwitchableStore {
-    async fn ping(&self) -> Result<()> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(Error::NotConnected("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    }
-    async fn stock(&self, _: &str) -> Result<Option<StockLevel>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn reserve(&self, _: NewReservation) -> Result<ReserveOutcome> {
-        unimplemented!("only ping is faked")
-    }
-    async fn reserve_order(&self, _: NewOrderReservation) -> Result<ReserveOrderOutcome> {
-        unimplemented!("only ping is faked")
-    }
-    async fn release(&self, _: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn commit(&self, _: CommitRequest) -> Result<Keyed<CommitOutcome>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn release_order(&self, _: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn order_reservations(&self, _: &str) -> Result<Vec<Reservation>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn list_stock(&self, _: Option<String>, _: u32) -> Result<Vec<StockLevel>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn update_stock(&self, _: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn record_check(&self, _: CheckRecord) -> Result<()> {
-        unimplemented!("only ping is faked")
-    }
-    async fn history(
-        &self,
-        _: &str,
-        _: Option<HistoryCursor>,
-        _: u32,
-    ) -> Result<Option<Vec<HistoryEntry>>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn expire_due(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<Reservation>> {
-        unimplemented!("only ping is faked")
-    }
-    async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> Result<usize> {
-        unimplemented!("only ping is faked")
-    }
-    fn close(&self) {}
-}
+use crate::domain::port::{Changes, InventoryStore, StoreError, StoreResult};
+use crate::domain::work::{Planned, Work};
+use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 
 /// Fails its calls with the errors it was given, in order, then succeeds
 /// with an empty outcome; counts the calls.
 #[derive(Default)]
 pub(crate) struct ScriptedStore {
     /// The failures still to come, in order.
-    failures: Mutex<VecDeque<Error>>,
+    failures: Mutex<VecDeque<StoreError>>,
     /// Calls so far.
     calls: AtomicU32,
     /// How long each call takes.
@@ -97,7 +29,7 @@ pub(crate) struct ScriptedStore {
 
 impl ScriptedStore {
     /// Fails the first calls with `failures`, in order.
-    pub(crate) fn failing(failures: impl IntoIterator<Item = Error>) -> Arc<Self> {
+    pub(crate) fn failing(failures: impl IntoIterator<Item = StoreError>) -> Arc<Self> {
         Arc::new(Self {
             failures: Mutex::new(failures.into_iter().collect()),
             ..Self::default()
@@ -105,7 +37,10 @@ impl ScriptedStore {
     }
 
     /// Like [`Self::failing`], each call taking `latency`.
-    pub(crate) fn slow(failures: impl IntoIterator<Item = Error>, latency: Duration) -> Arc<Self> {
+    pub(crate) fn slow(
+        failures: impl IntoIterator<Item = StoreError>,
+        latency: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             failures: Mutex::new(failures.into_iter().collect()),
             latency,
@@ -118,7 +53,7 @@ impl ScriptedStore {
         self.calls.load(Ordering::SeqCst)
     }
 
-    async fn answer<T>(&self, success: T) -> Result<T> {
+    async fn answer<T>(&self, success: T) -> StoreResult<T> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
         let failure = self.failures.lock().expect("not poisoned").pop_front();
@@ -128,58 +63,41 @@ impl ScriptedStore {
 
 #[async_trait]
 impl InventoryStore for ScriptedStore {
-    async fn ping(&self) -> Result<()> {
+    async fn ping(&self) -> StoreResult<()> {
         self.answer(()).await
     }
-    async fn stock(&self, _: &str) -> Result<Option<StockLevel>> {
+    async fn stock(&self, _: &str) -> StoreResult<Option<StockLevel>> {
         self.answer(None).await
     }
-    async fn reserve(&self, _: NewReservation) -> Result<ReserveOutcome> {
-        self.answer(ReserveOutcome::ProductNotFound).await
-    }
-    async fn reserve_order(&self, _: NewOrderReservation) -> Result<ReserveOrderOutcome> {
-        self.answer(ReserveOrderOutcome::ProductsNotFound(Vec::new()))
-            .await
-    }
-    async fn release(&self, _: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
-        self.answer(Keyed::Fresh(ReleaseOutcome::NotFound)).await
-    }
-    async fn commit(&self, _: CommitRequest) -> Result<Keyed<CommitOutcome>> {
-        self.answer(Keyed::Fresh(CommitOutcome::NotFound)).await
-    }
-    async fn release_order(&self, _: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
-        self.answer(Keyed::Fresh(ReleaseOrderOutcome::NotFound))
-            .await
-    }
-    async fn order_reservations(&self, _: &str) -> Result<Vec<Reservation>> {
+    async fn list_stock(&self, _: Option<String>, _: u32) -> StoreResult<Vec<StockLevel>> {
         self.answer(Vec::new()).await
     }
-    async fn list_stock(&self, _: Option<String>, _: u32) -> Result<Vec<StockLevel>> {
+    async fn order_reservations(&self, _: &str) -> StoreResult<Vec<Reservation>> {
         self.answer(Vec::new()).await
-    }
-    async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
-        let rejected = domain::Error::ProductNotFound {
-            product_id: request.product_id,
-        };
-        self.answer(Keyed::Fresh(UpdateOutcome::Rejected(rejected)))
-            .await
-    }
-    async fn record_check(&self, _: CheckRecord) -> Result<()> {
-        self.answer(()).await
     }
     async fn history(
         &self,
         _: &str,
         _: Option<HistoryCursor>,
         _: u32,
-    ) -> Result<Option<Vec<HistoryEntry>>> {
+    ) -> StoreResult<Option<Vec<HistoryEntry>>> {
         self.answer(None).await
     }
-    async fn expire_due(&self, _: DateTime<Utc>, _: u32) -> Result<Vec<Reservation>> {
-        self.answer(Vec::new()).await
+    async fn record_history(&self, _: HistoryEntry) -> StoreResult<()> {
+        self.answer(()).await
     }
-    async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> Result<usize> {
+    async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> StoreResult<usize> {
         self.answer(0).await
+    }
+    async fn apply(&self, work: &Work) -> StoreResult<Planned> {
+        self.answer(Planned {
+            outcomes: Vec::new(),
+            changes: Changes {
+                now: work.now,
+                ..Changes::default()
+            },
+        })
+        .await
     }
     fn close(&self) {}
 }

@@ -6,18 +6,16 @@
 //! running it again cannot apply a write twice ([`Replay`]), up to
 //! [`RetryPolicy::max_attempts`] attempts and while within
 //! [`RetryPolicy::budget`]. Then the last error is returned unchanged.
-//! Conflicts and internal errors are never retried here: the reservations
-//! retry a conflict themselves, and the domain plans a conflicting update
-//! again and reruns a keyed write that lost the race for its key.
+//! Conflicts and internal errors are never retried here: the domain runs a
+//! unit of work that lost a race again itself.
 //!
 //! | method | replay |
 //! |---|---|
 //! | stock, order_reservations, list_stock, history | Safe: reads |
-//! | reserve, reserve_order | Safe: a second run finds the first reservations by (order, product) |
-//! | expire_due, purge_request_keys | Safe: a second run handles only what is still due |
-//! | record_check | Safe: at worst a check is recorded twice |
-//! | release, commit, update_stock, release_order with a request key | Safe: a second run finds the key and replays the first result |
-//! | release, commit, update_stock, release_order without | OnlyIfUnsent |
+//! | apply, when the work may run twice ([`Work::may_run_twice`]: reservations, expiry, writes with a request key) | Safe: a second run finds the first one's effect |
+//! | apply, otherwise (release, commit, update, order release without a request key) | OnlyIfUnsent |
+//! | purge_request_keys | Safe: a second run handles only what is still due |
+//! | record_history | Safe: at worst a check is recorded twice |
 //! | ping | never retried: health wants the database's own answer |
 //!
 //! Backoff is exponential with full jitter: retry `n` waits a random time
@@ -34,11 +32,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::{
-    CheckRecord, CommitOutcome, CommitRequest, Error, InventoryStore, Keyed, NewOrderReservation,
-    NewReservation, OrderRelease, PoolStatus, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest,
-    RequestKey, ReserveOrderOutcome, ReserveOutcome, Result, StockUpdate, UpdateOutcome,
-};
+use crate::domain::port::{InventoryStore, StoreError as Error, StoreResult as Result};
+use crate::domain::work::{Planned, Work};
 use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 
 /// How often and how long to retry.
@@ -86,7 +81,7 @@ impl RetryPolicy {
 
 /// A random duration between zero and `ceiling`. `RandomState` is seeded
 /// afresh for each call, which is random enough to spread retries.
-pub fn full_jitter(ceiling: Duration) -> Duration {
+fn full_jitter(ceiling: Duration) -> Duration {
     let random = RandomState::new().build_hasher().finish();
     let ceiling = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(random % ceiling.saturating_add(1))
@@ -105,10 +100,10 @@ pub enum Replay {
 }
 
 impl Replay {
-    /// The replay of a write that is not idempotent by itself: safe when it
-    /// carries a client's request key, whose result a second run finds.
-    fn of_write(key: Option<&RequestKey>) -> Self {
-        if key.is_some() {
+    /// The replay of a unit of work: safe when every command of it finds
+    /// its own earlier effect.
+    fn of_work(work: &Work) -> Self {
+        if work.may_run_twice() {
             Self::Safe
         } else {
             Self::OnlyIfUnsent
@@ -190,47 +185,6 @@ impl InventoryStore for RetryingStore {
             .await
     }
 
-    async fn reserve(&self, request: NewReservation) -> Result<ReserveOutcome> {
-        self.retry("reserve", Replay::Safe, || {
-            self.inner.reserve(request.clone())
-        })
-        .await
-    }
-
-    async fn reserve_order(&self, request: NewOrderReservation) -> Result<ReserveOrderOutcome> {
-        self.retry("reserve_order", Replay::Safe, || {
-            self.inner.reserve_order(request.clone())
-        })
-        .await
-    }
-
-    async fn release(&self, request: ReleaseRequest) -> Result<Keyed<ReleaseOutcome>> {
-        let replay = Replay::of_write(request.key.as_ref());
-        self.retry("release", replay, || self.inner.release(request.clone()))
-            .await
-    }
-
-    async fn commit(&self, request: CommitRequest) -> Result<Keyed<CommitOutcome>> {
-        let replay = Replay::of_write(request.key.as_ref());
-        self.retry("commit", replay, || self.inner.commit(request.clone()))
-            .await
-    }
-
-    async fn release_order(&self, request: OrderRelease) -> Result<Keyed<ReleaseOrderOutcome>> {
-        let replay = Replay::of_write(request.key.as_ref());
-        self.retry("release_order", replay, || {
-            self.inner.release_order(request.clone())
-        })
-        .await
-    }
-
-    async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
-        self.retry("order_reservations", Replay::Safe, || {
-            self.inner.order_reservations(order_id)
-        })
-        .await
-    }
-
     async fn list_stock(&self, after: Option<String>, limit: u32) -> Result<Vec<StockLevel>> {
         self.retry("list_stock", Replay::Safe, || {
             self.inner.list_stock(after.clone(), limit)
@@ -238,17 +192,9 @@ impl InventoryStore for RetryingStore {
         .await
     }
 
-    async fn update_stock(&self, request: StockUpdate) -> Result<Keyed<UpdateOutcome>> {
-        let replay = Replay::of_write(request.key.as_ref());
-        self.retry("update_stock", replay, || {
-            self.inner.update_stock(request.clone())
-        })
-        .await
-    }
-
-    async fn record_check(&self, record: CheckRecord) -> Result<()> {
-        self.retry("record_check", Replay::Safe, || {
-            self.inner.record_check(record.clone())
+    async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
+        self.retry("order_reservations", Replay::Safe, || {
+            self.inner.order_reservations(order_id)
         })
         .await
     }
@@ -265,9 +211,9 @@ impl InventoryStore for RetryingStore {
         .await
     }
 
-    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reservation>> {
-        self.retry("expire_due", Replay::Safe, || {
-            self.inner.expire_due(now, limit)
+    async fn record_history(&self, entry: HistoryEntry) -> Result<()> {
+        self.retry("record_history", Replay::Safe, || {
+            self.inner.record_history(entry.clone())
         })
         .await
     }
@@ -279,12 +225,17 @@ impl InventoryStore for RetryingStore {
         .await
     }
 
-    fn close(&self) {
-        self.inner.close();
+    async fn apply(&self, work: &Work) -> Result<Planned> {
+        let operation = match work.commands.as_slice() {
+            [one] => one.name(),
+            _ => "batch",
+        };
+        self.retry(operation, Replay::of_work(work), || self.inner.apply(work))
+            .await
     }
 
-    fn pool_status(&self) -> Option<PoolStatus> {
-        self.inner.pool_status()
+    fn close(&self) {
+        self.inner.close();
     }
 }
 
@@ -292,6 +243,10 @@ impl InventoryStore for RetryingStore {
 mod tests {
     use super::*;
     use crate::domain::StockChange;
+    use crate::domain::work::{
+        Command, CommitRequest, NewOrderReservation, NewReservation, OrderRelease, ReleaseRequest,
+        RequestKey, StockUpdate,
+    };
     use crate::store::fake::ScriptedStore;
 
     const METHODS: [&str; 18] = [
@@ -305,13 +260,13 @@ mod tests {
         "keyed_release",
         "keyed_commit",
         "keyed_release_order",
-        "keyed_update_stock",
+        "keyed_update",
         "order_reservations",
         "list_stock",
-        "update_stock",
-        "record_check",
+        "update",
+        "record_history",
         "history",
-        "expire_due",
+        "expire",
         "purge_request_keys",
     ];
 
@@ -320,7 +275,6 @@ mod tests {
             request_id: "req-1".into(),
             method: "Test",
             fields: serde_json::Value::Null,
-            now: Utc::now(),
         })
     }
 
@@ -329,84 +283,53 @@ mod tests {
         let now = Utc::now();
         let (p, o) = ("p-1".to_owned(), "o-1".to_owned());
         let key = key(method);
-        match method.trim_start_matches("keyed_") {
-            "ping" => store.ping().await,
-            "stock" => store.stock(&p).await.map(drop),
-            "reserve" => store
-                .reserve(NewReservation {
-                    id: "r-1".into(),
-                    product_id: p,
-                    order_id: o,
-                    quantity: 1,
-                    expires_at: now,
-                    now,
-                })
-                .await
-                .map(drop),
-            "reserve_order" => store
-                .reserve_order(NewOrderReservation {
-                    order_id: o,
-                    items: Vec::new(),
-                    expires_at: now,
-                    now,
-                })
-                .await
-                .map(drop),
-            "release" => store
-                .release(ReleaseRequest {
-                    product_id: p,
-                    order_id: o,
-                    quantity: None,
-                    now,
-                    key,
-                })
-                .await
-                .map(drop),
-            "commit" => store
-                .commit(CommitRequest {
-                    product_id: p,
-                    order_id: o,
-                    quantity: None,
-                    now,
-                    key,
-                })
-                .await
-                .map(drop),
-            "release_order" => store
-                .release_order(OrderRelease {
-                    order_id: o,
-                    now,
-                    key,
-                })
-                .await
-                .map(drop),
-            "order_reservations" => store.order_reservations(&o).await.map(drop),
-            "list_stock" => store.list_stock(None, 10).await.map(drop),
-            "update_stock" => store
-                .update_stock(StockUpdate {
-                    product_id: p,
-                    change: StockChange::Add(1),
-                    expected_version: None,
-                    now,
-                    key,
-                })
-                .await
-                .map(drop),
-            "record_check" => {
-                store
-                    .record_check(CheckRecord {
-                        product_id: p,
-                        required_quantity: 1,
-                        available_quantity: 1,
-                        now,
-                    })
-                    .await
+        let command = match method.trim_start_matches("keyed_") {
+            "ping" => return store.ping().await,
+            "stock" => return store.stock(&p).await.map(drop),
+            "order_reservations" => return store.order_reservations(&o).await.map(drop),
+            "list_stock" => return store.list_stock(None, 10).await.map(drop),
+            "history" => return store.history(&p, None, 10).await.map(drop),
+            "record_history" => {
+                return store
+                    .record_history(crate::domain::decide::check_entry(&p, 1, 1, now))
+                    .await;
             }
-            "history" => store.history(&p, None, 10).await.map(drop),
-            "expire_due" => store.expire_due(now, 10).await.map(drop),
-            "purge_request_keys" => store.purge_request_keys(now, 10).await.map(drop),
+            "purge_request_keys" => return store.purge_request_keys(now, 10).await.map(drop),
+            "reserve" => Command::Reserve(NewReservation {
+                id: "r-1".into(),
+                product_id: p,
+                order_id: o,
+                quantity: 1,
+                timeout: chrono::Duration::seconds(60),
+            }),
+            "reserve_order" => Command::ReserveOrder(NewOrderReservation {
+                order_id: o,
+                items: Vec::new(),
+                timeout: chrono::Duration::seconds(60),
+            }),
+            "release" => Command::Release(ReleaseRequest {
+                product_id: p,
+                order_id: o,
+                quantity: None,
+                key,
+            }),
+            "commit" => Command::Commit(CommitRequest {
+                product_id: p,
+                order_id: o,
+                quantity: None,
+                key,
+            }),
+            "release_order" => Command::ReleaseOrder(OrderRelease { order_id: o, key }),
+            "update" => Command::Update(StockUpdate {
+                product_id: p,
+                change: StockChange::Add(1),
+                expected_version: None,
+                key,
+            }),
+            "expire" => Command::Expire { limit: 10 },
             other => unreachable!("unknown method {other}"),
-        }
+        };
+        store.apply(&Work::single(command, now)).await.map(drop)
     }
 
     /// How many calls `method` makes when the database fails once with
@@ -444,7 +367,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lost_connection_is_retried_only_by_calls_safe_to_run_twice() {
-        let once = ["ping", "release", "commit", "release_order", "update_stock"];
+        let once = ["ping", "release", "commit", "release_order", "update"];
         for method in METHODS {
             let expected = if once.contains(&method) {
                 (1, false)

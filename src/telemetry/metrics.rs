@@ -30,8 +30,6 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::store::InventoryStore;
-
 /// How many products get a label of their own in
 /// `inventory_product_reservations_total`.
 pub const HOT_PRODUCTS: usize = 20;
@@ -41,6 +39,19 @@ const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
+
+/// A connection pool's state at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolGauges {
+    /// Most connections the pool opens.
+    pub max: u64,
+    /// Connections open now.
+    pub size: u64,
+    /// Connections lent out.
+    pub in_use: u64,
+    /// Callers waiting for a connection.
+    pub waiting: u64,
+}
 
 /// The instruments of one server.
 pub struct Metrics {
@@ -128,39 +139,34 @@ impl Metrics {
         }
     }
 
-    /// Reports the store's connection pool as gauges.
-    pub fn observe_pool(&self, store: Arc<dyn InventoryStore>) {
-        type Read = fn(&crate::store::PoolStatus) -> u64;
+    /// Reports a connection pool as gauges, reading it with `pool` at each
+    /// collection.
+    pub fn observe_pool(&self, pool: Arc<dyn Fn() -> PoolGauges + Send + Sync>) {
+        type Read = fn(&PoolGauges) -> u64;
         let gauges: [(&'static str, &'static str, Read); 4] = [
             (
                 "inventory.db.pool.max",
                 "Most connections the pool opens",
-                |s| s.max_size as u64,
+                |s| s.max,
             ),
-            ("inventory.db.pool.size", "Open connections", |s| {
-                s.size as u64
-            }),
+            ("inventory.db.pool.size", "Open connections", |s| s.size),
             ("inventory.db.pool.in_use", "Connections lent out", |s| {
-                s.size.saturating_sub(s.available) as u64
+                s.in_use
             }),
             (
                 "inventory.db.pool.waiting",
                 "Requests waiting for a connection",
-                |s| s.waiting as u64,
+                |s| s.waiting,
             ),
         ];
         for (name, description, read) in gauges {
-            let store = store.clone();
+            let pool = pool.clone();
             // The gauge lives as long as the meter provider.
             let _gauge = self
                 .meter
                 .u64_observable_gauge(name)
                 .with_description(description)
-                .with_callback(move |observer| {
-                    if let Some(status) = store.pool_status() {
-                        observer.observe(read(&status), &[]);
-                    }
-                })
+                .with_callback(move |observer| observer.observe(read(&pool()), &[]))
                 .build();
         }
     }

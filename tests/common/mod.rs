@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection as _};
+use inventory_service::config::Synchronous;
 use inventory_service::config::{Config, Driver};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::server::{self, Listeners, ServeError};
 use inventory_service::store::postgres::{self, redact_password};
-use inventory_service::store::sqlite::Synchronous;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

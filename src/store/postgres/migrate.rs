@@ -15,7 +15,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
-use crate::store::{Error, Result};
+use crate::domain::port::{StoreError as Error, StoreResult as Result};
 
 /// The PostgreSQL migrations, compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

@@ -11,7 +11,10 @@ use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 
-use super::schema::{inventory, inventory_history, inventory_reservations, sql_types};
+use super::schema::{
+    idempotency_keys, inventory, inventory_history, inventory_reservations, sql_types,
+};
+use crate::domain::port::KeptRequest;
 use crate::domain::{HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel};
 
 /// A [`ReservationStatus`] as the `reservation_status` ENUM.
@@ -81,7 +84,7 @@ impl From<StockRow> for StockLevel {
 }
 
 /// A row of `inventory_reservations`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = inventory_reservations, check_for_backend(Pg))]
 pub struct ReservationRow {
     pub id: String,
@@ -94,6 +97,24 @@ pub struct ReservationRow {
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl ReservationRow {
+    /// The row of `reservation`, last changed `now`.
+    pub fn new(reservation: &Reservation, now: DateTime<Utc>) -> Self {
+        Self {
+            id: reservation.id.clone(),
+            product_id: reservation.product_id.clone(),
+            order_id: reservation.order_id.clone(),
+            quantity: reservation.quantity,
+            released_quantity: reservation.released_quantity,
+            committed_quantity: reservation.committed_quantity,
+            status: StoredStatus(reservation.status),
+            expires_at: reservation.expires_at,
+            created_at: reservation.created_at,
+            updated_at: now,
+        }
+    }
 }
 
 impl From<ReservationRow> for Reservation {
@@ -125,24 +146,16 @@ pub struct HistoryRow {
     pub metadata: Option<serde_json::Value>,
 }
 
-impl HistoryRow {
-    /// A new history row stamped `now`.
-    pub fn new(
-        product_id: &str,
-        operation: OperationType,
-        quantity_change: i32,
-        order_id: Option<&str>,
-        now: DateTime<Utc>,
-        metadata: serde_json::Value,
-    ) -> Self {
+impl From<&HistoryEntry> for HistoryRow {
+    fn from(entry: &HistoryEntry) -> Self {
         Self {
-            id: crate::store::new_id(),
-            product_id: product_id.to_owned(),
-            operation_type: StoredOperation(operation),
-            quantity_change,
-            order_id: order_id.map(str::to_owned),
-            created_at: now,
-            metadata: Some(metadata),
+            id: entry.id.clone(),
+            product_id: entry.product_id.clone(),
+            operation_type: StoredOperation(entry.operation),
+            quantity_change: entry.quantity_change,
+            order_id: entry.order_id.clone(),
+            created_at: entry.created_at,
+            metadata: Some(entry.metadata.clone()),
         }
     }
 }
@@ -157,6 +170,41 @@ impl From<HistoryRow> for HistoryEntry {
             order_id: row.order_id,
             created_at: row.created_at,
             metadata: row.metadata.unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// A row of `idempotency_keys`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys, check_for_backend(Pg))]
+pub struct KeyRow {
+    pub request_id: String,
+    pub method: String,
+    pub request: serde_json::Value,
+    pub response: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&KeptRequest> for KeyRow {
+    fn from(kept: &KeptRequest) -> Self {
+        Self {
+            request_id: kept.request_id.clone(),
+            method: kept.method.clone(),
+            request: kept.fields.clone(),
+            response: kept.response.clone(),
+            created_at: kept.created_at,
+        }
+    }
+}
+
+impl From<KeyRow> for KeptRequest {
+    fn from(row: KeyRow) -> Self {
+        Self {
+            request_id: row.request_id,
+            method: row.method,
+            fields: row.request,
+            response: row.response,
+            created_at: row.created_at,
         }
     }
 }

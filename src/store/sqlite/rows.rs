@@ -1,12 +1,15 @@
-//! Row types for the SQLite tables and their conversion to domain types.
-//! SQLite keeps timestamps as naive UTC text; the domain speaks `DateTime<Utc>`.
+//! Row types for the SQLite tables and their conversion from and to domain
+//! types. SQLite keeps timestamps as naive UTC text and JSON as text; the
+//! domain speaks `DateTime<Utc>` and `serde_json::Value`.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{inventory, inventory_history, inventory_reservations};
-use crate::domain::{HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel};
-use crate::store::Error;
+use super::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
+use crate::domain::port::KeptRequest;
+use crate::domain::{
+    HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel, StoreError,
+};
 
 /// A row of `inventory`.
 #[derive(Debug, Queryable, Selectable)]
@@ -46,12 +49,28 @@ pub struct ReservationRow {
     pub created_at: NaiveDateTime,
 }
 
-impl TryFrom<ReservationRow> for Reservation {
-    type Error = Error;
+impl From<&Reservation> for ReservationRow {
+    fn from(reservation: &Reservation) -> Self {
+        Self {
+            id: reservation.id.clone(),
+            product_id: reservation.product_id.clone(),
+            order_id: reservation.order_id.clone(),
+            quantity: reservation.quantity,
+            released_quantity: reservation.released_quantity,
+            committed_quantity: reservation.committed_quantity,
+            status: reservation.status.as_str().to_owned(),
+            expires_at: reservation.expires_at.naive_utc(),
+            created_at: reservation.created_at.naive_utc(),
+        }
+    }
+}
 
-    fn try_from(row: ReservationRow) -> Result<Self, Error> {
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = StoreError;
+
+    fn try_from(row: ReservationRow) -> Result<Self, StoreError> {
         let status = ReservationStatus::parse(&row.status).ok_or_else(|| {
-            Error::Internal(format!(
+            StoreError::Internal(format!(
                 "reservation {} has unknown status {:?}",
                 row.id, row.status
             ))
@@ -83,34 +102,26 @@ pub struct HistoryRow {
     pub metadata: Option<String>,
 }
 
-impl HistoryRow {
-    /// A new history row stamped `now`.
-    pub fn new(
-        product_id: &str,
-        operation: OperationType,
-        quantity_change: i32,
-        order_id: Option<&str>,
-        now: DateTime<Utc>,
-        metadata: serde_json::Value,
-    ) -> Self {
+impl From<&HistoryEntry> for HistoryRow {
+    fn from(entry: &HistoryEntry) -> Self {
         Self {
-            id: crate::store::new_id(),
-            product_id: product_id.to_owned(),
-            operation_type: operation.as_str().to_owned(),
-            quantity_change,
-            order_id: order_id.map(str::to_owned),
-            created_at: now.naive_utc(),
-            metadata: Some(metadata.to_string()),
+            id: entry.id.clone(),
+            product_id: entry.product_id.clone(),
+            operation_type: entry.operation.as_str().to_owned(),
+            quantity_change: entry.quantity_change,
+            order_id: entry.order_id.clone(),
+            created_at: entry.created_at.naive_utc(),
+            metadata: Some(entry.metadata.to_string()),
         }
     }
 }
 
 impl TryFrom<HistoryRow> for HistoryEntry {
-    type Error = Error;
+    type Error = StoreError;
 
-    fn try_from(row: HistoryRow) -> Result<Self, Error> {
+    fn try_from(row: HistoryRow) -> Result<Self, StoreError> {
         let operation = OperationType::parse(&row.operation_type).ok_or_else(|| {
-            Error::Internal(format!(
+            StoreError::Internal(format!(
                 "history entry {} has unknown operation {:?}",
                 row.id, row.operation_type
             ))
@@ -118,7 +129,7 @@ impl TryFrom<HistoryRow> for HistoryEntry {
         let metadata = match row.metadata.as_deref() {
             None => serde_json::Value::Null,
             Some(text) => serde_json::from_str(text).map_err(|e| {
-                Error::Internal(format!(
+                StoreError::Internal(format!(
                     "history entry {} has invalid metadata: {e}",
                     row.id
                 ))
@@ -132,6 +143,51 @@ impl TryFrom<HistoryRow> for HistoryEntry {
             order_id: row.order_id,
             created_at: row.created_at.and_utc(),
             metadata,
+        })
+    }
+}
+
+/// A row of `idempotency_keys`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct KeyRow {
+    pub request_id: String,
+    pub method: String,
+    pub request: String,
+    pub response: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl From<&KeptRequest> for KeyRow {
+    fn from(kept: &KeptRequest) -> Self {
+        Self {
+            request_id: kept.request_id.clone(),
+            method: kept.method.clone(),
+            request: kept.fields.to_string(),
+            response: kept.response.to_string(),
+            created_at: kept.created_at.naive_utc(),
+        }
+    }
+}
+
+impl TryFrom<KeyRow> for KeptRequest {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        let parse = |text: &str| {
+            serde_json::from_str(text).map_err(|e| {
+                StoreError::Internal(format!(
+                    "request key {:?} is unreadable: {e}",
+                    row.request_id
+                ))
+            })
+        };
+        Ok(Self {
+            fields: parse(&row.request)?,
+            response: parse(&row.response)?,
+            request_id: row.request_id,
+            method: row.method,
+            created_at: row.created_at.and_utc(),
         })
     }
 }
