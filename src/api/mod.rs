@@ -1,11 +1,15 @@
 //! The gRPC edge: handlers that turn protobuf requests into domain calls and
-//! domain results into protobuf responses ([`InventoryApi`]), the one mapping
-//! from domain errors to `tonic::Status` ([`status`]), and health reporting
-//! for gRPC and HTTP ([`health`]).
+//! domain results into protobuf responses ([`InventoryApi`]), with the
+//! conversions on the types (`convert`) and the span, status and counters of
+//! every call recorded in one place (`observe`); the one mapping from domain
+//! errors to `tonic::Status` ([`status`]); health reporting for gRPC and HTTP
+//! ([`health`], [`http_edge`]).
 
+mod convert;
 pub mod health;
 pub mod http_edge;
 mod inventory;
+mod observe;
 pub mod status;
 
 pub use inventory::InventoryApi;
