@@ -2,16 +2,22 @@
 //! history of every change, served over gRPC, gRPC-Web and HTTP.
 //!
 //! # Layout
-//! A request flows top-down through these modules; each has one job.
-//! - [`server`]: wiring. Binds nothing itself: takes listeners, builds the
-//!   store, the domain and the tonic services, serves until shutdown.
+//! Each module has one job; dependencies point one way:
+//! `main` -> [`server`] -> ([`api`], [`store`], [`telemetry`], [`transcode`],
+//! [`config`]); [`api`] -> [`domain`]; [`store`] -> [`domain`] (and the
+//! database instrumentation in [`telemetry::db`]). [`domain`] and
+//! [`transcode`] import nothing else from the crate.
+//! - [`server`]: wiring. Binds nothing itself: takes listeners, opens the
+//!   store, builds the domain and the tonic services, serves until shutdown.
 //! - [`api`]: the gRPC handlers. Decode the protobuf request, call the
 //!   domain, encode the response; the one mapping from domain errors to
 //!   `tonic::Status`; health reporting.
-//! - [`domain`]: the inventory rules and the error type. Knows neither SQL
-//!   nor protobuf.
-//! - [`store`]: persistence behind one trait, [`store::InventoryStore`];
-//!   SQLite (embedded default) and PostgreSQL via diesel-async.
+//! - [`domain`]: the inventory rules, each decision one pure function, and
+//!   the interface they need from a database ([`domain::InventoryStore`]),
+//!   with an in-memory implementation. Knows neither SQL nor protobuf.
+//! - [`store`]: the database implementations of that interface, SQLite
+//!   (embedded default) and PostgreSQL via diesel-async. They read, lock and
+//!   write rows; they decide nothing.
 //! - [`transcode`]: a generic REST/JSON and Connect front for tonic
 //!   services, driven by the `google.api.http` rules of a descriptor set;
 //!   it knows nothing about inventory.

@@ -6,7 +6,7 @@
 //! [`MIGRATIONS`] and [`MIGRATION_LOCK_KEY`]).
 //!
 //! # Transactions
-//! A change of stock is one short `READ COMMITTED` transaction (see [`work`]):
+//! A change of stock is one short `READ COMMITTED` transaction (see `work.rs`):
 //! the rows the domain's planner needs are read in one pipeline with row
 //! locks (`SELECT ... FOR UPDATE`: reservations first, then stock rows in
 //! product id order, the order every transaction takes them in, so none

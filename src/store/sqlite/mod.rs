@@ -8,7 +8,7 @@
 //! SQLite's single write lock before it reads: concurrent writers queue on
 //! `busy_timeout` instead of failing with a lock upgrade deadlock, and nothing
 //! the planner read can change before the transaction writes. Reads and
-//! writes of a unit of work are in [`work`].
+//! writes of a unit of work are in `work.rs`.
 //!
 //! Every connection runs in WAL mode (readers never block the writer) with
 //! foreign keys on.
@@ -54,7 +54,7 @@ thread_local! {
 }
 
 /// Where a connection's work runs: on Tokio's blocking pool, except reads
-/// ([`SqliteStore::read`]), which run on the calling task's thread. A read in
+/// (`SqliteStore::read`), which run on the calling task's thread. A read in
 /// WAL mode never waits for a lock and takes microseconds, less than the two
 /// thread switches of a hop to the pool and back; a write may wait for the
 /// write lock (`busy_timeout`) or an fsync and must not hold up a worker.

@@ -1,0 +1,385 @@
+//! [`Transcoder`]: everything decided at start (descriptors, routes, the
+//! OpenAPI document), the dispatch of a request that is not gRPC to the
+//! OpenAPI document, a Connect call or a REST route, and the JSON errors the
+//! layer answers itself.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, MethodDescriptor};
+use tonic::Code;
+use tonic::body::Body;
+use tower::Service;
+
+use super::json::JsonOptions;
+use super::routes::{self, RouteError, RouteTable};
+use super::{errors, openapi};
+
+/// `google/rpc/status.proto` and `error_details.proto`, merged into every
+/// pool so error details render as JSON whatever the service's own protos
+/// import.
+const GOOGLE_RPC_DESCRIPTORS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
+
+/// The transcoder's settings.
+#[derive(Debug, Clone)]
+pub struct TranscodeOptions {
+    /// JSON reading and writing.
+    pub json: JsonOptions,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Where the OpenAPI document is served; `None` to not serve it.
+    pub openapi_path: Option<String>,
+    /// `info.title` of the OpenAPI document.
+    pub title: String,
+    /// `info.version` of the OpenAPI document.
+    pub version: String,
+}
+
+impl Default for TranscodeOptions {
+    fn default() -> Self {
+        Self {
+            json: JsonOptions::default(),
+            max_body_bytes: 1024 * 1024,
+            openapi_path: Some("/openapi.json".to_owned()),
+            title: "API".to_owned(),
+            version: "1.0.0".to_owned(),
+        }
+    }
+}
+
+/// Why a transcoder could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The descriptor set does not decode.
+    #[error("invalid descriptor set: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
+    /// The embedded google.rpc descriptors do not decode (a build defect).
+    #[error("invalid embedded google.rpc descriptors: {0}")]
+    Embedded(prost::DecodeError),
+    /// A rule is malformed or conflicts with another.
+    #[error("invalid google.api.http rule: {0}")]
+    Route(#[from] RouteError),
+}
+
+/// Everything decided at start: descriptors, routes, the OpenAPI document.
+#[derive(Debug)]
+pub struct Transcoder {
+    /// The descriptors, with google.rpc for error details.
+    pub(super) pool: DescriptorPool,
+    /// REST routes from the HttpRules.
+    routes: RouteTable,
+    /// Unary methods by gRPC path, for Connect.
+    methods: HashMap<String, MethodDescriptor>,
+    /// The OpenAPI document, rendered once.
+    openapi: Bytes,
+    /// The settings.
+    pub(super) options: TranscodeOptions,
+}
+
+impl Transcoder {
+    /// Reads the routes of every service in `file_descriptor_set` (encoded,
+    /// with imports). Conflicting or malformed rules are an error naming the
+    /// methods.
+    pub fn new(file_descriptor_set: &[u8], options: TranscodeOptions) -> Result<Self, BuildError> {
+        let mut pool = DescriptorPool::decode(file_descriptor_set)?;
+        if pool.get_message_by_name("google.rpc.Status").is_none() {
+            let rpc = prost_types::FileDescriptorSet::decode(GOOGLE_RPC_DESCRIPTORS)
+                .map_err(BuildError::Embedded)?;
+            let missing = rpc
+                .file
+                .into_iter()
+                .filter(|f| pool.get_file_by_name(f.name()).is_none())
+                .collect::<Vec<_>>();
+            pool.add_file_descriptor_protos(missing)?;
+        }
+        let routes = RouteTable::from_pool(&pool)?;
+        let methods = pool
+            .services()
+            .flat_map(|s| s.methods().collect::<Vec<_>>())
+            .filter(|m| !m.is_client_streaming() && !m.is_server_streaming())
+            .map(|m| {
+                (
+                    format!("/{}/{}", m.parent_service().full_name(), m.name()),
+                    m,
+                )
+            })
+            .collect();
+        let openapi = Bytes::from(openapi::document(&routes, &options).to_string());
+        Ok(Self {
+            pool,
+            routes,
+            methods,
+            openapi,
+            options,
+        })
+    }
+
+    /// The route table, for inspection.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+}
+
+/// What a transcoded call was, attached to its response's extensions so
+/// that an outer layer (telemetry) can name the request after its route
+/// and gRPC method, and read its outcome, without parsing the JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodedCall {
+    /// The matched HttpRule path template (`/api/v1/inventory/{product_id}`);
+    /// `None` for Connect and for paths no rule matches.
+    pub route: Option<String>,
+    /// The gRPC method called (`/package.Service/Method`), if any was.
+    pub grpc_path: Option<String>,
+    /// The gRPC code of the outcome (the call's, or the layer's own refusal).
+    pub code: Code,
+}
+
+/// Records `code` as the outcome of `response` unless one is recorded.
+pub(super) fn with_code(mut response: Response<Body>, code: Code) -> Response<Body> {
+    if response.extensions().get::<TranscodedCall>().is_none() {
+        response.extensions_mut().insert(TranscodedCall {
+            route: None,
+            grpc_path: None,
+            code,
+        });
+    }
+    response
+}
+
+/// Adds the route and method to the [`TranscodedCall`] of `response`.
+fn annotate(
+    mut response: Response<Body>,
+    route: Option<String>,
+    grpc_path: &str,
+) -> Response<Body> {
+    let code = response
+        .extensions()
+        .get::<TranscodedCall>()
+        .map_or(Code::Unknown, |call| call.code);
+    response.extensions_mut().insert(TranscodedCall {
+        route,
+        grpc_path: Some(grpc_path.to_owned()),
+        code,
+    });
+    response
+}
+
+/// An error the transcoder answers itself, before or instead of a call.
+#[derive(Debug, Clone)]
+pub struct TranscodeError {
+    /// The HTTP status.
+    status: StatusCode,
+    /// The gRPC code it stands for.
+    code: Code,
+    /// What went wrong.
+    message: String,
+    /// The `Allow` header of a 405.
+    allow: Option<String>,
+}
+
+impl TranscodeError {
+    pub(super) fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message)
+    }
+
+    pub(super) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, message)
+    }
+}
+
+/// Which protocol a request speaks, for rendering its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    /// REST/JSON through the HttpRules.
+    Rest,
+    /// Connect unary.
+    Connect,
+}
+
+impl Transcoder {
+    /// Answers a request that is not gRPC, calling `inner` for a Connect or
+    /// REST call.
+    pub(super) async fn handle<S>(
+        &self,
+        mut inner: S,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<Body>>,
+    {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+
+        if parts.method == Method::GET && self.options.openapi_path.as_deref() == Some(path) {
+            return Ok(bytes_response(
+                StatusCode::OK,
+                "application/json",
+                self.openapi.clone(),
+            ));
+        }
+
+        if parts.method == Method::POST
+            && let Some(method) = self.methods.get(path)
+        {
+            let outcome = self.connect(&mut inner, method, &parts, body).await?;
+            let response = outcome.unwrap_or_else(|e| self.error_response(Protocol::Connect, &e));
+            return Ok(annotate(response, None, path));
+        }
+
+        let outcome = match self.routes.lookup(&parts.method, path) {
+            routes::Lookup::Found(route, values) => {
+                let outcome = self.rest(&mut inner, route, values, &parts, body).await?;
+                let response = outcome.unwrap_or_else(|e| self.error_response(Protocol::Rest, &e));
+                return Ok(annotate(
+                    response,
+                    Some(route.template.to_string()),
+                    &route.grpc_path,
+                ));
+            }
+            routes::Lookup::WrongMethod(allowed) => {
+                let mut error = TranscodeError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Code::Unimplemented,
+                    format!(
+                        "{} is not allowed on {path}; use {}",
+                        parts.method,
+                        allowed.join(", ")
+                    ),
+                );
+                error.allow = Some(allowed.join(", "));
+                Err(error)
+            }
+            routes::Lookup::NotFound => Err(TranscodeError::new(
+                StatusCode::NOT_FOUND,
+                Code::NotFound,
+                format!("no route for {} {path}", parts.method),
+            )),
+        };
+        Ok(outcome.unwrap_or_else(|e| self.error_response(Protocol::Rest, &e)))
+    }
+
+    pub(super) async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Bytes, TranscodeError> {
+        let limit = self.options.max_body_bytes;
+        let too_large = || {
+            TranscodeError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+                format!("the request body exceeds {limit} bytes"),
+            )
+        };
+        if header_str(headers, "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|len| len > limit)
+        {
+            return Err(too_large());
+        }
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(TranscodeError::invalid(format!(
+                "unreadable request body: {e}"
+            ))),
+        }
+    }
+
+    pub(super) fn error_response(
+        &self,
+        protocol: Protocol,
+        error: &TranscodeError,
+    ) -> Response<Body> {
+        let body = match protocol {
+            Protocol::Rest => errors::rest_error_body(
+                &self.pool,
+                error.code,
+                &error.message,
+                None,
+                &self.options.json,
+            ),
+            Protocol::Connect => errors::connect_error_body(
+                &self.pool,
+                error.code,
+                &error.message,
+                None,
+                &self.options.json,
+            ),
+        };
+        let mut response = json_response(error.status, &body);
+        response.extensions_mut().insert(TranscodedCall {
+            route: None,
+            grpc_path: None,
+            code: error.code,
+        });
+        if let Some(allow) = error
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+pub(super) fn unsupported_media_type(content_type: &str) -> TranscodeError {
+    TranscodeError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Code::InvalidArgument,
+        format!("content type {content_type:?} is not supported; send application/json"),
+    )
+}
+
+pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub(super) fn content_type(headers: &HeaderMap) -> &str {
+    header_str(headers, "content-type").unwrap_or_default()
+}
+
+pub(super) fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+pub(super) fn copy_metadata(target: &mut HeaderMap, source: &HeaderMap, prefix: &str) {
+    for (name, value) in source {
+        if let Ok(name) = http::HeaderName::from_bytes(format!("{prefix}{name}").as_bytes()) {
+            target.append(name, value.clone());
+        }
+    }
+}
+
+pub(super) fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Body> {
+    let mut response = Response::new(Body::new(Full::new(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_response(status, "application/json", Bytes::from(bytes))
+}
