@@ -1,9 +1,10 @@
 //! No oversell under concurrency: several service instances on one database
 //! (three on PostgreSQL, one on SQLite), 64 concurrent clients, thousands of
 //! mixed reserve, all-or-nothing multi-item reserve, release, commit, update
-//! and compare-and-set update calls on a few products, two of them hot, many
-//! of them retried (on another instance, with the same order id or
-//! `request_id`). Afterwards the database itself is checked:
+//! (with and without a `request_id`) and compare-and-set update calls on a
+//! few products, two of them hot, many of them retried (on another instance,
+//! with the same order id or `request_id`). Only a compare-and-set may be
+//! refused as ABORTED; a plain update waits its turn. Afterwards the database itself is checked:
 //! - reserved = the sum of what active reservations hold, for every product;
 //! - total = initial stock + acknowledged adds - acknowledged subtracts -
 //!   acknowledged commits;
@@ -26,7 +27,7 @@ use common::{Backend, TestDatabase, TestServer, backend_tests};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{
     CheckInventoryRequest, CommitReservationRequest, OrderItem, ReleaseInventoryRequest,
-    ReserveInventoryRequest, ReserveOrderRequest, UpdateInventoryRequest,
+    ReserveInventoryRequest, ReserveOrderRequest, UpdateInventoryRequest, UpdateInventoryResponse,
 };
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -357,6 +358,30 @@ async fn run_client(
                 };
                 update(&mut rng, &mut client, &mut retry, request, &acknowledged).await;
             }
+            // Add stock, or take some away, with no request_id: sent once
+            // (a retry could apply it twice), and never refused for
+            // contention.
+            9 => {
+                let (operation, quantity) = if rng.next(2) == 0 {
+                    ("add", 1 + rng.next(5) as i32)
+                } else {
+                    ("subtract", 1 + rng.next(3) as i32)
+                };
+                let request = UpdateInventoryRequest {
+                    product_id: product,
+                    quantity,
+                    operation: operation.into(),
+                    expected_version: None,
+                    request_id: String::new(),
+                };
+                record_update(
+                    client.update_inventory(request.clone()).await,
+                    &request,
+                    None,
+                    &acknowledged,
+                )
+                .await;
+            }
             // Add stock, or take some away, with a request_id.
             _ => {
                 let (operation, quantity) = if rng.next(2) == 0 {
@@ -387,38 +412,51 @@ async fn update(
 ) {
     let mut first = None;
     for answer in maybe_twice!(rng, client, retry, update_inventory, request) {
-        match answer {
-            Ok(answer) => {
-                let answer = answer.into_inner();
-                let change = i64::from(answer.quantity_change);
-                let mut record = acknowledged.lock().await;
-                if let Some(first) = first {
-                    assert_eq!(
-                        (change, answer.version),
-                        first,
-                        "{}: a retry replays the first",
-                        request.request_id
-                    );
-                    record.replayed += 1;
-                    continue;
-                }
-                first = Some((change, answer.version));
-                *record
-                    .stock_changes
-                    .entry(request.product_id.clone())
-                    .or_default() += change;
+        first = record_update(answer, &request, first, acknowledged).await;
+    }
+}
+
+/// Records the answer to an update: its change of stock on hand, once
+/// (`first`, the change and version of an earlier answer to the same
+/// request, says a retry must replay it). Returns the change and version of
+/// the first acknowledged answer.
+async fn record_update(
+    answer: Result<tonic::Response<UpdateInventoryResponse>, tonic::Status>,
+    request: &UpdateInventoryRequest,
+    first: Option<(i64, i64)>,
+    acknowledged: &Mutex<Acknowledged>,
+) -> Option<(i64, i64)> {
+    match answer {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            let change = i64::from(answer.quantity_change);
+            let mut record = acknowledged.lock().await;
+            if let Some(first) = first {
+                assert_eq!(
+                    (change, answer.version),
+                    first,
+                    "{}: a retry replays the first",
+                    request.request_id
+                );
+                record.replayed += 1;
+                return Some(first);
             }
-            // Would go below what is reserved, or below zero.
-            Err(status) if status.code() == Code::FailedPrecondition => {}
-            // The version read is gone (compare-and-set), or the product kept
-            // changing; nothing was applied.
-            Err(status) if status.code() == Code::Aborted => {
-                if request.expected_version.is_some() {
-                    acknowledged.lock().await.version_mismatches += 1;
-                }
-            }
-            Err(status) => panic!("{} {}: {status:?}", request.operation, request.product_id),
+            *record
+                .stock_changes
+                .entry(request.product_id.clone())
+                .or_default() += change;
+            Some((change, answer.version))
         }
+        // Would go below what is reserved, or below zero.
+        Err(status) if status.code() == Code::FailedPrecondition => first,
+        // The version read is gone (compare-and-set); nothing was applied.
+        // Only a compare-and-set may answer this: a plain update waits its
+        // turn and is never refused for contention.
+        Err(status) if status.code() == Code::Aborted && request.expected_version.is_some() => {
+            acknowledged.lock().await.version_mismatches += 1;
+            first
+        }
+        Err(status) => panic!("{} {}: {status:?}", request.operation, request.product_id),
     }
 }
 
