@@ -1,11 +1,11 @@
-//! The configuration: `config/config.yaml` with the seed's sections (server,
+//! The configuration: `config/config.yaml` with the specification's sections (server,
 //! database, tracing, cache, inventory, logging), then environment variables
 //! `INVENTORY_<SECTION>__<KEY>` (for example `INVENTORY_SERVER__HTTP_PORT=8080`
 //! or `INVENTORY_DATABASE__DSN=/var/lib/inventory/inventory.db`).
 //!
 //! Every key has a default, so the service runs with no file at all. Unknown
 //! keys, wrong types and values out of range fail at start with a message that
-//! names the key. Durations are written as in the seed: `"10s"`, `"5m"`.
+//! names the key. Durations are written as in the specification: `"10s"`, `"5m"`.
 //!
 //! # Databases
 //! `database.driver` picks the backend:
@@ -210,7 +210,7 @@ pub enum OtlpProtocol {
 pub struct TracingConfig {
     /// Whether spans and metrics are exported over OTLP.
     pub enabled: bool,
-    /// The collector endpoint, the seed's key. Jaeger accepts OTLP on 4317
+    /// The collector endpoint, the specification's key. Jaeger accepts OTLP on 4317
     /// (gRPC) and 4318 (HTTP); [`Self::endpoint`] takes precedence.
     pub jaeger_endpoint: String,
     /// The collector endpoint under its protocol-neutral name; when set it
@@ -361,7 +361,7 @@ pub struct InventoryConfig {
     #[serde(with = "humantime_serde")]
     pub request_id_ttl: Duration,
     /// Stock set at start for products that do not exist yet (product id to
-    /// quantity). The shipped config file stocks the seed's example products
+    /// quantity). The shipped config file stocks the specification's example products
     /// so its curl examples work on a fresh database; the default is none.
     pub initial_stock: std::collections::BTreeMap<String, i32>,
 }
@@ -384,7 +384,7 @@ impl Default for InventoryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RestConfig {
-    /// Answer with proto field names (`product_id`, as the seed writes
+    /// Answer with proto field names (`product_id`, as the specification writes
     /// them); false for lowerCamelCase (`productId`). Requests may use either.
     pub use_proto_field_names: bool,
     /// Answer with fields at their default value (`"available": false`,

@@ -5,7 +5,7 @@
 //! Both ports serve one stack: `inventory.v1.InventoryService`, server
 //! reflection v1 and v1alpha and `grpc.health.v1.Health` over gRPC, gRPC-Web
 //! (HTTP/1.1, CORS), REST/JSON and Connect through the transcoding layer, and
-//! `GET /health`. The seed's split (HTTP 8083, gRPC 9083) is kept as two
+//! `GET /health`. The specification's split (HTTP 8083, gRPC 9083) is kept as two
 //! listeners; clients may use either.
 //!
 //! Background tasks: the expiry sweeper and the health monitor. Shutdown stops

@@ -1,4 +1,4 @@
-//! REST/JSON and Connect over real sockets: the seed's examples as written,
+//! REST/JSON and Connect over real sockets: the specification's examples as written,
 //! every route, every error case with its status and JSON body, and the
 //! OpenAPI document the responses validate against.
 
@@ -17,7 +17,7 @@ backend_tests!(
     the_readme_order_examples_work_with_curl,
 );
 
-/// A server with the seed's two example products, as `cargo run` has them.
+/// A server with the specification's two example products, as `cargo run` has them.
 async fn seeded_server() -> TestServer {
     seeded_server_on(Backend::Sqlite).await
 }
@@ -62,7 +62,7 @@ async fn the_seed_http_examples_work_as_written() {
     assert_eq!(body["current_quantity"], 100);
     assert_eq!(body["reserved_quantity"], 0, "zero values are written");
 
-    // The seed's request bodies, byte for byte.
+    // The specification's request bodies, byte for byte.
     let reserve = "{\n  \"product_id\": \"product-456\",\n  \"quantity\": 2,\n  \"order_id\": \"order-123\",\n  \"reservation_timeout\": 300\n}";
     let (status, body) = send(
         &server,
@@ -91,7 +91,7 @@ async fn the_seed_http_examples_work_as_written() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["released_quantity"], 2);
 
-    // The seed annotates its update body with a comment; the JSON itself:
+    // The specification annotates its update body with a comment; the JSON itself:
     let update = "{\n  \"quantity\": 100,\n  \"operation\": \"set\"\n}";
     let (status, body) = send(
         &server,
@@ -113,7 +113,7 @@ async fn the_seed_http_examples_work_as_written() {
 async fn the_seed_curl_commands_work_verbatim() {
     let server = seeded_server().await;
     let host = server.http_addr.to_string();
-    // The seed's "API 测试" commands, with only the port made ephemeral.
+    // The specification's "API 测试" commands, with only the port made ephemeral.
     let commands = [
         "curl http://localhost:8083/api/v1/inventory/product-123",
         "curl -X POST http://localhost:8083/api/v1/inventory/reserve \\\n  -H \"Content-Type: application/json\" \\\n  -d '{\"product_id\":\"product-123\",\"quantity\":2,\"order_id\":\"order-456\"}'",

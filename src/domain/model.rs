@@ -19,14 +19,14 @@ pub fn new_id() -> String {
 pub struct StockLevel {
     /// The product's id.
     pub product_id: String,
-    /// Stock on hand (the seed's `total_quantity`, the API's `current_quantity`).
+    /// Stock on hand (the specification's `total_quantity`, the API's `current_quantity`).
     pub total_quantity: i32,
     /// Stock held by active reservations.
     pub reserved_quantity: i32,
     /// When the stock last changed.
     pub updated_at: DateTime<Utc>,
     /// How many times the stock on hand has changed (updates and commits);
-    /// 1 for a new product, 0 for one that does not exist. The seed's
+    /// 1 for a new product, 0 for one that does not exist. The specification's
     /// optimistic lock: `UpdateInventory` may name the version it expects.
     pub version: i64,
 }
@@ -115,7 +115,7 @@ impl Reservation {
     }
 }
 
-/// The kinds of recorded change, as the seed's `operation_type` ENUM names them.
+/// The kinds of recorded change, as the specification's `operation_type` ENUM names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperationType {
     /// A stock check (recorded only when `inventory.record_checks` is on).
@@ -186,7 +186,7 @@ pub enum StockChange {
 }
 
 impl StockChange {
-    /// The seed's name of the operation: `set`, `add` or `subtract`.
+    /// The specification's name of the operation: `set`, `add` or `subtract`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Set(_) => "set",

@@ -190,7 +190,7 @@ pub fn reservation_timeout(raw_seconds: i32, default: Duration, max: Duration) -
     Ok(requested)
 }
 
-/// Parses the seed's `operation` ("set", "add" or "subtract", any case) with
+/// Parses the specification's `operation` ("set", "add" or "subtract", any case) with
 /// its `quantity`: `set` takes 0 or more, `add` and `subtract` 1 or more.
 pub fn stock_change(operation: &str, quantity: i32) -> Result<StockChange> {
     let change = match operation.trim().to_ascii_lowercase().as_str() {
