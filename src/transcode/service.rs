@@ -72,8 +72,22 @@ mod tests {
     use tower::{Layer as _, ServiceExt as _};
 
     use super::*;
-    use crate::pb;
     use crate::transcode::{TranscodeLayer, TranscodeOptions};
+
+    /// The test-only echo service (`tests/proto/echo`): the layer is tested
+    /// on a service that is not the inventory.
+    #[allow(
+        missing_docs,
+        clippy::all,
+        clippy::pedantic,
+        reason = "generated code: prost and tonic output"
+    )]
+    mod echo {
+        include!(concat!(env!("OUT_DIR"), "/echo/echo.v1.rs"));
+    }
+
+    const ECHO_DESCRIPTORS: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/echo_descriptor.bin"));
 
     /// What the stub router saw of each request: method, path, content type
     /// and body.
@@ -151,8 +165,8 @@ mod tests {
 
     fn layer() -> TranscodeLayer {
         TranscodeLayer::new(
-            Transcoder::new(pb::FILE_DESCRIPTOR_SET, TranscodeOptions::default())
-                .expect("the service's own rules"),
+            Transcoder::new(ECHO_DESCRIPTORS, TranscodeOptions::default())
+                .expect("the echo service's rules"),
         )
     }
 
@@ -169,7 +183,7 @@ mod tests {
     #[tokio::test]
     async fn grpc_passes_through_untouched() {
         let (seen, router) = router(Ok(Vec::new()));
-        let request = Request::post("/inventory.v1.InventoryService/CheckInventory")
+        let request = Request::post("/echo.v1.EchoService/Echo")
             .header("content-type", "application/grpc")
             .body(Body::new(http_body_util::Full::new(Bytes::from_static(
                 b"raw",
@@ -183,7 +197,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         let seen = seen.lock().expect("seen");
         assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].1, "/inventory.v1.InventoryService/CheckInventory");
+        assert_eq!(seen[0].1, "/echo.v1.EchoService/Echo");
         assert_eq!(
             seen[0].3,
             Bytes::from_static(b"raw"),
@@ -193,14 +207,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_rest_call_becomes_one_grpc_call_and_its_reply_json() {
-        let reply = pb::CheckInventoryResponse {
-            product_id: "p-1".into(),
-            current_quantity: 7,
-            available: true,
+        let reply = echo::EchoResponse {
+            method: "Echo".into(),
+            path: "a/b".into(),
             ..Default::default()
         };
         let (seen, router) = router(Ok(reply.encode_to_vec()));
-        let request = Request::get("/api/v1/inventory/p-1?required_quantity=2")
+        let request = Request::get("/v1/echo/abc?numbers=1&numbers=2&flag=true")
             .body(Body::empty())
             .expect("request");
         let response = layer()
@@ -210,8 +223,8 @@ mod tests {
             .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
         let json = body_json(response).await;
-        assert_eq!(json["product_id"], "p-1");
-        assert_eq!(json["current_quantity"], 7);
+        assert_eq!(json["method"], "Echo");
+        assert_eq!(json["path"], "a/b");
 
         let seen = seen.lock().expect("seen");
         let (method, path, content_type, body) = &seen[0];
@@ -219,22 +232,23 @@ mod tests {
             (method, path.as_str(), content_type.as_str()),
             (
                 &Method::POST,
-                "/inventory.v1.InventoryService/CheckInventory",
+                "/echo.v1.EchoService/Echo",
                 "application/grpc"
             )
         );
         let mut frame = body.clone();
         assert_eq!(frame.get_u8(), 0, "uncompressed");
         let length = frame.get_u32() as usize;
-        let sent = pb::CheckInventoryRequest::decode(&frame[..length]).expect("message");
-        assert_eq!(sent.product_id, "p-1");
-        assert_eq!(sent.required_quantity, 2);
+        let sent = echo::EchoRequest::decode(&frame[..length]).expect("message");
+        assert_eq!(sent.id, "abc");
+        assert_eq!(sent.numbers, [1, 2]);
+        assert!(sent.flag);
     }
 
     #[tokio::test]
     async fn a_grpc_error_becomes_its_http_status_with_a_json_body() {
         let (_, router) = router(Err((5, "product not found")));
-        let request = Request::get("/api/v1/inventory/ghost")
+        let request = Request::get("/v1/echo/ghost")
             .body(Body::empty())
             .expect("request");
         let response = layer()
@@ -260,7 +274,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(body_json(response).await["code"], 5);
 
-        let wrong = Request::delete("/api/v1/inventory/p-1")
+        let wrong = Request::put("/v1/echo/abc")
             .body(Body::empty())
             .expect("request");
         let response = service.clone().oneshot(wrong).await.expect("response");
@@ -273,7 +287,7 @@ mod tests {
             .expect("request");
         let response = service.oneshot(openapi).await.expect("response");
         assert_eq!(response.status(), StatusCode::OK);
-        assert!(body_json(response).await["paths"]["/api/v1/inventory/{product_id}"].is_object());
+        assert!(body_json(response).await["paths"]["/v1/echo/{id}"].is_object());
 
         assert!(
             seen.lock().expect("seen").is_empty(),
