@@ -22,6 +22,8 @@ COPY proto ./proto
 COPY tests/proto ./tests/proto
 COPY migrations ./migrations
 COPY src ./src
+# The web console, built and committed (web/dist), embedded by the build.
+COPY web/dist ./web/dist
 
 # The registry and target dir live in BuildKit cache mounts, so a source
 # change rebuilds only this crate; the binary is copied out of the mount.

@@ -1,7 +1,7 @@
 //! What the HTTP port answers itself, in front of everything else:
-//! `GET /health` (JSON, 200 when serving, 503 when not) and `GET /metrics`
-//! (the Prometheus text format). Every other request passes through
-//! untouched.
+//! `GET /health` (JSON, 200 when serving, 503 when not), `GET /metrics`
+//! (the Prometheus text format) and the web console (`GET /`, see
+//! [`super::console`]). Every other request passes through untouched.
 //!
 //! Shaped like the tower-http middlewares: [`HttpEdgeLayer`] holds the
 //! configuration, [`HttpEdge`] is the service, [`ResponseFuture`] avoids
@@ -19,6 +19,7 @@ use pin_project_lite::pin_project;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::console;
 use super::health::HealthProbe;
 use crate::telemetry::Metrics;
 
@@ -122,8 +123,39 @@ where
             );
             return ResponseFuture::answer(Box::pin(std::future::ready(response)));
         }
+        if is_get && let Some(asset) = console::asset(request.uri().path()) {
+            let head = request.method() == Method::HEAD;
+            return ResponseFuture::answer(Box::pin(std::future::ready(console_response(
+                asset, head,
+            ))));
+        }
         ResponseFuture::inner(self.inner.call(request))
     }
+}
+
+/// A file of the web console, revalidated on every load (`no-cache`): the
+/// files are small, and a new binary may bring new ones.
+fn console_response(asset: console::Asset, head: bool) -> Response<Body> {
+    let body = if head { &[][..] } else { asset.body };
+    let mut response = Response::new(Body::new(Full::new(Bytes::from_static(body))));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(asset.content_type),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(console::CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
