@@ -111,6 +111,20 @@ pub enum Synchronous {
     Normal,
 }
 
+/// The transaction isolation level of PostgreSQL (`database.isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// PostgreSQL's default; rows are locked as they are read.
+    ReadCommitted,
+    /// One snapshot per transaction; a row changed by another transaction
+    /// since is a serialization failure, which the service retries.
+    RepeatableRead,
+    /// As if transactions ran one after another; serialization failures are
+    /// retried by the service.
+    Serializable,
+}
+
 /// The `database` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -134,6 +148,9 @@ pub struct DatabaseConfig {
     /// SQLite: `full` (survives power loss) or `normal` (faster) (PostgreSQL
     /// ignores it).
     pub synchronous: Synchronous,
+    /// PostgreSQL: `read_committed` (the default), `repeatable_read` or
+    /// `serializable` (SQLite ignores it: its transactions are serializable).
+    pub isolation_level: IsolationLevel,
     /// How often the health checker pings the database.
     #[serde(with = "humantime_serde")]
     pub health_check_interval: Duration,
@@ -184,6 +201,7 @@ impl Default for DatabaseConfig {
             connection_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Full,
+            isolation_level: IsolationLevel::ReadCommitted,
             health_check_interval: Duration::from_secs(5),
             retry_attempts: 4,
             retry_max_backoff: Duration::from_millis(400),
@@ -360,6 +378,9 @@ pub struct InventoryConfig {
     /// for its retries; the sweeper forgets older ones.
     #[serde(with = "humantime_serde")]
     pub request_id_ttl: Duration,
+    /// Group commit: changes of stock that arrive together are applied in
+    /// one transaction.
+    pub batch: BatchConfig,
     /// Stock set at start for products that do not exist yet (product id to
     /// quantity). The shipped config file stocks the specification's example products
     /// so its curl examples work on a fresh database; the default is none.
@@ -375,7 +396,39 @@ impl Default for InventoryConfig {
             cleanup_batch_size: 500,
             record_checks: false,
             request_id_ttl: Duration::from_secs(24 * 3600),
+            batch: BatchConfig::default(),
             initial_stock: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// The `inventory.batch` section: group commit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Reservations, order reservations, releases, commits and updates that
+    /// arrive together are applied in one transaction; false: one
+    /// transaction per call.
+    pub enabled: bool,
+    /// Most calls in one transaction.
+    pub max_size: usize,
+    /// How long a batch that is not full may wait for more calls when the
+    /// writer is idle; 0 (the default) never waits, so a lone call is
+    /// applied at once.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// PostgreSQL: how many batches are applied at once, each in its own
+    /// transaction, by product. SQLite has one writer and uses one.
+    pub lanes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_size: 128,
+            max_wait: Duration::ZERO,
+            lanes: 4,
         }
     }
 }
@@ -599,6 +652,15 @@ impl Config {
         }
         if inv.cleanup_batch_size == 0 {
             return invalid("inventory.cleanup_batch_size", "must be at least 1");
+        }
+        if !(1..=1000).contains(&inv.batch.max_size) {
+            return invalid("inventory.batch.max_size", "must be between 1 and 1000");
+        }
+        if !(1..=64).contains(&inv.batch.lanes) {
+            return invalid("inventory.batch.lanes", "must be between 1 and 64");
+        }
+        if inv.batch.max_wait > Duration::from_secs(1) {
+            return invalid("inventory.batch.max_wait", "must be at most 1s");
         }
         for (product, quantity) in &inv.initial_stock {
             if product.is_empty() || product.chars().count() > 255 || *quantity < 0 {

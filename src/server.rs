@@ -36,7 +36,8 @@ use crate::api::InventoryApi;
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
 use crate::config::{self, Config, Driver};
-use crate::domain::{Inventory, InventorySettings, InventoryStore, StoreError};
+use crate::domain::batch::{BatchObserver, BatchSettings};
+use crate::domain::{Inventory, InventorySettings, InventoryStore, StoreError, SystemClock};
 use crate::pb;
 use crate::store::PoolStatus;
 use crate::store::retry::{RetryPolicy, RetryingStore};
@@ -88,6 +89,15 @@ pub enum ServeError {
     Telemetry(#[from] TelemetryError),
 }
 
+/// Batch sizes and waits, into the server's metrics.
+struct BatchMetrics(Arc<crate::telemetry::Metrics>);
+
+impl BatchObserver for BatchMetrics {
+    fn batch_applied(&self, size: usize, waits: &[Duration]) {
+        self.0.record_batch(size, waits);
+    }
+}
+
 /// An open database: the store, and a reading of its connection pool for
 /// the metrics.
 pub struct OpenedStore {
@@ -133,12 +143,17 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
             })
         }
         Driver::Postgres => {
-            use crate::store::postgres::{PostgresOptions, PostgresStore};
+            use crate::store::postgres::{Isolation, PostgresOptions, PostgresStore};
             let store = Arc::new(
                 PostgresStore::open(PostgresOptions {
                     url: db.dsn.clone(),
                     max_connections: db.max_connections as usize,
                     connection_timeout: db.connection_timeout,
+                    isolation: match db.isolation_level {
+                        config::IsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+                        config::IsolationLevel::RepeatableRead => Isolation::RepeatableRead,
+                        config::IsolationLevel::Serializable => Isolation::Serializable,
+                    },
                 })
                 .await?,
             );
@@ -200,14 +215,27 @@ async fn run(
     telemetry.metrics().observe_pool(opened.pool);
     let store: Arc<dyn InventoryStore> =
         Arc::new(RetryingStore::new(opened.store, retry_policy(&config)));
-    let inventory = Inventory::new(
+    let batch = &config.inventory.batch;
+    let inventory = Inventory::with_clock(
         store.clone(),
         InventorySettings {
             default_reservation_timeout: config.inventory.default_reservation_timeout,
             max_reservation_timeout: config.inventory.max_reservation_timeout,
             record_checks: config.inventory.record_checks,
             request_id_ttl: config.inventory.request_id_ttl,
+            batch: batch.enabled.then_some(BatchSettings {
+                max_size: batch.max_size,
+                max_wait: batch.max_wait,
+                // SQLite has one writer: a second lane would only queue on
+                // its lock.
+                lanes: match config.database.driver {
+                    Driver::Sqlite => 1,
+                    Driver::Postgres => batch.lanes,
+                },
+            }),
         },
+        Arc::new(SystemClock),
+        Some(Arc::new(BatchMetrics(telemetry.metrics().clone()))),
     );
 
     stock_initial_products(&inventory, &config).await?;

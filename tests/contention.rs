@@ -13,11 +13,32 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use common::invariants::{LEVELS, RESERVED_VS_HELD, VERSION_VS_HISTORY, query};
 use common::{Backend, TestDatabase, TestServer, backend_tests};
+use inventory_service::config::IsolationLevel;
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{ReserveInventoryRequest, UpdateInventoryRequest};
 use tonic::Code;
 
 backend_tests!(restocks_and_sales_of_one_product_are_never_refused_for_contention);
+
+/// PostgreSQL at `REPEATABLE READ`: locking a row another transaction changed
+/// is a serialization failure, which the service runs again, never answers.
+#[tokio::test]
+async fn at_repeatable_read_no_call_is_refused_for_contention() {
+    contend(Backend::Postgres, IsolationLevel::RepeatableRead, true).await;
+}
+
+/// PostgreSQL at `SERIALIZABLE`.
+#[tokio::test]
+async fn at_serializable_no_call_is_refused_for_contention() {
+    contend(Backend::Postgres, IsolationLevel::Serializable, true).await;
+}
+
+/// PostgreSQL at `SERIALIZABLE` with one transaction per call: many more
+/// transactions collide, and each is still run again until it gets through.
+#[tokio::test]
+async fn at_serializable_without_group_commit_no_call_is_refused_for_contention() {
+    contend(Backend::Postgres, IsolationLevel::Serializable, false).await;
+}
 
 const CLIENTS: usize = 64;
 const CALLS_PER_CLIENT: usize = 30;
@@ -25,6 +46,10 @@ const PRODUCT: &str = "flash-sale";
 const INITIAL: i32 = 5_000;
 
 async fn restocks_and_sales_of_one_product_are_never_refused_for_contention(backend: Backend) {
+    contend(backend, IsolationLevel::ReadCommitted, true).await;
+}
+
+async fn contend(backend: Backend, isolation: IsolationLevel, group_commit: bool) {
     let database = Arc::new(TestDatabase::create(backend).await);
     let instances = match backend {
         Backend::Sqlite => 1,
@@ -32,7 +57,13 @@ async fn restocks_and_sales_of_one_product_are_never_refused_for_contention(back
     };
     let mut servers = Vec::new();
     for _ in 0..instances {
-        servers.push(TestServer::start_in(database.clone(), |_| {}).await);
+        servers.push(
+            TestServer::start_in(database.clone(), |config| {
+                config.database.isolation_level = isolation;
+                config.inventory.batch.enabled = group_commit;
+            })
+            .await,
+        );
     }
     let mut channels = Vec::new();
     for server in &servers {
@@ -142,7 +173,8 @@ async fn restocks_and_sales_of_one_product_are_never_refused_for_contention(back
         "only {updates} updates were acknowledged"
     );
     println!(
-        "{backend:?}: {updates} updates, {} units reserved, {} refused by the rules",
+        "{backend:?} {isolation:?}, group commit {group_commit}: {updates} updates, \
+         {} units reserved, {} refused by the rules",
         reserved.load(Ordering::SeqCst),
         refused.load(Ordering::SeqCst)
     );

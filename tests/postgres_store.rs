@@ -19,7 +19,7 @@ use inventory_service::domain::work::{
     StockUpdate, UpdateOutcome, Work,
 };
 use inventory_service::domain::{Inventory, InventorySettings, Reservation, StockChange, new_id};
-use inventory_service::store::postgres::{MIGRATIONS, PostgresOptions, PostgresStore};
+use inventory_service::store::postgres::{Isolation, MIGRATIONS, PostgresOptions, PostgresStore};
 
 /// The store's changes of stock, one command per unit of work.
 trait OneCommand: InventoryStore {
@@ -76,6 +76,7 @@ fn options(database: &PostgresDatabase) -> PostgresOptions {
         url: database.url.clone(),
         max_connections: 4,
         connection_timeout: Duration::from_secs(10),
+        isolation: Isolation::ReadCommitted,
     }
 }
 
@@ -282,6 +283,7 @@ async fn concurrent_duplicate_reservations_create_one() {
             max_reservation_timeout: Duration::from_secs(3600),
             record_checks: false,
             request_id_ttl: Duration::from_secs(3600),
+            batch: None,
         },
     );
 

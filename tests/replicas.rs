@@ -24,6 +24,7 @@ use common::invariants::{
     VERSION_VS_HISTORY, query,
 };
 use common::{Backend, TestDatabase, TestServer, backend_tests};
+use inventory_service::config::IsolationLevel;
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{
     CheckInventoryRequest, CommitReservationRequest, OrderItem, ReleaseInventoryRequest,
@@ -33,7 +34,10 @@ use tokio::sync::Mutex;
 use tonic::Code;
 use tonic::transport::Channel;
 
-backend_tests!(mixed_load_on_replicas_never_oversells);
+backend_tests!(
+    mixed_load_on_replicas_never_oversells,
+    mixed_load_without_group_commit_never_oversells
+);
 
 const CLIENTS: usize = 64;
 const OPERATIONS_PER_CLIENT: usize = 40;
@@ -76,7 +80,68 @@ impl XorShift {
     }
 }
 
+/// With group commit on (the default), batches of several calls form.
 async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
+    let servers = mixed_load(backend, true).await;
+    let mut batched = 0;
+    for server in &servers {
+        batched += calls_in_shared_batches(server).await;
+    }
+    assert!(batched > 0, "no batch of more than one call formed");
+    println!("{batched} batches of more than one call were applied");
+}
+
+/// PostgreSQL at `REPEATABLE READ`.
+#[tokio::test]
+async fn mixed_load_at_repeatable_read_never_oversells() {
+    mixed_load_at(Backend::Postgres, true, IsolationLevel::RepeatableRead).await;
+}
+
+/// PostgreSQL at `SERIALIZABLE`.
+#[tokio::test]
+async fn mixed_load_at_serializable_never_oversells() {
+    mixed_load_at(Backend::Postgres, true, IsolationLevel::Serializable).await;
+}
+
+/// With group commit off, one transaction per call.
+async fn mixed_load_without_group_commit_never_oversells(backend: Backend) {
+    let servers = mixed_load(backend, false).await;
+    for server in &servers {
+        assert_eq!(calls_in_shared_batches(server).await, 0);
+    }
+}
+
+/// How many batches of more than one call `server` applied, from its
+/// `/metrics` (the `inventory_batch_size` histogram).
+async fn calls_in_shared_batches(server: &TestServer) -> u64 {
+    let text = reqwest::get(server.http_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |prefix: &str| -> u64 {
+        text.lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    value("inventory_batch_size_count") - value("inventory_batch_size_bucket{le=\"1\"}")
+}
+
+/// Runs the mixed load on several instances (group commit on or off),
+/// checks the invariants, and returns the instances.
+async fn mixed_load(backend: Backend, group_commit: bool) -> Vec<TestServer> {
+    mixed_load_at(backend, group_commit, IsolationLevel::ReadCommitted).await
+}
+
+/// [`mixed_load`] at an isolation level (PostgreSQL).
+async fn mixed_load_at(
+    backend: Backend,
+    group_commit: bool,
+    isolation: IsolationLevel,
+) -> Vec<TestServer> {
     let database = Arc::new(TestDatabase::create(backend).await);
     let instances = match backend {
         Backend::Sqlite => 1,
@@ -84,7 +149,13 @@ async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
     };
     let mut servers = Vec::new();
     for _ in 0..instances {
-        servers.push(TestServer::start_in(database.clone(), |_| {}).await);
+        servers.push(
+            TestServer::start_in(database.clone(), |config| {
+                config.inventory.batch.enabled = group_commit;
+                config.database.isolation_level = isolation;
+            })
+            .await,
+        );
     }
     let mut channels = Vec::new();
     for server in &servers {
@@ -150,6 +221,7 @@ async fn mixed_load_on_replicas_never_oversells(backend: Backend) {
     );
 
     check_invariants(&database, &acknowledged).await;
+    servers
 }
 
 /// Sends `request` with `call` on the client's instance, then (when the dice

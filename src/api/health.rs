@@ -168,6 +168,7 @@ mod tests {
             max_reservation_timeout: Duration::from_secs(3600),
             record_checks: false,
             request_id_ttl: Duration::from_secs(3600),
+            batch: None,
         };
         HealthProbe::new(
             Inventory::new(store, settings),

@@ -45,6 +45,9 @@ pub struct MemoryStore {
     /// Failures the next units of work answer with, for tests of how the
     /// domain reacts to a database's failures.
     failures: Mutex<VecDeque<StoreError>>,
+    /// Products whose stock row the store refuses to write, as a `CHECK`
+    /// constraint would: the whole unit of work fails.
+    refused: Mutex<Vec<String>>,
 }
 
 impl MemoryStore {
@@ -57,6 +60,13 @@ impl MemoryStore {
     /// anything (several calls queue several failures).
     pub fn fail_next(&self, error: StoreError) {
         lock(&self.failures).push_back(error);
+    }
+
+    /// Makes every later write of `product`'s stock fail the unit of work it
+    /// is in, as a constraint the database enforces would (for tests of how
+    /// a batch isolates the call at fault).
+    pub fn refuse_writes_of(&self, product: &str) {
+        lock(&self.refused).push(product.to_owned());
     }
 
     /// Makes the database unreachable (`true`) or reachable again, as a
@@ -302,6 +312,19 @@ impl InventoryStore for MemoryStore {
         }
         let mut tables = self.open()?;
         let planned = plan_with(work, |needs| Ok(tables.load(needs, work.now)))?;
+        let refused = lock(&self.refused);
+        if let Some(write) = planned
+            .changes
+            .stocks
+            .iter()
+            .find(|w| refused.contains(&w.stock.product_id))
+        {
+            return Err(StoreError::Internal(format!(
+                "CHECK constraint failed: the write of {:?} is refused",
+                write.stock.product_id
+            )));
+        }
+        drop(refused);
         tables.write(&planned.changes)?;
         Ok(planned)
     }

@@ -15,9 +15,12 @@
 //!   and the rows and failures that cross it.
 //! - [`memory`]: the port over maps in memory, so every rule is tested
 //!   without a database.
+//! - [`batch`]: group commit; changes of stock that arrive together are
+//!   applied in one transaction, each with its own outcome.
 //! - [`Inventory`] (in `service`): the use cases the API calls.
 //! - [`error`]: the one error type.
 
+pub mod batch;
 pub mod decide;
 pub mod error;
 pub mod memory;
@@ -35,7 +38,7 @@ pub use model::{
 pub use port::{InventoryStore, StoreError, StoreResult};
 pub use rules::{UpdatePlan, plan_update};
 pub use service::{
-    CONFLICT_ATTEMPTS, CheckOutcome, Clock, CommitResult, HistoryPage, Inventory,
-    InventorySettings, OrderReleaseItem, OrderReleaseResult, OrderReservationResult, ReleaseResult,
-    ReservationResult, StockPage, SystemClock, UpdateResult,
+    CheckOutcome, Clock, CommitResult, HistoryPage, Inventory, InventorySettings, OrderReleaseItem,
+    OrderReleaseResult, OrderReservationResult, ReleaseResult, ReservationResult, StockPage,
+    SystemClock, UpdateResult,
 };

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use serde_json::json;
 
+use super::batch::{BatchObserver, BatchSettings, Batcher, apply_racing};
 use super::decide::check_entry;
 use super::error::{Error, Result};
 use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel, new_id};
@@ -19,12 +20,6 @@ use super::work::{
     OrderRelease, Outcome, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, RequestKey,
     ReserveOrderOutcome, ReserveOutcome, StockUpdate, UpdateOutcome, Work,
 };
-
-/// How many times a unit of work runs when a concurrent write wins a race
-/// with it (two first uses of one request key, two creations of one
-/// product, a deadlock): the rerun sees the winner's rows and decides
-/// against them, so a second run settles it; the third is a margin.
-pub const CONFLICT_ATTEMPTS: u32 = 3;
 
 /// The inventory settings the rules depend on (the `inventory` config section).
 #[derive(Debug, Clone)]
@@ -38,6 +33,9 @@ pub struct InventorySettings {
     /// How long the first result of a request made with a `request_id` is
     /// kept for its retries.
     pub request_id_ttl: Duration,
+    /// Group commit: how changes of stock that arrive together are batched
+    /// into one transaction; `None` applies each in its own.
+    pub batch: Option<BatchSettings>,
 }
 
 /// Where the use cases read the time: the system clock, or a test's.
@@ -65,6 +63,8 @@ pub struct Inventory {
     settings: InventorySettings,
     /// The time of each request.
     clock: Arc<dyn Clock>,
+    /// Gathers changes of stock into batches, when group commit is on.
+    batcher: Option<Batcher>,
 }
 
 /// The answer to a check.
@@ -235,21 +235,28 @@ fn lifetime(timeout: Duration) -> Result<chrono::Duration> {
 
 impl Inventory {
     /// The use cases over `store` with `settings`, on the system clock.
+    /// With `settings.batch`, starts the batch writers (on the current Tokio
+    /// runtime).
     pub fn new(store: Arc<dyn InventoryStore>, settings: InventorySettings) -> Self {
-        Self::with_clock(store, settings, Arc::new(SystemClock))
+        Self::with_clock(store, settings, Arc::new(SystemClock), None)
     }
 
     /// The use cases over `store` with `settings`, reading the time from
-    /// `clock`.
+    /// `clock`, telling `observer` of every batch applied.
     pub fn with_clock(
         store: Arc<dyn InventoryStore>,
         settings: InventorySettings,
         clock: Arc<dyn Clock>,
+        observer: Option<Arc<dyn BatchObserver>>,
     ) -> Self {
+        let batcher = settings
+            .batch
+            .map(|batch| Batcher::start(store.clone(), batch, observer, clock.clone()));
         Self {
             store,
             settings,
             clock,
+            batcher,
         }
     }
 
@@ -264,26 +271,22 @@ impl Inventory {
         Ok(self.store.ping().await?)
     }
 
-    /// Runs one command in a unit of work of its own, once more if a
-    /// concurrent write won a race with it (see [`CONFLICT_ATTEMPTS`]).
+    /// Applies one command: in the next batch of its lane with group commit
+    /// on, else in a unit of work of its own (again after a race lost to a
+    /// concurrent write, see [`super::batch::RACE_ATTEMPTS`]).
     async fn run(&self, command: Command) -> Result<Outcome> {
-        let work = Work::single(command, self.now());
-        let mut attempt = 1;
-        loop {
-            match self.store.apply(&work).await {
-                Ok(mut planned) => {
-                    return planned
-                        .outcomes
-                        .pop()
-                        .ok_or_else(|| mismatched(work.commands[0].name()));
-                }
-                Err(StoreError::Conflict(reason)) if attempt < CONFLICT_ATTEMPTS => {
-                    tracing::debug!(%reason, attempt, "a concurrent write won a race; running again");
-                    attempt += 1;
-                }
-                Err(error) => return Err(error.into()),
-            }
+        match &self.batcher {
+            Some(batcher) => Ok(batcher.submit(command).await?),
+            None => self.run_alone(command).await,
         }
+    }
+
+    /// Applies one command in a unit of work of its own.
+    async fn run_alone(&self, command: Command) -> Result<Outcome> {
+        let name = command.name();
+        let work = Work::single(command, self.now());
+        let mut planned = apply_racing(self.store.as_ref(), &work).await?;
+        planned.outcomes.pop().ok_or_else(|| mismatched(name))
     }
 
     /// A product's stock and whether `required_quantity` (0 meaning 1) of it
@@ -750,8 +753,9 @@ impl Inventory {
     pub async fn expire_due_reservations(&self, batch_size: u32) -> Result<usize> {
         let mut total = 0;
         loop {
-            let Outcome::Expire(expired) = self.run(Command::Expire { limit: batch_size }).await?
-            else {
+            // Outside the batches: a sweep must not hold up the calls of a lane.
+            let command = Command::Expire { limit: batch_size };
+            let Outcome::Expire(expired) = self.run_alone(command).await? else {
                 return Err(mismatched("expire"));
             };
             total += expired.len();
@@ -780,6 +784,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::domain::batch::{RACE_ATTEMPTS, RACE_BUDGET};
     use crate::domain::memory::MemoryStore;
     use crate::domain::{OperationType, ReservationStatus};
 
@@ -815,8 +820,10 @@ mod tests {
                 max_reservation_timeout: Duration::from_secs(3600),
                 record_checks,
                 request_id_ttl: Duration::from_secs(3600),
+                batch: None,
             },
             clock.clone(),
+            None,
         );
         Fixture {
             inventory,
@@ -1730,11 +1737,11 @@ mod tests {
         assert_eq!(stock.version, 1 + 22 + 21);
     }
 
-    #[tokio::test]
-    async fn a_lost_race_runs_again_a_bounded_number_of_times() {
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_race_runs_again_for_a_bounded_time() {
         let f = stocked(10).await;
         let conflict = || StoreError::Conflict("duplicate key value".into());
-        for _ in 1..CONFLICT_ATTEMPTS {
+        for _ in 0..3 * RACE_ATTEMPTS {
             f.store.fail_next(conflict());
         }
         let added = f
@@ -1744,15 +1751,6 @@ mod tests {
             .expect("last attempt");
         assert_eq!(added.stock.total_quantity, 11);
 
-        for _ in 0..CONFLICT_ATTEMPTS {
-            f.store.fail_next(conflict());
-        }
-        assert!(matches!(
-            f.inventory.update("p1", "add", 1, None, "").await,
-            Err(Error::Store(StoreError::Conflict(_)))
-        ));
-        assert_eq!(levels(&f).await, (11, 0));
-
         // Other failures are not this layer's to retry.
         f.store
             .fail_next(StoreError::Unavailable("connection closed".into()));
@@ -1760,6 +1758,23 @@ mod tests {
             f.inventory.reserve("p1", "o1", 1, 0).await,
             Err(Error::Store(StoreError::Unavailable(_)))
         ));
+
+        // Races lost for longer than the budget: the last loss is answered,
+        // and nothing was applied.
+        for _ in 0..100_000 {
+            f.store.fail_next(conflict());
+        }
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            f.inventory.update("p1", "add", 1, None, "").await,
+            Err(Error::Store(StoreError::Conflict(_)))
+        ));
+        let spent = started.elapsed();
+        assert!(
+            spent >= RACE_BUDGET && spent < RACE_BUDGET + Duration::from_millis(100),
+            "{spent:?}"
+        );
+        assert_eq!(levels(&f).await, (11, 0));
         f.store.close();
         assert!(matches!(f.inventory.ping().await, Err(Error::Store(_))));
     }

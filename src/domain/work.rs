@@ -52,6 +52,34 @@ impl Work {
         }
     }
 
+    /// The products the commands name, in product id order (a release of a
+    /// whole order and an expiry name none: their products are known only
+    /// once their reservations are read).
+    pub fn products(&self) -> BTreeSet<&str> {
+        let mut products = BTreeSet::new();
+        for command in &self.commands {
+            match command {
+                Command::Reserve(r) => {
+                    products.insert(r.product_id.as_str());
+                }
+                Command::Release(r) => {
+                    products.insert(r.product_id.as_str());
+                }
+                Command::Commit(r) => {
+                    products.insert(r.product_id.as_str());
+                }
+                Command::Update(r) => {
+                    products.insert(r.product_id.as_str());
+                }
+                Command::ReserveOrder(r) => {
+                    products.extend(r.items.iter().map(|i| i.product_id.as_str()));
+                }
+                Command::ReleaseOrder(_) | Command::Expire { .. } => {}
+            }
+        }
+        products
+    }
+
     /// Whether running the work twice has the effect of running it once, so
     /// a retry after an unknown outcome is safe: true when every command
     /// finds its own earlier effect (reservations by order and product,

@@ -24,7 +24,6 @@
 //! at WARN, which also makes it an event of the caller's span.
 
 use std::future::Future;
-use std::hash::{BuildHasher as _, Hasher as _, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::domain::batch::full_jitter;
 use crate::domain::port::{InventoryStore, StoreError as Error, StoreResult as Result};
 use crate::domain::work::{Planned, Work};
 use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
@@ -77,14 +77,6 @@ impl RetryPolicy {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
-}
-
-/// A random duration between zero and `ceiling`. `RandomState` is seeded
-/// afresh for each call, which is random enough to spread retries.
-fn full_jitter(ceiling: Duration) -> Duration {
-    let random = RandomState::new().build_hasher().finish();
-    let ceiling = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(random % ceiling.saturating_add(1))
 }
 
 /// Whether a failed call may run again: what a second run risks.

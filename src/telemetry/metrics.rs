@@ -15,6 +15,8 @@
 //! | `inventory_reservations_expired_total` | | Reservations the sweeper expired |
 //! | `inventory_insufficient_stock_total` | | Reservations refused for lack of stock |
 //! | `inventory_expiry_sweeps_total` | | Sweeper runs |
+//! | `inventory_batch_size` | | Calls per group-commit transaction (histogram) |
+//! | `inventory_batch_wait_duration_seconds` | | A call's wait for its batch to start (histogram) |
 //! | `inventory_product_reservations_total` | `product_id` | Reservations per product: the first [`HOT_PRODUCTS`] products seen by name, the rest as `other` |
 //!
 //! `protocol` is `grpc`, `grpc-web`, `rest` or `connect`; `method` the gRPC
@@ -81,6 +83,10 @@ pub struct Metrics {
     expiry_sweeps: Counter<u64>,
     /// `inventory.product.reservations`.
     product_reservations: Counter<u64>,
+    /// `inventory.batch.size`.
+    batch_size: Histogram<u64>,
+    /// `inventory.batch.wait.duration`.
+    batch_wait: Histogram<f64>,
     /// The products with a label of their own.
     hot_products: Mutex<HashSet<String>>,
 }
@@ -132,6 +138,15 @@ impl Metrics {
             product_reservations: counter(
                 "inventory.product.reservations",
                 "Reservations per product (the first products seen; the rest as other)",
+            ),
+            batch_size: meter
+                .u64_histogram("inventory.batch.size")
+                .with_description("Calls per group-commit transaction")
+                .with_boundaries(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
+                .build(),
+            batch_wait: seconds(
+                "inventory.batch.wait.duration",
+                "A call's wait for its batch to start",
             ),
             hot_products: Mutex::new(HashSet::new()),
             meter,
@@ -186,6 +201,15 @@ impl Metrics {
         ];
         self.requests.add(1, &labels);
         self.request_duration.record(elapsed.as_secs_f64(), &labels);
+    }
+
+    /// Records a group-commit batch of `size` calls, and each call's wait
+    /// for it.
+    pub fn record_batch(&self, size: usize, waits: &[Duration]) {
+        self.batch_size.record(size as u64, &[]);
+        for wait in waits {
+            self.batch_wait.record(wait.as_secs_f64(), &[]);
+        }
     }
 
     /// Records the wait for a pooled connection.

@@ -69,6 +69,22 @@ pub struct PostgresOptions {
     /// How long a request waits for a pooled connection, and how long opening
     /// a new connection may take.
     pub connection_timeout: Duration,
+    /// The isolation level of the transactions of a unit of work.
+    pub isolation: Isolation,
+}
+
+/// A transaction isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// `READ COMMITTED`, PostgreSQL's default: each statement sees what was
+    /// committed before it began, and a row lock waited for returns the row
+    /// as the other transaction committed it.
+    ReadCommitted,
+    /// `REPEATABLE READ`: one snapshot for the transaction; locking a row
+    /// changed since is a serialization failure.
+    RepeatableRead,
+    /// `SERIALIZABLE`.
+    Serializable,
 }
 
 impl fmt::Debug for PostgresOptions {
@@ -77,6 +93,7 @@ impl fmt::Debug for PostgresOptions {
             .field("url", &redact_password(&self.url))
             .field("max_connections", &self.max_connections)
             .field("connection_timeout", &self.connection_timeout)
+            .field("isolation", &self.isolation)
             .finish()
     }
 }
@@ -129,6 +146,8 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 pub struct PostgresStore {
     /// Pooled connections; a store call holds one for its transaction only.
     pool: Pool<Conn>,
+    /// The isolation level of a unit of work's transaction.
+    isolation: Isolation,
 }
 
 impl PostgresStore {
@@ -154,7 +173,10 @@ impl PostgresStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            isolation: options.isolation,
+        })
     }
 
     /// Runs `work` on a pooled connection, on a task of its own so that it
@@ -291,16 +313,50 @@ impl InventoryStore for PostgresStore {
 
     async fn apply(&self, work: &Work) -> Result<Planned> {
         let work = work.clone();
+        let isolation = self.isolation;
         self.run(move |mut c| async move {
-            c.transaction(async |c| {
-                let planned = plan_with_async(&work, c, |c, needs, now| {
-                    Box::pin(work::load(c, needs, now))
-                })
-                .await?;
-                work::write(c, &planned.changes).await?;
-                Ok(planned)
-            })
-            .await
+            // Above READ COMMITTED, a transaction whose snapshot was taken
+            // before it waited for a row lock fails once it gets the lock,
+            // if the holder changed the row. Queue on the products first,
+            // outside the transaction (advisory locks of the session, in
+            // product order, so two works never wait on each other in a
+            // circle): the snapshot is then taken once no other writer of
+            // this service holds them.
+            let queued = isolation != Isolation::ReadCommitted;
+            if queued {
+                for product in work.products() {
+                    diesel::sql_query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+                        .bind::<diesel::sql_types::Text, _>(product)
+                        .execute(&mut c)
+                        .await?;
+                }
+            }
+            let planned = {
+                let transaction = c.build_transaction();
+                let mut transaction = match isolation {
+                    Isolation::ReadCommitted => transaction.read_committed(),
+                    Isolation::RepeatableRead => transaction.repeatable_read(),
+                    Isolation::Serializable => transaction.serializable(),
+                };
+                transaction
+                    .run(async |c| {
+                        let planned = plan_with_async(&work, c, |c, needs, now| {
+                            Box::pin(work::load(c, needs, now))
+                        })
+                        .await?;
+                        work::write(c, &planned.changes).await?;
+                        Ok(planned)
+                    })
+                    .await
+            };
+            if queued {
+                // A connection that cannot run this is broken, and its locks
+                // go with its session.
+                if let Err(error) = c.batch_execute("SELECT pg_advisory_unlock_all()").await {
+                    tracing::warn!(%error, "releasing the advisory locks failed");
+                }
+            }
+            planned
         })
         .await
     }
