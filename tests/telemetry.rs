@@ -37,6 +37,7 @@ use tonic::Code;
 
 backend_tests!(
     grpc_and_rest_calls_are_one_trace_each_from_the_caller_down_to_the_sql,
+    calls_applied_together_link_to_their_batch,
     metrics_count_the_calls_made,
 );
 
@@ -472,6 +473,108 @@ async fn scrape(server: &TestServer) -> HashMap<String, f64> {
 
 fn sample(samples: &HashMap<String, f64>, key: &str) -> f64 {
     samples.get(key).copied().unwrap_or(0.0)
+}
+
+/// Calls that share a group-commit batch keep their own traces; each has a
+/// `db.batch` span with the batch's size, linked to the batch's own trace,
+/// which holds the one transaction and links back to every call.
+async fn calls_applied_together_link_to_their_batch(backend: Backend) {
+    const CALLS: usize = 4;
+    let (receiver, collector) = Receiver::start().await;
+    let server = TestServer::start_with(backend, |config| {
+        config.tracing.enabled = true;
+        config.tracing.endpoint = Some(format!("http://{collector}"));
+        config.tracing.export_interval = Duration::from_millis(100);
+        // One lane, and time for every call to arrive before it is applied.
+        config.inventory.batch.lanes = 1;
+        config.inventory.batch.max_wait = Duration::from_millis(300);
+    })
+    .await;
+    let mut client = server.client().await;
+    let product = format!("batched-{}", uuid::Uuid::now_v7().simple());
+    client
+        .update_inventory(UpdateInventoryRequest {
+            product_id: product.clone(),
+            quantity: 100,
+            operation: "set".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("stock");
+
+    let mut callers = Vec::new();
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..CALLS {
+        let (parent, trace, span) = caller();
+        callers.push((trace, span));
+        let mut client = client.clone();
+        let product = product.clone();
+        calls.spawn(async move {
+            let mut request = tonic::Request::new(ReserveInventoryRequest {
+                product_id: product,
+                quantity: 1,
+                order_id: format!("batched-order-{n}"),
+                reservation_timeout: 0,
+            });
+            request
+                .metadata_mut()
+                .insert("traceparent", parent.parse().expect("ascii"));
+            client.reserve_inventory(request).await
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.expect("task").expect("reserve");
+    }
+    server.stop().await.expect("clean stop");
+
+    let mut batch_traces = Vec::new();
+    for (trace, caller_span) in &callers {
+        let spans = receiver.trace(trace, caller_span, 3).await;
+        let business = named(&spans, "inventory.reserve");
+        let member = children(&spans, business)
+            .into_iter()
+            .find(|s| s.name == "db.batch")
+            .unwrap_or_else(|| panic!("no db.batch span under the call: {spans:?}"));
+        let size: usize = attr(member, "inventory.batch.size")
+            .and_then(|v| v.parse().ok())
+            .expect("inventory.batch.size");
+        assert!(size >= 2, "the calls were not applied together ({size})");
+        assert!(attr(member, "inventory.batch.wait_ms").is_some());
+        let link = member.links.first().expect("a link to the batch");
+        assert_ne!(
+            hex(&link.trace_id),
+            *trace,
+            "the batch is a trace of its own"
+        );
+        batch_traces.push((hex(&link.trace_id), hex(&link.span_id)));
+    }
+    batch_traces.sort();
+    batch_traces.dedup();
+    let (batch_trace, batch_span_id) = &batch_traces[0];
+    let spans: Vec<Span> = receiver
+        .spans
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| hex(&s.trace_id) == *batch_trace)
+        .cloned()
+        .collect();
+    let batch = spans
+        .iter()
+        .find(|s| hex(&s.span_id) == *batch_span_id)
+        .expect("the batch span was exported");
+    assert_eq!(batch.name, "inventory.batch");
+    assert!(batch.parent_span_id.is_empty(), "a root span");
+    let size: usize = attr(batch, "inventory.batch.size")
+        .and_then(|v| v.parse().ok())
+        .expect("size");
+    assert!(batch.links.len() == size, "links back to each call");
+    assert!(
+        children(&spans, batch)
+            .iter()
+            .any(|s| s.name == "db.transaction"),
+        "the batch's transaction"
+    );
 }
 
 async fn metrics_count_the_calls_made(backend: Backend) {
