@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, TestServer, backend_tests, reason};
 use inventory_service::pb::{
-    CheckInventoryRequest, ReleaseInventoryRequest, ReserveInventoryRequest,
-    UpdateInventoryRequest,
+    CheckInventoryRequest, ReleaseInventoryRequest, ReserveInventoryRequest, UpdateInventoryRequest,
 };
 use tonic::Code;
 

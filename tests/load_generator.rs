@@ -1,0 +1,60 @@
+//! The load generator (`src/bin/inventory-load.rs`) against a real server on
+//! each backend and over each protocol: it runs, reports, and its own final
+//! check of every product against the acknowledged changes passes.
+
+mod common;
+
+use common::{Backend, TestServer, backend_tests};
+
+backend_tests!(the_load_generator_runs_and_its_check_passes);
+
+async fn the_load_generator_runs_and_its_check_passes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for protocol in ["grpc", "rest", "connect"] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory-load"))
+            .args([
+                "--grpc",
+                &server.grpc_url(""),
+                "--http",
+                &server.http_url(""),
+                "--protocol",
+                protocol,
+                "--concurrency",
+                "8",
+                "--requests",
+                "400",
+                "--duration",
+                "20s",
+                "--products",
+                "20",
+                "--stock",
+                "100",
+                "--distribution",
+                "zipf",
+                "--quantity",
+                "1-3",
+                "--mix",
+                "check=10,reserve=40,order=10,release=15,commit=15,update=10",
+                "--json",
+            ])
+            .output()
+            .await
+            .expect("run inventory-load");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{protocol}: {}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+        assert_eq!(report["calls"], 400, "{protocol}: {report}");
+        assert!(
+            report["ok"].as_u64().unwrap_or(0) > 200,
+            "{protocol}: {report}"
+        );
+        assert_eq!(report["verified"], 20, "{protocol}");
+        assert_eq!(report["mismatches"], serde_json::json!([]), "{protocol}");
+        assert!(report["latency_ms"]["p99"].as_f64().unwrap_or(0.0) > 0.0);
+    }
+}
