@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Reservation throughput of the service on PostgreSQL against pgbench running
-# the identical SQL transaction (benches/pgbench/reserve.sql) at the same
-# concurrency: once spread over 1,000 products, once on one hot product.
+# the identical SQL, one reservation per transaction (benches/pgbench/reserve.sql),
+# at the same concurrency: spread over 1,000 products and on one hot product,
+# at 16 and 64 clients; then the service with group commit off, for
+# comparison. Prints each ratio, the service's p99 latency and its peak RSS.
 #
 #   bash benches/reserve_vs_pgbench.sh      # needs pgbench and the local PostgreSQL
 #
 # Uses a throwaway database inventory_bench on 127.0.0.1:5432 (user postgres),
-# dropped at the end, and loopback ports 19083/18083. CLIENTS and RUN_SECONDS
-# override the defaults (16 clients, 10 s per run).
+# dropped at the end, and loopback ports 19083/18083. CLIENTS ("16 64") and
+# RUN_SECONDS (10) override the defaults. The load generator
+# (src/bin/inventory-load.rs) and pgbench run on the same machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-CLIENTS="${CLIENTS:-16}"
+CLIENT_COUNTS="${CLIENTS:-16 64}"
 SECONDS_PER_RUN="${RUN_SECONDS:-10}"
 PG="postgres://postgres@127.0.0.1:5432"
 DB=inventory_bench
@@ -19,60 +22,100 @@ GRPC_PORT=19083
 HTTP_PORT=18083
 
 command -v pgbench >/dev/null || { echo "pgbench missing (Debian: postgresql-client)" >&2; exit 1; }
-cargo build --release --quiet --example reserve_load
-cargo build --release --quiet
+cargo build --release --quiet --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 server=
-cleanup() {
+stop_server() {
   [[ -n "$server" ]] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  server=
+}
+cleanup() {
+  stop_server
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
 }
 trap cleanup EXIT
 
-INVENTORY_DATABASE__DRIVER=postgres \
-DATABASE_URL="$PG/$DB" \
-INVENTORY_DATABASE__MAX_CONNECTIONS="$CLIENTS" \
-INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
-INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
-INVENTORY_SERVER__HOST=127.0.0.1 \
-INVENTORY_LOGGING__LEVEL=warn \
-  "$bin/inventory-service" --config config/config.yaml &
-server=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break
-  sleep 0.1
-done
+start_server() { # $1: group commit on (true) or off (false)
+  INVENTORY_DATABASE__DRIVER=postgres \
+  DATABASE_URL="$PG/$DB" \
+  INVENTORY_DATABASE__MAX_CONNECTIONS=16 \
+  INVENTORY_INVENTORY__BATCH__ENABLED="$1" \
+  INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
+  INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
+  INVENTORY_SERVER__HOST=127.0.0.1 \
+  INVENTORY_LOGGING__LEVEL=warn \
+    "$bin/inventory-service" --config config/config.yaml &
+  server=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && return
+    sleep 0.1
+  done
+  echo "the service did not start" >&2; exit 1
+}
 
 stock() { # Fresh stock and no reservations before every run.
   psql -q "$PG/$DB" <<SQL
-TRUNCATE inventory_history, inventory_reservations, inventory CASCADE;
+TRUNCATE inventory_history, inventory_reservations, inventory, idempotency_keys CASCADE;
 INSERT INTO inventory (product_id, total_quantity)
   SELECT 'bench-' || g, 1000000000 FROM generate_series(1, 1000) g;
 VACUUM ANALYZE;
 SQL
 }
 
-declare -A result
-for products in 1000 1; do
-  stock
-  line="$("$bin/examples/reserve_load" "http://127.0.0.1:$GRPC_PORT" "$CLIENTS" "$products" "$SECONDS_PER_RUN")"
-  echo "service, $products product(s): $line"
-  result["service-$products"]="$(sed -n 's/.*= \([0-9]*\) tx\/s.*/\1/p' <<<"$line")"
-  stock
-  out="$(pgbench -n -f benches/pgbench/reserve.sql -D products="$products" \
-    -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" "$PG/$DB" 2>&1)"
-  tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1)"
-  echo "pgbench, $products product(s): $tps tx/s"
-  result["pgbench-$products"]="$tps"
-done
+service_run() { # $1 clients, $2 distribution; prints "tx/s p99_ms"
+  local json
+  json="$("$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --no-setup --prefix bench \
+    --products 1000 --distribution "$2" --concurrency "$1" --connections 4 \
+    --duration "${SECONDS_PER_RUN}s" --mix reserve=100 --json)"
+  python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["mismatches"], r["mismatches"]; print(round(r["ok"]/r["seconds"]), r["latency_ms"]["p99"])' <<<"$json"
+}
 
+pgbench_run() { # $1 clients, $2 products; prints tx/s
+  pgbench -n -f benches/pgbench/reserve.sql -D products="$2" -c "$1" -j 2 -T "$SECONDS_PER_RUN" "$PG/$DB" 2>&1 \
+    | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
+}
+
+peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$server/status"; }
+
+rows=()
+start_server true
+for clients in $CLIENT_COUNTS; do
+  for products in 1000 1; do
+    distribution=uniform; [[ "$products" == 1 ]] && distribution=hot
+    stock; read -r service p99 < <(service_run "$clients" "$distribution")
+    stock; pgbench="$(pgbench_run "$clients" "$products")"
+    rows+=("$products $clients $service $pgbench $p99 on")
+    echo "products $products, $clients clients: service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s"
+  done
+done
+rss="$(peak_rss_mib)"
+stop_server
+
+start_server false
 for products in 1000 1; do
-  python3 - "$products" "${result[service-$products]}" "${result[pgbench-$products]}" <<'PY'
+  distribution=uniform; [[ "$products" == 1 ]] && distribution=hot
+  stock; read -r service p99 < <(service_run 16 "$distribution")
+  stock; pgbench="$(pgbench_run 16 "$products")"
+  rows+=("$products 16 $service $pgbench $p99 off")
+  echo "products $products, 16 clients, group commit off: service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s"
+done
+stop_server
+
+echo
+echo "| Products | Clients | Group commit | Service | pgbench | Service / pgbench | Service p99 |"
+echo "|---|---|---|---|---|---|---|"
+for row in "${rows[@]}"; do
+  read -r products clients service pgbench p99 batching <<<"$row"
+  python3 - "$products" "$clients" "$service" "$pgbench" "$p99" "$batching" <<'PY'
 import sys
-products, service, pgbench = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-print(f"{products:>4} product(s): service {service:,.0f} tx/s, pgbench {pgbench:,.0f} tx/s, "
-      f"service/pgbench = {service / pgbench:.0%}")
+products, clients, service, pgbench, p99, batching = sys.argv[1:]
+service, pgbench = float(service), float(pgbench)
+label = "1 (hot)" if products == "1" else f"{int(products):,}"
+print(f"| {label} | {clients} | {batching} | {service:,.0f} tx/s | {pgbench:,.0f} tx/s | "
+      f"{service / pgbench:.2f} | {float(p99):.1f} ms |")
 PY
 done
+echo
+echo "service peak RSS with group commit: $rss MiB"

@@ -1,5 +1,8 @@
--- The service's reservation transaction on PostgreSQL, statement for
--- statement (src/store/postgres: try_reserve), for pgbench:
+-- One reservation as one transaction, the least SQL that makes it: look for
+-- the order's reservation, hold the stock with a conditional UPDATE, insert
+-- the reservation and its history entry. The service made each reservation
+-- this way before group commit; benches/reserve_vs_pgbench.sh compares the
+-- service with pgbench running it:
 --   pgbench -n -f benches/pgbench/reserve.sql -D products=1000 -c 16 -j 2 -T 10 <db>
 -- Products are bench-1 .. bench-<products>, stocked by benches/reserve_vs_pgbench.sh.
 \set pid random(1, :products)

@@ -240,12 +240,24 @@ impl State {
                 // Counts not reported by now will not be: close those spans.
                 state.awaiting_rows.clear();
                 let sql = sql_text(query);
+                // A transaction begun and ended by statements rather than
+                // by diesel's transaction manager (the PostgreSQL store
+                // pipelines them with its reads and writes).
+                let (operation, _) = summary(&sql);
+                if operation == "BEGIN" && state.transaction.is_none() {
+                    state.transaction = state.transaction_span();
+                }
                 let span = state.statement_span(&sql);
                 state.pending.push(Pending {
                     sql,
                     started: Instant::now(),
                     span,
                 });
+                match operation {
+                    "COMMIT" => state.end_transaction("commit"),
+                    "ROLLBACK" => state.end_transaction("rollback"),
+                    _ => {}
+                }
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 let sql = sql_text(query);
@@ -357,6 +369,20 @@ fn sql_text(query: &dyn fmt::Display) -> String {
 /// The statement's operation (its first keyword, upper-cased) and the table
 /// it works on, when one can be read off simply.
 fn summary(sql: &str) -> (&'static str, Option<String>) {
+    // A data-modifying common table expression (`WITH u AS (UPDATE t ...)
+    // SELECT ...`) is named after the statement it wraps.
+    if let Some(inner) = sql
+        .trim_start()
+        .get(..5)
+        .filter(|w| w.eq_ignore_ascii_case("WITH "))
+        .and_then(|_| sql.find("AS ("))
+        .map(|at| &sql[at + 4..])
+    {
+        let (operation, table) = summary(inner);
+        if matches!(operation, "INSERT" | "UPDATE" | "DELETE") {
+            return (operation, table);
+        }
+    }
     let mut words = sql.split_whitespace();
     let first = words.next().unwrap_or_default();
     let operation = [

@@ -331,24 +331,13 @@ impl InventoryStore for PostgresStore {
                         .await?;
                 }
             }
-            let planned = {
-                let transaction = c.build_transaction();
-                let mut transaction = match isolation {
-                    Isolation::ReadCommitted => transaction.read_committed(),
-                    Isolation::RepeatableRead => transaction.repeatable_read(),
-                    Isolation::Serializable => transaction.serializable(),
-                };
-                transaction
-                    .run(async |c| {
-                        let planned = plan_with_async(&work, c, |c, needs, now| {
-                            Box::pin(work::load(c, needs, now))
-                        })
-                        .await?;
-                        work::write(c, &planned.changes).await?;
-                        Ok(planned)
-                    })
-                    .await
-            };
+            let (planned, clean) = unit_of_work(&mut c, &work, isolation).await;
+            if !clean {
+                // Never lend out a connection that may still be inside a
+                // transaction: close it instead.
+                drop(Object::take(c));
+                return planned;
+            }
             if queued {
                 // A connection that cannot run this is broken, and its locks
                 // go with its session.
@@ -363,6 +352,53 @@ impl InventoryStore for PostgresStore {
 
     fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// Runs a unit of work in one transaction, begun with its first reads and
+/// committed with its writes (see `work.rs`); rolls it back when it fails
+/// before the writes. The second value is false when the connection may be
+/// left inside a transaction (its rollback failed): it must not be reused.
+async fn unit_of_work(c: &mut Conn, work: &Work, isolation: Isolation) -> (Result<Planned>, bool) {
+    let begin = match isolation {
+        Isolation::ReadCommitted => "BEGIN",
+        Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    };
+    let mut session = work::Session {
+        conn: c,
+        begin: Some(begin),
+    };
+    let planned = plan_with_async(work, &mut session, |session, needs, now| {
+        Box::pin(work::load(session, needs, now))
+    })
+    .await;
+    let unbegun = session.begin;
+    match planned {
+        Ok(planned) => {
+            if let Some(begin) = unbegun
+                && let Err(error) = c.batch_execute(begin).await
+            {
+                return (Err(error.into()), true);
+            }
+            // However the pipeline ends, the transaction has: committed, or
+            // rolled back by the server at the COMMIT after a failed write.
+            let written = work::write_and_commit(c, &planned.changes).await;
+            (written.map(|()| planned), true)
+        }
+        Err(error) => {
+            let clean = match unbegun {
+                Some(_) => true,
+                None => match c.batch_execute("ROLLBACK").await {
+                    Ok(()) => true,
+                    Err(rollback) => {
+                        tracing::debug!(%rollback, "rolling back a failed unit of work failed");
+                        false
+                    }
+                },
+            };
+            (Err(error), clean)
+        }
     }
 }
 

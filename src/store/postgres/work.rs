@@ -1,33 +1,48 @@
-//! The reads and writes of a unit of work on PostgreSQL, inside one `READ
-//! COMMITTED` transaction.
+//! A unit of work on PostgreSQL: one short transaction in two round trips.
 //!
-//! Each round of reads the planner asks for is sent as one pipeline (every
-//! statement is sent before the first answer is awaited; the server still
-//! runs them one after the other, in the order of [`Needs`]): reservations
-//! `FOR UPDATE`, stock rows `FOR UPDATE` in product id order, due
-//! reservations `FOR UPDATE SKIP LOCKED` (rows another transaction holds are
-//! left to it, so this never waits and two sweepers never expire the same
-//! reservation), then request keys. A statement that waited for a row lock
-//! returns the row as the other transaction committed it, so the planner
-//! always decides on current rows. The writes go out as a second pipeline:
-//! each stock row once, multi-row inserts for reservations, history and keys.
-
-use std::future::Future;
-use std::pin::Pin;
+//! 1. `BEGIN` and the first round of reads go out as one pipeline (every
+//!    statement is sent before the first answer is awaited; the server still
+//!    runs them one after the other, in the order of [`Needs`]):
+//!    reservations `FOR UPDATE`, stock rows `FOR UPDATE` in product id order,
+//!    due reservations `FOR UPDATE SKIP LOCKED` (rows another transaction
+//!    holds are left to it, so this never waits and two sweepers never
+//!    expire the same reservation), then request keys. A statement that
+//!    waited for a row lock returns the row as the other transaction
+//!    committed it, so the planner always decides on current rows. Further
+//!    rounds, when the planner needs them, are pipelines of their own.
+//! 2. The writes and `COMMIT` go out as a second pipeline. Each kind of write
+//!    is one statement whatever the number of rows (`unnest` of arrays, so it
+//!    is prepared once): the stock rows, written at the version they were
+//!    read at; new reservations; changed reservations; history; request
+//!    keys. When a write fails, the server refuses the statements after it
+//!    and turns the `COMMIT` into a rollback.
+//!
+//! The transaction is begun and ended here rather than by diesel's
+//! transaction manager, which would spend a round trip on each of `BEGIN`
+//! and `COMMIT`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::Failures;
-use super::rows::{HistoryRow, KeyRow, ReservationRow, StockRow, StoredStatus};
-use super::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
+use super::rows::{KeyRow, ReservationRow, StockRow, StoredStatus};
+use super::schema::{idempotency_keys, inventory, inventory_reservations};
 use crate::domain::port::{Changes, KeptRequest, Needs, Rows, StoreError, StoreResult};
 use crate::domain::{Reservation, ReservationStatus, StockLevel};
 use crate::telemetry::db::rows_affected;
 
 type Conn = AsyncPgConnection;
+
+/// A connection in the middle of a unit of work.
+pub(super) struct Session<'c> {
+    /// The connection.
+    pub conn: &'c mut Conn,
+    /// The statement that begins the transaction, until it is sent with the
+    /// first round of reads.
+    pub begin: Option<&'static str>,
+}
 
 /// The reservations of several `(order, product)` pairs, locked in that
 /// order (one statement, whatever the number of pairs).
@@ -38,10 +53,78 @@ const HOLDS: &str = "SELECT r.id, r.product_id, r.order_id, r.quantity, r.releas
      ON r.order_id = k.order_id AND r.product_id = k.product_id \
      ORDER BY r.order_id, r.product_id FOR UPDATE OF r";
 
-/// Reads and locks the rows of `needs`, with `now` the work's time.
-pub(super) async fn load(c: &mut Conn, needs: &Needs, now: DateTime<Utc>) -> StoreResult<Rows> {
+/// New products.
+const INSERT_STOCK: &str = "INSERT INTO inventory \
+     (product_id, total_quantity, reserved_quantity, version, created_at, updated_at) \
+     SELECT * FROM unnest($1::varchar[], $2::int4[], $3::int4[], $4::int8[], \
+     $5::timestamptz[], $6::timestamptz[])";
+
+/// Changed stock rows, each only at the version it was read at. A row that
+/// moved under its lock (a bug) fails the statement, and so the transaction
+/// (the `COMMIT` sent after it rolls back) rather than commit the others:
+/// the cast of a sentence to a boolean is how plain SQL raises an error.
+const UPDATE_STOCK: &str = "UPDATE inventory AS i SET total_quantity = v.total, \
+     reserved_quantity = v.reserved, version = v.version, updated_at = v.updated_at \
+     FROM unnest($1::varchar[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], \
+     $6::timestamptz[]) AS v(product_id, total, reserved, version, read_version, updated_at) \
+     WHERE i.product_id = v.product_id AND CASE WHEN i.version = v.read_version THEN true \
+      ELSE CAST('the stock of ' || i.product_id || ' moved from version ' || v.read_version \
+       || ' to ' || i.version || ' under its lock' AS boolean) END";
+
+/// New reservations.
+const INSERT_RESERVATIONS: &str = "INSERT INTO inventory_reservations \
+     (id, product_id, order_id, quantity, released_quantity, committed_quantity, status, \
+      expires_at, created_at, updated_at) \
+     SELECT v.id, v.product_id, v.order_id, v.quantity, v.released, v.committed, \
+      v.status::reservation_status, v.expires_at, v.created_at, $10 \
+     FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[], \
+      $6::int4[], $7::text[], $8::timestamptz[], $9::timestamptz[]) \
+      AS v(id, product_id, order_id, quantity, released, committed, status, expires_at, \
+      created_at)";
+
+/// Changed reservations (never deleted, so each is found).
+const UPDATE_RESERVATIONS: &str = "UPDATE inventory_reservations AS r SET \
+     released_quantity = v.released, committed_quantity = v.committed, \
+     status = v.status::reservation_status, updated_at = $5 \
+     FROM unnest($1::varchar[], $2::int4[], $3::int4[], $4::text[]) \
+      AS v(id, released, committed, status) \
+     WHERE r.id = v.id";
+
+/// History entries.
+const INSERT_HISTORY: &str = "INSERT INTO inventory_history \
+     (id, product_id, operation_type, quantity_change, order_id, created_at, metadata) \
+     SELECT v.id, v.product_id, v.operation::inventory_operation, v.change, v.order_id, \
+      v.created_at, v.metadata::jsonb \
+     FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::int4[], $5::varchar[], \
+      $6::timestamptz[], $7::text[]) \
+      AS v(id, product_id, operation, change, order_id, created_at, metadata)";
+
+/// Kept request keys.
+const INSERT_KEYS: &str = "INSERT INTO idempotency_keys \
+     (request_id, method, request, response, created_at) \
+     SELECT v.request_id, v.method, v.request::jsonb, v.response::jsonb, v.created_at \
+     FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::text[], $5::timestamptz[]) \
+      AS v(request_id, method, request, response, created_at)";
+
+/// Reads and locks the rows of `needs`, with `now` the work's time; the
+/// first round also begins the transaction.
+pub(super) async fn load(
+    session: &mut Session<'_>,
+    needs: &Needs,
+    now: DateTime<Utc>,
+) -> StoreResult<Rows> {
     use inventory_reservations::dsl as r;
-    let shared: &Conn = c;
+    let begin_with = session.begin.take();
+    let shared: &Conn = session.conn;
+    let begin = async {
+        match begin_with {
+            Some(statement) => diesel::sql_query(statement)
+                .execute(&mut { shared })
+                .await
+                .map(drop),
+            None => Ok(()),
+        }
+    };
     let orders: Vec<&str> = needs.orders.iter().map(String::as_str).collect();
     let (hold_orders, hold_products): (Vec<&str>, Vec<&str>) = needs
         .holds
@@ -119,9 +202,10 @@ pub(super) async fn load(c: &mut Conn, needs: &Needs, now: DateTime<Utc>) -> Sto
             .load::<KeyRow>(&mut { shared })
             .await
     };
-    let (of_orders, holds, stocks, due_of, due_any, keys) =
-        tokio::join!(of_orders, holds, stocks, due_of, due_any, keys);
+    let (begun, of_orders, holds, stocks, due_of, due_any, keys) =
+        tokio::join!(begin, of_orders, holds, stocks, due_of, due_any, keys);
     let mut failures = Failures::default();
+    failures.take(begun);
     let reservations: Vec<Reservation> = [of_orders, holds, due_of, due_any]
         .into_iter()
         .flat_map(|rows| failures.take(rows))
@@ -137,134 +221,237 @@ pub(super) async fn load(c: &mut Conn, needs: &Needs, now: DateTime<Utc>) -> Sto
     })
 }
 
-/// A statement of the write pipeline, with the number of rows it must
-/// change (`None`: any).
-type Write<'a> = (
-    Pin<Box<dyn Future<Output = QueryResult<usize>> + Send + 'a>>,
-    Option<usize>,
-);
-
-/// Writes what the planner decided, in one pipeline: new products first (the
-/// reservations that follow may name them), then changed stock rows in
-/// product id order, reservations, history and keys.
-pub(super) async fn write(c: &mut Conn, changes: &Changes) -> StoreResult<()> {
-    use inventory::dsl as i;
-    use inventory_reservations::dsl as r;
+/// Writes what the planner decided and commits, in one pipeline.
+pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreResult<()> {
     let shared: &Conn = c;
     let now = changes.now;
-    let mut writes: Vec<Write<'_>> = Vec::new();
-    let created: Vec<_> = changes
+    let mut statements = Vec::new();
+    let (created, changed): (Vec<_>, Vec<_>) = changes
         .stocks
         .iter()
-        .filter(|w| w.read_version.is_none())
-        .map(|w| {
-            (
-                i::product_id.eq(&w.stock.product_id),
-                i::total_quantity.eq(w.stock.total_quantity),
-                i::reserved_quantity.eq(w.stock.reserved_quantity),
-                i::created_at.eq(now),
-                i::updated_at.eq(w.stock.updated_at),
-                i::version.eq(w.stock.version),
-            )
-        })
-        .collect();
+        .partition(|w| w.read_version.is_none());
     if !created.is_empty() {
-        let count = created.len();
-        writes.push((
-            Box::pin(
-                diesel::insert_into(inventory::table)
-                    .values(created)
-                    .execute(&mut { shared }),
-            ),
-            Some(count),
+        let query = diesel::sql_query(INSERT_STOCK)
+            .bind::<Array<Text>, _>(
+                created
+                    .iter()
+                    .map(|w| w.stock.product_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                created
+                    .iter()
+                    .map(|w| w.stock.total_quantity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                created
+                    .iter()
+                    .map(|w| w.stock.reserved_quantity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(created.iter().map(|w| w.stock.version).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(created.iter().map(|_| now).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(
+                created
+                    .iter()
+                    .map(|w| w.stock.updated_at)
+                    .collect::<Vec<_>>(),
+            );
+        statements.push(Statement::new(
+            query.execute(&mut { shared }),
+            Some(created.len()),
         ));
     }
-    for write in &changes.stocks {
-        let Some(read) = write.read_version else {
-            continue;
-        };
-        let stock = &write.stock;
-        writes.push((
-            Box::pin(
-                diesel::update(inventory::table)
-                    .filter(i::product_id.eq(&stock.product_id))
-                    .filter(i::version.eq(read))
-                    .set((
-                        i::total_quantity.eq(stock.total_quantity),
-                        i::reserved_quantity.eq(stock.reserved_quantity),
-                        i::updated_at.eq(stock.updated_at),
-                        i::version.eq(stock.version),
-                    ))
-                    .execute(&mut { shared }),
-            ),
-            Some(1),
+    if !changed.is_empty() {
+        let query = diesel::sql_query(UPDATE_STOCK)
+            .bind::<Array<Text>, _>(
+                changed
+                    .iter()
+                    .map(|w| w.stock.product_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                changed
+                    .iter()
+                    .map(|w| w.stock.total_quantity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                changed
+                    .iter()
+                    .map(|w| w.stock.reserved_quantity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(changed.iter().map(|w| w.stock.version).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                changed
+                    .iter()
+                    .map(|w| w.read_version.unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamptz>, _>(
+                changed
+                    .iter()
+                    .map(|w| w.stock.updated_at)
+                    .collect::<Vec<_>>(),
+            );
+        statements.push(Statement::new(
+            query.execute(&mut { shared }),
+            Some(changed.len()),
         ));
     }
-    if !changes.new_reservations.is_empty() {
-        let rows: Vec<ReservationRow> = changes
-            .new_reservations
-            .iter()
-            .map(|reservation| ReservationRow::new(reservation, now))
-            .collect();
-        writes.push((
-            Box::pin(
-                diesel::insert_into(inventory_reservations::table)
-                    .values(rows)
-                    .execute(&mut { shared }),
-            ),
-            None,
+    let new = &changes.new_reservations;
+    if !new.is_empty() {
+        let query = diesel::sql_query(INSERT_RESERVATIONS)
+            .bind::<Array<Text>, _>(new.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(new.iter().map(|r| r.product_id.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(new.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(new.iter().map(|r| r.quantity).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(new.iter().map(|r| r.released_quantity).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(new.iter().map(|r| r.committed_quantity).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(new.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(new.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(new.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind::<Timestamptz, _>(now);
+        statements.push(Statement::new(
+            query.execute(&mut { shared }),
+            Some(new.len()),
         ));
     }
-    for reservation in &changes.reservations {
-        writes.push((
-            Box::pin(
-                diesel::update(inventory_reservations::table.find(&reservation.id))
-                    .set((
-                        r::released_quantity.eq(reservation.released_quantity),
-                        r::committed_quantity.eq(reservation.committed_quantity),
-                        r::status.eq(StoredStatus(reservation.status)),
-                        r::updated_at.eq(now),
-                    ))
-                    .execute(&mut { shared }),
-            ),
-            Some(1),
+    let changed = &changes.reservations;
+    if !changed.is_empty() {
+        let query = diesel::sql_query(UPDATE_RESERVATIONS)
+            .bind::<Array<Text>, _>(changed.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(
+                changed
+                    .iter()
+                    .map(|r| r.released_quantity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                changed
+                    .iter()
+                    .map(|r| r.committed_quantity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                changed
+                    .iter()
+                    .map(|r| r.status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Timestamptz, _>(now);
+        statements.push(Statement::new(
+            query.execute(&mut { shared }),
+            Some(changed.len()),
         ));
     }
-    if !changes.history.is_empty() {
-        let rows: Vec<HistoryRow> = changes.history.iter().map(HistoryRow::from).collect();
-        writes.push((
-            Box::pin(
-                diesel::insert_into(inventory_history::table)
-                    .values(rows)
-                    .execute(&mut { shared }),
-            ),
-            None,
+    let history = &changes.history;
+    if !history.is_empty() {
+        let query = diesel::sql_query(INSERT_HISTORY)
+            .bind::<Array<Text>, _>(history.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                history
+                    .iter()
+                    .map(|e| e.product_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                history
+                    .iter()
+                    .map(|e| e.operation.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                history
+                    .iter()
+                    .map(|e| e.quantity_change)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                history
+                    .iter()
+                    .map(|e| e.order_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamptz>, _>(history.iter().map(|e| e.created_at).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                history
+                    .iter()
+                    .map(|e| e.metadata.to_string())
+                    .collect::<Vec<_>>(),
+            );
+        statements.push(Statement::new(
+            query.execute(&mut { shared }),
+            Some(history.len()),
         ));
     }
-    if !changes.keys.is_empty() {
-        let rows: Vec<KeyRow> = changes.keys.iter().map(KeyRow::from).collect();
-        writes.push((
-            Box::pin(
-                diesel::insert_into(idempotency_keys::table)
-                    .values(rows)
-                    .execute(&mut { shared }),
-            ),
-            None,
+    let keys = &changes.keys;
+    if !keys.is_empty() {
+        let query = diesel::sql_query(INSERT_KEYS)
+            .bind::<Array<Text>, _>(
+                keys.iter()
+                    .map(|k| k.request_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(keys.iter().map(|k| k.method.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                keys.iter()
+                    .map(|k| k.fields.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                keys.iter()
+                    .map(|k| k.response.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamptz>, _>(keys.iter().map(|k| k.created_at).collect::<Vec<_>>());
+        statements.push(Statement::new(
+            query.execute(&mut { shared }),
+            Some(keys.len()),
         ));
     }
-    let (statements, expected): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
-    let results = futures_util::future::join_all(statements).await;
+    let commit = diesel::sql_query("COMMIT").execute(&mut { shared });
+    let (results, committed) = tokio::join!(
+        futures_util::future::join_all(statements.iter_mut().map(|s| &mut s.future)),
+        commit
+    );
     let mut failures = Failures::default();
     let mut unexpected = None;
-    for (result, expected) in results.into_iter().zip(expected) {
+    for (result, statement) in results.into_iter().zip(&statements) {
         let written = failures.take(result);
         rows_affected(written);
-        if expected.is_some_and(|n| n != written) {
-            unexpected.get_or_insert(StoreError::Internal(
-                "a row the work locked changed under its lock".to_owned(),
-            ));
+        if statement.rows.is_some_and(|n| n != written) {
+            unexpected.get_or_insert(StoreError::Internal(format!(
+                "a write changed {written} rows instead of {}",
+                statement.rows.unwrap_or_default()
+            )));
         }
     }
+    // After a failed write the server rolled the transaction back at the
+    // COMMIT; the error to report is the write's.
     failures.into_result()?;
-    unexpected.map_or(Ok(()), Err)
+    if let Some(unexpected) = unexpected {
+        return Err(unexpected);
+    }
+    committed.map(drop).map_err(StoreError::from)
+}
+
+/// One write of the pipeline, with the number of rows it must change.
+struct Statement<'a> {
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = QueryResult<usize>> + Send + 'a>>,
+    rows: Option<usize>,
+}
+
+impl<'a> Statement<'a> {
+    fn new(
+        future: impl std::future::Future<Output = QueryResult<usize>> + Send + 'a,
+        rows: Option<usize>,
+    ) -> Self {
+        Self {
+            future: Box::pin(future),
+            rows,
+        }
+    }
 }

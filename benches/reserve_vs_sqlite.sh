@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Reservation throughput of the service on SQLite against SQLite on its own:
+# one writer making the same reservations with the same statements, one
+# transaction each, with the same durability (synchronous=full unless
+# SYNCHRONOUS says otherwise) on the same kind of file.
+#
+#   bash benches/reserve_vs_sqlite.sh
+#
+# Uses a temporary directory and loopback ports 19084/18084. CLIENTS (16) and
+# RUN_SECONDS (10) override the defaults.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CLIENTS="${CLIENTS:-16}"
+SECONDS_PER_RUN="${RUN_SECONDS:-10}"
+SYNCHRONOUS="${SYNCHRONOUS:-full}"
+GRPC_PORT=19084
+HTTP_PORT=18084
+
+cargo build --release --quiet --bins --example sqlite_writer
+bin="${CARGO_TARGET_DIR:-target}/release"
+dir="$(mktemp -d)"
+server=
+stop_server() {
+  [[ -n "$server" ]] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  server=
+}
+trap 'stop_server; rm -rf "$dir"' EXIT
+
+start_server() { # $1: database file, $2: group commit on (true) or off (false)
+  INVENTORY_DATABASE__DSN="$1" \
+  INVENTORY_DATABASE__SYNCHRONOUS="$SYNCHRONOUS" \
+  INVENTORY_INVENTORY__BATCH__ENABLED="$2" \
+  INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
+  INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
+  INVENTORY_SERVER__HOST=127.0.0.1 \
+  INVENTORY_LOGGING__LEVEL=warn \
+    "$bin/inventory-service" --config config/config.yaml &
+  server=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && return
+    sleep 0.1
+  done
+  echo "the service did not start" >&2; exit 1
+}
+
+service_run() { # $1: group commit; prints "tx/s p99_ms"
+  local db="$dir/service-$1.db"
+  start_server "$db" "$1"
+  "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
+    --stock 1000000000 --concurrency "$CLIENTS" --duration "${SECONDS_PER_RUN}s" \
+    --mix reserve=100 --json \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["mismatches"], r["mismatches"]; print(round(r["ok"]/r["seconds"]), r["latency_ms"]["p99"])'
+  stop_server
+}
+
+read -r batched batched_p99 < <(service_run true)
+read -r unbatched unbatched_p99 < <(service_run false)
+
+# The raw writer's database: the service's schema, created by the service.
+start_server "$dir/raw.db" true
+"$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
+  --stock 1000000000 --requests 0 --no-verify --json >/dev/null
+stop_server
+raw="$("$bin/examples/sqlite_writer" "$dir/raw.db" 1000 "$SECONDS_PER_RUN" "$SYNCHRONOUS")"
+echo "$raw"
+raw_tps="$(sed -n 's/.*= \([0-9]*\) tx\/s.*/\1/p' <<<"$raw")"
+
+echo
+echo "| Writer | Clients | Reservations | Ratio to the raw writer | p99 |"
+echo "|---|---|---|---|---|"
+python3 - "$CLIENTS" "$batched" "$batched_p99" "$unbatched" "$unbatched_p99" "$raw_tps" "$SYNCHRONOUS" <<'PY'
+import sys
+clients, batched, batched_p99, unbatched, unbatched_p99, raw, sync = sys.argv[1:]
+batched, unbatched, raw = float(batched), float(unbatched), float(raw)
+print(f"| service, group commit | {clients} | {batched:,.0f} tx/s | {batched / raw:.2f} | {float(batched_p99):.1f} ms |")
+print(f"| service, one transaction per call | {clients} | {unbatched:,.0f} tx/s | {unbatched / raw:.2f} | {float(unbatched_p99):.1f} ms |")
+print(f"| SQLite alone, one writer (synchronous={sync}) | 1 | {raw:,.0f} tx/s | 1.00 | |")
+PY
