@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
@@ -341,7 +341,10 @@ async fn run(
             .layer(tonic_web::GrpcWebLayer::new())
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
+                // Small responses go out at once: without TCP_NODELAY, a
+                // response written in two parts waits for the client's
+                // delayed ACK (up to 40 ms) before its second part.
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
             )
     };

@@ -26,6 +26,7 @@
 //! [`StoreError::Conflict`]: nothing was written, and the domain runs the
 //! work again.
 
+mod fixed;
 mod migrate;
 mod rows;
 mod schema;
@@ -325,10 +326,12 @@ impl InventoryStore for PostgresStore {
             let queued = isolation != Isolation::ReadCommitted;
             if queued {
                 for product in work.products() {
-                    diesel::sql_query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-                        .bind::<diesel::sql_types::Text, _>(product)
-                        .execute(&mut c)
-                        .await?;
+                    fixed::Fixed::new(
+                        "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+                        (fixed::bind::<diesel::sql_types::Text, _>(product),),
+                    )
+                    .execute(&mut c)
+                    .await?;
                 }
             }
             let (planned, clean) = unit_of_work(&mut c, &work, isolation).await;

@@ -27,6 +27,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::Failures;
+use super::fixed::{Fixed, bind};
 use super::rows::{KeyRow, ReservationRow, StockRow, StoredStatus};
 use super::schema::{idempotency_keys, inventory, inventory_reservations};
 use crate::domain::port::{Changes, KeptRequest, Needs, Rows, StoreError, StoreResult};
@@ -118,7 +119,7 @@ pub(super) async fn load(
     let shared: &Conn = session.conn;
     let begin = async {
         match begin_with {
-            Some(statement) => diesel::sql_query(statement)
+            Some(statement) => Fixed::new(statement, ())
                 .execute(&mut { shared })
                 .await
                 .map(drop),
@@ -156,11 +157,15 @@ pub(super) async fn load(
         if hold_orders.is_empty() {
             return Ok(Vec::new());
         }
-        diesel::sql_query(HOLDS)
-            .bind::<Array<Text>, _>(&hold_orders)
-            .bind::<Array<Text>, _>(&hold_products)
-            .load::<ReservationRow>(&mut { shared })
-            .await
+        Fixed::new(
+            HOLDS,
+            (
+                bind::<Array<Text>, _>(&hold_orders),
+                bind::<Array<Text>, _>(&hold_products),
+            ),
+        )
+        .load::<ReservationRow>(&mut { shared })
+        .await
     };
     let stocks = async {
         if needs.stocks.is_empty() {
@@ -231,71 +236,83 @@ pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreRe
         .iter()
         .partition(|w| w.read_version.is_none());
     if !created.is_empty() {
-        let query = diesel::sql_query(INSERT_STOCK)
-            .bind::<Array<Text>, _>(
-                created
-                    .iter()
-                    .map(|w| w.stock.product_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Integer>, _>(
-                created
-                    .iter()
-                    .map(|w| w.stock.total_quantity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Integer>, _>(
-                created
-                    .iter()
-                    .map(|w| w.stock.reserved_quantity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<BigInt>, _>(created.iter().map(|w| w.stock.version).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(created.iter().map(|_| now).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(
-                created
-                    .iter()
-                    .map(|w| w.stock.updated_at)
-                    .collect::<Vec<_>>(),
-            );
+        let query = Fixed::new(
+            INSERT_STOCK,
+            (
+                bind::<Array<Text>, _>(
+                    created
+                        .iter()
+                        .map(|w| w.stock.product_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    created
+                        .iter()
+                        .map(|w| w.stock.total_quantity)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    created
+                        .iter()
+                        .map(|w| w.stock.reserved_quantity)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<BigInt>, _>(
+                    created.iter().map(|w| w.stock.version).collect::<Vec<_>>(),
+                ),
+                bind::<Array<Timestamptz>, _>(created.iter().map(|_| now).collect::<Vec<_>>()),
+                bind::<Array<Timestamptz>, _>(
+                    created
+                        .iter()
+                        .map(|w| w.stock.updated_at)
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+        );
         statements.push(Statement::new(
             query.execute(&mut { shared }),
             Some(created.len()),
         ));
     }
     if !changed.is_empty() {
-        let query = diesel::sql_query(UPDATE_STOCK)
-            .bind::<Array<Text>, _>(
-                changed
-                    .iter()
-                    .map(|w| w.stock.product_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Integer>, _>(
-                changed
-                    .iter()
-                    .map(|w| w.stock.total_quantity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Integer>, _>(
-                changed
-                    .iter()
-                    .map(|w| w.stock.reserved_quantity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<BigInt>, _>(changed.iter().map(|w| w.stock.version).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(
-                changed
-                    .iter()
-                    .map(|w| w.read_version.unwrap_or_default())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Timestamptz>, _>(
-                changed
-                    .iter()
-                    .map(|w| w.stock.updated_at)
-                    .collect::<Vec<_>>(),
-            );
+        let query = Fixed::new(
+            UPDATE_STOCK,
+            (
+                bind::<Array<Text>, _>(
+                    changed
+                        .iter()
+                        .map(|w| w.stock.product_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    changed
+                        .iter()
+                        .map(|w| w.stock.total_quantity)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    changed
+                        .iter()
+                        .map(|w| w.stock.reserved_quantity)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<BigInt>, _>(
+                    changed.iter().map(|w| w.stock.version).collect::<Vec<_>>(),
+                ),
+                bind::<Array<BigInt>, _>(
+                    changed
+                        .iter()
+                        .map(|w| w.read_version.unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Timestamptz>, _>(
+                    changed
+                        .iter()
+                        .map(|w| w.stock.updated_at)
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+        );
         statements.push(Statement::new(
             query.execute(&mut { shared }),
             Some(changed.len()),
@@ -303,17 +320,27 @@ pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreRe
     }
     let new = &changes.new_reservations;
     if !new.is_empty() {
-        let query = diesel::sql_query(INSERT_RESERVATIONS)
-            .bind::<Array<Text>, _>(new.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(new.iter().map(|r| r.product_id.clone()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(new.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>())
-            .bind::<Array<Integer>, _>(new.iter().map(|r| r.quantity).collect::<Vec<_>>())
-            .bind::<Array<Integer>, _>(new.iter().map(|r| r.released_quantity).collect::<Vec<_>>())
-            .bind::<Array<Integer>, _>(new.iter().map(|r| r.committed_quantity).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(new.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(new.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(new.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind::<Timestamptz, _>(now);
+        let query = Fixed::new(
+            INSERT_RESERVATIONS,
+            (
+                bind::<Array<Text>, _>(new.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
+                bind::<Array<Text>, _>(
+                    new.iter().map(|r| r.product_id.clone()).collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(new.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>()),
+                bind::<Array<Integer>, _>(new.iter().map(|r| r.quantity).collect::<Vec<_>>()),
+                bind::<Array<Integer>, _>(
+                    new.iter().map(|r| r.released_quantity).collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    new.iter().map(|r| r.committed_quantity).collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(new.iter().map(|r| r.status.as_str()).collect::<Vec<_>>()),
+                bind::<Array<Timestamptz>, _>(new.iter().map(|r| r.expires_at).collect::<Vec<_>>()),
+                bind::<Array<Timestamptz>, _>(new.iter().map(|r| r.created_at).collect::<Vec<_>>()),
+                bind::<Timestamptz, _>(now),
+            ),
+        );
         statements.push(Statement::new(
             query.execute(&mut { shared }),
             Some(new.len()),
@@ -321,27 +348,31 @@ pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreRe
     }
     let changed = &changes.reservations;
     if !changed.is_empty() {
-        let query = diesel::sql_query(UPDATE_RESERVATIONS)
-            .bind::<Array<Text>, _>(changed.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
-            .bind::<Array<Integer>, _>(
-                changed
-                    .iter()
-                    .map(|r| r.released_quantity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Integer>, _>(
-                changed
-                    .iter()
-                    .map(|r| r.committed_quantity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                changed
-                    .iter()
-                    .map(|r| r.status.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Timestamptz, _>(now);
+        let query = Fixed::new(
+            UPDATE_RESERVATIONS,
+            (
+                bind::<Array<Text>, _>(changed.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
+                bind::<Array<Integer>, _>(
+                    changed
+                        .iter()
+                        .map(|r| r.released_quantity)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    changed
+                        .iter()
+                        .map(|r| r.committed_quantity)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(
+                    changed
+                        .iter()
+                        .map(|r| r.status.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Timestamptz, _>(now),
+            ),
+        );
         statements.push(Statement::new(
             query.execute(&mut { shared }),
             Some(changed.len()),
@@ -349,39 +380,45 @@ pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreRe
     }
     let history = &changes.history;
     if !history.is_empty() {
-        let query = diesel::sql_query(INSERT_HISTORY)
-            .bind::<Array<Text>, _>(history.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(
-                history
-                    .iter()
-                    .map(|e| e.product_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                history
-                    .iter()
-                    .map(|e| e.operation.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Integer>, _>(
-                history
-                    .iter()
-                    .map(|e| e.quantity_change)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                history
-                    .iter()
-                    .map(|e| e.order_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Timestamptz>, _>(history.iter().map(|e| e.created_at).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(
-                history
-                    .iter()
-                    .map(|e| e.metadata.to_string())
-                    .collect::<Vec<_>>(),
-            );
+        let query = Fixed::new(
+            INSERT_HISTORY,
+            (
+                bind::<Array<Text>, _>(history.iter().map(|e| e.id.clone()).collect::<Vec<_>>()),
+                bind::<Array<Text>, _>(
+                    history
+                        .iter()
+                        .map(|e| e.product_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(
+                    history
+                        .iter()
+                        .map(|e| e.operation.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Integer>, _>(
+                    history
+                        .iter()
+                        .map(|e| e.quantity_change)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Nullable<Text>>, _>(
+                    history
+                        .iter()
+                        .map(|e| e.order_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Timestamptz>, _>(
+                    history.iter().map(|e| e.created_at).collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(
+                    history
+                        .iter()
+                        .map(|e| e.metadata.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+        );
         statements.push(Statement::new(
             query.execute(&mut { shared }),
             Some(history.len()),
@@ -389,30 +426,36 @@ pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreRe
     }
     let keys = &changes.keys;
     if !keys.is_empty() {
-        let query = diesel::sql_query(INSERT_KEYS)
-            .bind::<Array<Text>, _>(
-                keys.iter()
-                    .map(|k| k.request_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(keys.iter().map(|k| k.method.clone()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(
-                keys.iter()
-                    .map(|k| k.fields.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                keys.iter()
-                    .map(|k| k.response.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Timestamptz>, _>(keys.iter().map(|k| k.created_at).collect::<Vec<_>>());
+        let query = Fixed::new(
+            INSERT_KEYS,
+            (
+                bind::<Array<Text>, _>(
+                    keys.iter()
+                        .map(|k| k.request_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(keys.iter().map(|k| k.method.clone()).collect::<Vec<_>>()),
+                bind::<Array<Text>, _>(
+                    keys.iter()
+                        .map(|k| k.fields.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Text>, _>(
+                    keys.iter()
+                        .map(|k| k.response.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Timestamptz>, _>(
+                    keys.iter().map(|k| k.created_at).collect::<Vec<_>>(),
+                ),
+            ),
+        );
         statements.push(Statement::new(
             query.execute(&mut { shared }),
             Some(keys.len()),
         ));
     }
-    let commit = diesel::sql_query("COMMIT").execute(&mut { shared });
+    let commit = Fixed::new("COMMIT", ()).execute(&mut { shared });
     let (results, committed) = tokio::join!(
         futures_util::future::join_all(statements.iter_mut().map(|s| &mut s.future)),
         commit
