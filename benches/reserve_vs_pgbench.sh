@@ -3,19 +3,23 @@
 # the identical SQL, one reservation per transaction (benches/pgbench/reserve.sql),
 # at the same concurrency: spread over 1,000 products and on one hot product,
 # at 16 and 64 clients; then the service with group commit off, for
-# comparison. Prints each ratio, the service's p99 latency and its peak RSS.
+# comparison. Each figure is the median of ROUNDS runs (default 3), the
+# service's and pgbench's alternating, since this machine's speed drifts from
+# minute to minute. Prints each ratio, the service's p99 latency and its
+# peak RSS.
 #
 #   bash benches/reserve_vs_pgbench.sh      # needs pgbench and the local PostgreSQL
 #
 # Uses a throwaway database inventory_bench on 127.0.0.1:5432 (user postgres),
-# dropped at the end, and loopback ports 19083/18083. CLIENTS ("16 64") and
-# RUN_SECONDS (10) override the defaults. The load generator
+# dropped at the end, and loopback ports 19083/18083. CLIENTS ("16 64"),
+# RUN_SECONDS (10) and ROUNDS (3) override the defaults. The load generator
 # (src/bin/inventory-load.rs) and pgbench run on the same machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CLIENT_COUNTS="${CLIENTS:-16 64}"
 SECONDS_PER_RUN="${RUN_SECONDS:-10}"
+ROUNDS="${ROUNDS:-3}"
 PG="postgres://postgres@127.0.0.1:5432"
 DB=inventory_bench
 GRPC_PORT=19083
@@ -79,15 +83,27 @@ pgbench_run() { # $1 clients, $2 products; prints tx/s
 
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$server/status"; }
 
+median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+compare() { # $1 clients, $2 products, $3 group commit label: one row of medians
+  local clients="$1" products="$2" distribution=uniform services=() p99s=() pgbenches=()
+  [[ "$products" == 1 ]] && distribution=hot
+  for round in $(seq 1 "$ROUNDS"); do
+    stock; read -r service p99 < <(service_run "$clients" "$distribution")
+    stock; pgbench="$(pgbench_run "$clients" "$products")"
+    echo "  round $round, products $products, $clients clients, group commit $3:" \
+      "service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s" >&2
+    services+=("$service"); p99s+=("$p99"); pgbenches+=("$pgbench")
+  done
+  echo "$products $clients $(echo "${services[*]}" | median) $(echo "${pgbenches[*]}" | median)" \
+    "$(echo "${p99s[*]}" | median) $3"
+}
+
 rows=()
 start_server true
 for clients in $CLIENT_COUNTS; do
   for products in 1000 1; do
-    distribution=uniform; [[ "$products" == 1 ]] && distribution=hot
-    stock; read -r service p99 < <(service_run "$clients" "$distribution")
-    stock; pgbench="$(pgbench_run "$clients" "$products")"
-    rows+=("$products $clients $service $pgbench $p99 on")
-    echo "products $products, $clients clients: service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s"
+    rows+=("$(compare "$clients" "$products" on)")
   done
 done
 rss="$(peak_rss_mib)"
@@ -95,15 +111,12 @@ stop_server
 
 start_server false
 for products in 1000 1; do
-  distribution=uniform; [[ "$products" == 1 ]] && distribution=hot
-  stock; read -r service p99 < <(service_run 16 "$distribution")
-  stock; pgbench="$(pgbench_run 16 "$products")"
-  rows+=("$products 16 $service $pgbench $p99 off")
-  echo "products $products, 16 clients, group commit off: service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s"
+  rows+=("$(compare 16 "$products" off)")
 done
 stop_server
 
 echo
+echo "Medians of $ROUNDS rounds of ${SECONDS_PER_RUN} s:"
 echo "| Products | Clients | Group commit | Service | pgbench | Service / pgbench | Service p99 |"
 echo "|---|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do

@@ -418,7 +418,10 @@ pub struct BatchConfig {
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
     /// PostgreSQL: how many batches are applied at once, each in its own
-    /// transaction, by product. SQLite has one writer and uses one.
+    /// transaction, by product. More lanes overlap more commits; fewer make
+    /// larger batches, which cost the database less per call. Two suit a
+    /// two-core machine (measured: see the README's benchmarks). SQLite has
+    /// one writer and uses one.
     pub lanes: usize,
 }
 
@@ -428,7 +431,7 @@ impl Default for BatchConfig {
             enabled: true,
             max_size: 128,
             max_wait: Duration::ZERO,
-            lanes: 4,
+            lanes: 2,
         }
     }
 }
