@@ -50,7 +50,7 @@ start_server() { # $1: group commit on (true) or off (false)
   INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
   INVENTORY_SERVER__HOST=127.0.0.1 \
   INVENTORY_LOGGING__LEVEL=warn \
-    "$bin/inventory-service" --config config/config.yaml &
+    "$bin/inventory-service" --config config/config.yaml >>/tmp/inventory-bench-service.log 2>&1 &
   server=$!
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && return

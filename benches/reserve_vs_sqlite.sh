@@ -6,14 +6,17 @@
 #
 #   bash benches/reserve_vs_sqlite.sh
 #
-# Uses a temporary directory and loopback ports 19084/18084. CLIENTS (16) and
-# RUN_SECONDS (10) override the defaults.
+# Each figure is the median of ROUNDS rounds (default 3), the three writers
+# alternating, since this machine's speed drifts from minute to minute.
+# Uses a temporary directory and loopback ports 19084/18084. CLIENTS (16),
+# RUN_SECONDS (10) and ROUNDS (3) override the defaults.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CLIENTS="${CLIENTS:-16}"
 SECONDS_PER_RUN="${RUN_SECONDS:-10}"
 SYNCHRONOUS="${SYNCHRONOUS:-full}"
+ROUNDS="${ROUNDS:-3}"
 GRPC_PORT=19084
 HTTP_PORT=18084
 
@@ -35,7 +38,7 @@ start_server() { # $1: database file, $2: group commit on (true) or off (false)
   INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
   INVENTORY_SERVER__HOST=127.0.0.1 \
   INVENTORY_LOGGING__LEVEL=warn \
-    "$bin/inventory-service" --config config/config.yaml &
+    "$bin/inventory-service" --config config/config.yaml >>"$dir/service.log" 2>&1 &
   server=$!
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && return
@@ -44,29 +47,44 @@ start_server() { # $1: database file, $2: group commit on (true) or off (false)
   echo "the service did not start" >&2; exit 1
 }
 
-service_run() { # $1: group commit; prints "tx/s p99_ms"
-  local db="$dir/service-$1.db"
+service_run() { # $1: group commit, $2: round; sets $result to "tx/s p99_ms"
+  local db="$dir/service-$1-$2.db"
   start_server "$db" "$1"
-  "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
+  result="$("$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
     --stock 1000000000 --concurrency "$CLIENTS" --duration "${SECONDS_PER_RUN}s" \
     --mix reserve=100 --json \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["mismatches"], r["mismatches"]; print(round(r["ok"]/r["seconds"]), r["latency_ms"]["p99"])'
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["mismatches"], r["mismatches"]; print(round(r["ok"]/r["seconds"]), r["latency_ms"]["p99"])')"
   stop_server
 }
 
-read -r batched batched_p99 < <(service_run true)
-read -r unbatched unbatched_p99 < <(service_run false)
+raw_run() { # $1: round; sets $result to tx/s
+  # The raw writer's database: the service's schema, created by the service.
+  start_server "$dir/raw-$1.db" true
+  "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
+    --stock 1000000000 --requests 0 --no-verify --json >/dev/null
+  stop_server
+  local out
+  out="$("$bin/examples/sqlite_writer" "$dir/raw-$1.db" 1000 "$SECONDS_PER_RUN" "$SYNCHRONOUS")"
+  echo "  round $1: $out" >&2
+  result="$(sed -n 's/.*= \([0-9]*\) tx\/s.*/\1/p' <<<"$out")"
+}
 
-# The raw writer's database: the service's schema, created by the service.
-start_server "$dir/raw.db" true
-"$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
-  --stock 1000000000 --requests 0 --no-verify --json >/dev/null
-stop_server
-raw="$("$bin/examples/sqlite_writer" "$dir/raw.db" 1000 "$SECONDS_PER_RUN" "$SYNCHRONOUS")"
-echo "$raw"
-raw_tps="$(sed -n 's/.*= \([0-9]*\) tx\/s.*/\1/p' <<<"$raw")"
+median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+on=(); on_p99=(); off=(); off_p99=(); raws=()
+for round in $(seq 1 "$ROUNDS"); do
+  service_run true "$round"; read -r tps p99 <<<"$result"; on+=("$tps"); on_p99+=("$p99")
+  echo "  round $round: service, group commit: $tps tx/s (p99 $p99 ms)" >&2
+  service_run false "$round"; read -r tps p99 <<<"$result"; off+=("$tps"); off_p99+=("$p99")
+  echo "  round $round: service, one transaction per call: $tps tx/s (p99 $p99 ms)" >&2
+  raw_run "$round"; raws+=("$result")
+done
+batched="$(echo "${on[*]}" | median)"; batched_p99="$(echo "${on_p99[*]}" | median)"
+unbatched="$(echo "${off[*]}" | median)"; unbatched_p99="$(echo "${off_p99[*]}" | median)"
+raw_tps="$(echo "${raws[*]}" | median)"
 
 echo
+echo "Medians of $ROUNDS rounds of ${SECONDS_PER_RUN} s:"
 echo "| Writer | Clients | Reservations | Ratio to the raw writer | p99 |"
 echo "|---|---|---|---|---|"
 python3 - "$CLIENTS" "$batched" "$batched_p99" "$unbatched" "$unbatched_p99" "$raw_tps" "$SYNCHRONOUS" <<'PY'

@@ -2,7 +2,9 @@
 //! writer, making reservations with the same durability as the service
 //! (WAL, `synchronous` as given) and the same statements per reservation as
 //! one transaction: the existing-reservation lookup, the conditional UPDATE
-//! of the stock, the reservation and history INSERTs, COMMIT.
+//! of the stock, the reservation and history INSERTs, COMMIT. It gets the
+//! same page cache and checkpoint interval as the service's writer, so the
+//! comparison is of the two ways of writing, not of their settings.
 //!
 //! ```text
 //! cargo run --release --example sqlite_writer -- <database file> <products> <seconds> [full|normal]
@@ -32,7 +34,8 @@ fn main() -> Result<(), Error> {
     let mut conn = SqliteConnection::establish(path)?;
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-         PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+         PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 10000;"
     ))?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();

@@ -260,8 +260,14 @@ impl State {
                 }
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                let sql = sql_text(query);
-                let index = state.pending.iter().position(|p| p.sql == sql);
+                // One statement in flight (always so on SQLite) is the one
+                // that finished; only a pipeline needs its text to tell.
+                let index = if state.pending.len() == 1 {
+                    Some(0)
+                } else {
+                    let sql = sql_text(query);
+                    state.pending.iter().position(|p| p.sql == sql)
+                };
                 if let Some(pending) = index.map(|i| state.pending.remove(i)) {
                     let (operation, _) = summary(&pending.sql);
                     state.context.metrics.record_query(
@@ -350,10 +356,16 @@ fn sql_text(query: &dyn fmt::Display) -> String {
     struct UntilBinds(String);
     impl fmt::Write for UntilBinds {
         fn write_str(&mut self, s: &str) -> fmt::Result {
+            // Only the new text, and the end of the old one it may complete
+            // the marker with, can hold the marker's start.
+            let from = self.0.len().saturating_sub(BINDS.len() - 1);
             self.0.push_str(s);
-            match self.0.find(BINDS) {
+            let found = self.0.as_bytes()[from..]
+                .windows(BINDS.len())
+                .position(|window| window == BINDS.as_bytes());
+            match found {
                 Some(at) => {
-                    self.0.truncate(at);
+                    self.0.truncate(from + at);
                     Err(fmt::Error)
                 }
                 None => Ok(()),

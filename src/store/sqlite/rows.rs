@@ -35,7 +35,7 @@ impl From<StockRow> for StockLevel {
 }
 
 /// A row of `inventory_reservations`.
-#[derive(Debug, Queryable, Selectable, Insertable)]
+#[derive(Debug, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = inventory_reservations, check_for_backend(diesel::sqlite::Sqlite))]
 pub struct ReservationRow {
     pub id: String,
