@@ -50,6 +50,8 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// The stock cache.
     pub cache: CacheConfig,
+    /// Alerts on read-only mode.
+    pub alerting: AlertingConfig,
     /// Reservation rules and the expiry sweeper.
     pub inventory: InventoryConfig,
     /// Log level and format.
@@ -330,20 +332,28 @@ pub enum CacheType {
     Redis,
 }
 
-/// The `cache` section (accepted and validated; no cache is built yet).
+/// The `cache` section: a cache of products' stock that answers
+/// `CheckInventory`, and `ListInventory` while the database is down.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Whether stock reads are cached.
     pub enabled: bool,
-    /// `memory` or `redis`.
+    /// `memory` (in the process; other replicas' writes heard through
+    /// PostgreSQL `LISTEN/NOTIFY`) or `redis` (shared by the replicas).
     #[serde(rename = "type")]
     pub cache_type: CacheType,
     /// How long an entry lives.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
-    /// Most entries.
+    /// Most products the memory cache holds (Redis is bounded by its own
+    /// `maxmemory`).
     pub max_size: u64,
+    /// The Redis server (`type: redis`).
+    pub redis_url: String,
+    /// Prefix of the Redis keys (`{prefix}:stock:<product id>`): replicas
+    /// that share stock share it; services sharing a Redis differ.
+    pub key_prefix: String,
 }
 
 impl Default for CacheConfig {
@@ -353,6 +363,32 @@ impl Default for CacheConfig {
             cache_type: CacheType::Memory,
             ttl: Duration::from_secs(300),
             max_size: 1000,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "inventory".into(),
+        }
+    }
+}
+
+/// The `alerting` section: who is told when the service goes read-only and
+/// when it is back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// Where each transition is POSTed as JSON (none when empty).
+    pub webhook_url: String,
+    /// How long one POST may take.
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    /// Tries of one alert in all (1: no retry), with a growing pause.
+    pub webhook_attempts: u32,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: String::new(),
+            webhook_timeout: Duration::from_secs(5),
+            webhook_attempts: 5,
         }
     }
 }
@@ -527,7 +563,12 @@ impl Config {
                 }
             }
         }
-        let mut config = Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))?;
+        // Every key is in a section (INVENTORY_<SECTION>__<KEY>); other
+        // INVENTORY_* variables (the tests' INVENTORY_TEST_*) are not ours.
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        let mut config = Self::extract(figment.merge(env))?;
         config
             .database
             .apply_database_url(std::env::var_os(DATABASE_URL_ENV))?;
@@ -639,6 +680,41 @@ impl Config {
                 "cache.max_size",
                 "must be at least 1 when the cache is enabled",
             );
+        }
+        if self.cache.enabled && self.cache.ttl.is_zero() {
+            return invalid("cache.ttl", "must be longer than zero");
+        }
+        if self.cache.enabled
+            && self.cache.cache_type == CacheType::Redis
+            && !self.cache.redis_url.starts_with("redis://")
+            && !self.cache.redis_url.starts_with("unix://")
+        {
+            return invalid(
+                "cache.redis_url",
+                format!(
+                    "must be a redis:// or unix:// URL, got {:?}",
+                    self.cache.redis_url
+                ),
+            );
+        }
+        if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(['{', '}']) {
+            return invalid("cache.key_prefix", "must be non-empty, without braces");
+        }
+        let alerting = &self.alerting;
+        if !alerting.webhook_url.is_empty()
+            && !alerting.webhook_url.starts_with("http://")
+            && !alerting.webhook_url.starts_with("https://")
+        {
+            return invalid(
+                "alerting.webhook_url",
+                format!("must be an http(s) URL, got {:?}", alerting.webhook_url),
+            );
+        }
+        if alerting.webhook_timeout.is_zero() {
+            return invalid("alerting.webhook_timeout", "must be longer than zero");
+        }
+        if alerting.webhook_attempts == 0 {
+            return invalid("alerting.webhook_attempts", "must be at least 1");
         }
         let inv = &self.inventory;
         if inv.default_reservation_timeout > inv.max_reservation_timeout {

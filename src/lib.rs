@@ -3,10 +3,10 @@
 //!
 //! # Layout
 //! Each module has one job; dependencies point one way:
-//! `main` -> [`server`] -> ([`api`], [`store`], [`telemetry`], [`transcode`],
-//! [`config`]); [`api`] -> [`domain`]; [`store`] -> [`domain`] (and the
-//! database instrumentation in [`telemetry::db`]). [`domain`] and
-//! [`transcode`] import nothing else from the crate.
+//! `main` -> [`server`] -> ([`api`], [`store`], [`cache`], [`telemetry`],
+//! [`transcode`], [`config`]); [`api`] -> [`domain`]; [`store`] and
+//! [`cache`] -> [`domain`] (and [`telemetry`] for their instrumentation).
+//! [`domain`] and [`transcode`] import nothing else from the crate.
 //! - [`server`]: wiring. Binds nothing itself: takes listeners, opens the
 //!   store, builds the domain and the tonic services, serves until shutdown.
 //! - [`api`]: the gRPC handlers. Decode the protobuf request, call the
@@ -18,6 +18,8 @@
 //! - [`store`]: the database implementations of that interface, SQLite
 //!   (embedded default) and PostgreSQL via diesel-async. They read, lock and
 //!   write rows; they decide nothing.
+//! - [`cache`]: the stock cache behind the domain's
+//!   [`domain::cache::StockCache`]: moka in the process, or Redis.
 //! - [`transcode`]: a generic REST/JSON and Connect front for tonic
 //!   services, driven by the `google.api.http` rules of a descriptor set;
 //!   it knows nothing about inventory.
@@ -31,6 +33,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod pb;

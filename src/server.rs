@@ -32,16 +32,21 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
-use crate::api::InventoryApi;
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
+use crate::api::{InventoryApi, STALE_HEADER};
+use crate::cache::memory::MemoryCache;
+use crate::cache::redis::RedisCache;
 use crate::config::{self, Config, Driver};
 use crate::domain::batch::{BatchObserver, BatchSettings};
-use crate::domain::{Inventory, InventorySettings, InventoryStore, StoreError, SystemClock};
+use crate::domain::cache::StockCache;
+use crate::domain::{Inventory, InventorySettings, InventoryStore, Parts, StoreError, SystemClock};
 use crate::pb;
 use crate::store::PoolStatus;
+use crate::store::postgres::listen::Listener;
 use crate::store::retry::{RetryPolicy, RetryingStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use crate::telemetry::alerts::{ReadOnlyAlerts, Webhook};
 use crate::telemetry::layer::{RequestTelemetryLayer, TRACE_ID_HEADER};
 use crate::telemetry::metrics::PoolGauges;
 use crate::telemetry::{LogOutput, Telemetry, TelemetryError};
@@ -87,6 +92,9 @@ pub enum ServeError {
     /// Tracing or metrics could not start.
     #[error("starting telemetry: {0}")]
     Telemetry(#[from] TelemetryError),
+    /// The cache could not be set up.
+    #[error("setting up the cache: {0}")]
+    Cache(String),
 }
 
 /// Batch sizes and waits, into the server's metrics.
@@ -154,6 +162,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
                         config::IsolationLevel::RepeatableRead => Isolation::RepeatableRead,
                         config::IsolationLevel::Serializable => Isolation::Serializable,
                     },
+                    notify: follows_changes(config),
                 })
                 .await?,
             );
@@ -161,6 +170,66 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
             Ok(OpenedStore {
                 store,
                 pool: Arc::new(move || pool.pool_status().into()),
+            })
+        }
+    }
+}
+
+/// Whether this replica keeps a memory cache that must hear of the other
+/// replicas' writes: PostgreSQL with `cache.type: memory`. Every replica
+/// then announces its own (replicas share their configuration).
+fn follows_changes(config: &Config) -> bool {
+    config.database.driver == Driver::Postgres
+        && config.cache.enabled
+        && config.cache.cache_type == config::CacheType::Memory
+}
+
+/// The stock cache, and what keeps it in step with the other replicas.
+#[derive(Default)]
+struct OpenedCache {
+    /// The cache, when enabled.
+    cache: Option<Arc<dyn StockCache>>,
+    /// On PostgreSQL with the memory cache: hears the other replicas'
+    /// writes (the cache serves once it listens); stops when dropped.
+    _listener: Option<Listener>,
+}
+
+/// The stock cache `config.cache` describes.
+fn open_cache(
+    config: &Config,
+    metrics: &Arc<crate::telemetry::Metrics>,
+) -> Result<OpenedCache, ServeError> {
+    let cache = &config.cache;
+    if !cache.enabled {
+        return Ok(OpenedCache::default());
+    }
+    match cache.cache_type {
+        config::CacheType::Memory => {
+            let follows = follows_changes(config);
+            let memory = Arc::new(MemoryCache::new(
+                cache.max_size,
+                cache.ttl,
+                !follows,
+                Some(metrics.clone()),
+            ));
+            let listener =
+                follows.then(|| Listener::start(config.database.dsn.clone(), memory.clone()));
+            Ok(OpenedCache {
+                cache: Some(memory),
+                _listener: listener,
+            })
+        }
+        config::CacheType::Redis => {
+            let redis = RedisCache::new(
+                &cache.redis_url,
+                &cache.key_prefix,
+                cache.ttl,
+                Some(metrics.clone()),
+            )
+            .map_err(|e| ServeError::Cache(format!("cache.redis_url: {e}")))?;
+            Ok(OpenedCache {
+                cache: Some(Arc::new(redis)),
+                _listener: None,
             })
         }
     }
@@ -215,8 +284,18 @@ async fn run(
     telemetry.metrics().observe_pool(opened.pool);
     let store: Arc<dyn InventoryStore> =
         Arc::new(RetryingStore::new(opened.store, retry_policy(&config)));
+    let opened_cache = open_cache(&config, telemetry.metrics())?;
+    let alerts = ReadOnlyAlerts::new(
+        config.server.name.clone(),
+        telemetry.metrics().clone(),
+        (!config.alerting.webhook_url.is_empty()).then(|| Webhook {
+            url: config.alerting.webhook_url.clone(),
+            timeout: config.alerting.webhook_timeout,
+            attempts: config.alerting.webhook_attempts,
+        }),
+    );
     let batch = &config.inventory.batch;
-    let inventory = Inventory::with_clock(
+    let inventory = Inventory::with_parts(
         store.clone(),
         InventorySettings {
             default_reservation_timeout: config.inventory.default_reservation_timeout,
@@ -234,8 +313,12 @@ async fn run(
                 },
             }),
         },
-        Arc::new(SystemClock),
-        Some(Arc::new(BatchMetrics(telemetry.metrics().clone()))),
+        Parts {
+            clock: Some(Arc::new(SystemClock)),
+            batch_observer: Some(Arc::new(BatchMetrics(telemetry.metrics().clone()))),
+            cache: opened_cache.cache.clone(),
+            availability_observer: Some(Arc::new(alerts)),
+        },
     );
 
     stock_initial_products(&inventory, &config).await?;
@@ -269,7 +352,7 @@ async fn run(
     );
 
     // Health is decided before the first request can ask for it.
-    health::set_status(&health_reporter, probe.report().await.is_serving()).await;
+    health::set_status(&health_reporter, &probe.report().await).await;
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -320,6 +403,7 @@ async fn run(
             openapi_path: Some("/openapi.json".to_owned()),
             title: config.server.name.clone(),
             version: config.server.version.clone(),
+            plain_headers: vec![HeaderName::from_static(STALE_HEADER)],
         },
     )?;
     let transcode = TranscodeLayer::new(transcoder);
@@ -397,12 +481,13 @@ async fn stock_initial_products(inventory: &Inventory, config: &Config) -> Resul
 /// CORS for browsers calling gRPC-Web from another origin: any origin, the
 /// gRPC-Web request headers, and the gRPC status headers exposed.
 fn grpc_web_cors() -> CorsLayer {
-    const EXPOSED: [&str; 5] = [
+    const EXPOSED: [&str; 6] = [
         "grpc-status",
         "grpc-message",
         "grpc-status-details-bin",
         "x-request-id",
         TRACE_ID_HEADER,
+        STALE_HEADER,
     ];
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())

@@ -2,10 +2,16 @@
 //! cuts every connection (and refuses new ones), then lets traffic through
 //! again.
 //!
-//! - A long outage under load: the service must answer UNAVAILABLE with a
-//!   clear message once its retries are spent, report NOT_SERVING on
-//!   grpc.health and `/health`, recover by itself, and keep the invariants
-//!   with no acknowledged write lost.
+//! - A long outage under load, without a cache: the service must answer
+//!   UNAVAILABLE with a clear message once its retries are spent (and at
+//!   once, read-only, after the health probe found the database gone),
+//!   report NOT_SERVING on grpc.health and `/health`, recover by itself, and
+//!   keep the invariants with no acknowledged write lost.
+//! - The same with a cache (memory, then Redis): read-only mode. Reads come
+//!   from the cache marked stale (response field, gRPC metadata, HTTP
+//!   header), writes are refused without touching the database, health says
+//!   DEGRADED while the replica stays in rotation, one alert is posted per
+//!   transition, and the service comes back by itself.
 //! - A short outage: requests caught in it succeed through the store's
 //!   retries, and a retried reservation holds its stock once.
 
@@ -14,89 +20,25 @@ mod common;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::chaos::ChaosProxy;
 use common::invariants::{
     AVAILABLE_VS_HISTORY, LEVELS, RESERVATIONS, RESERVE_ENTRIES, RESERVED_VS_HELD, query,
 };
-use common::{Backend, TestDatabase, TestServer};
+use common::webhook::Webhook;
+use common::{Backend, TestDatabase, TestServer, metric};
+use inventory_service::config::CacheType;
+use inventory_service::pb::ListInventoryRequest;
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::pb::{
     CheckInventoryRequest, ReserveInventoryRequest, UpdateInventoryRequest,
 };
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-
-/// A loopback TCP proxy that can sever every connection on demand.
-struct ChaosProxy {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    /// Bumped on each cut; every piped connection ends when it changes.
-    generation: watch::Sender<u64>,
-    /// Connections refused while down.
-    refused: Arc<AtomicUsize>,
-}
-
-impl ChaosProxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
-        let up = Arc::new(AtomicBool::new(true));
-        let (generation, _) = watch::channel(0u64);
-        let refused = Arc::new(AtomicUsize::new(0));
-        let proxy = Self {
-            addr,
-            up: up.clone(),
-            generation: generation.clone(),
-            refused: refused.clone(),
-        };
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if !up.load(Ordering::SeqCst) {
-                    drop(client); // Refused while down.
-                    refused.fetch_add(1, Ordering::SeqCst);
-                    continue;
-                }
-                let mut cut = generation.subscribe();
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let (mut client, mut server) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {} // Both sockets drop here: the cut.
-                    }
-                });
-            }
-        });
-        proxy
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-
-    /// Waits until a connection has been refused since `before` were.
-    async fn wait_for_refusal(&self, before: usize) {
-        for _ in 0..500 {
-            if self.refused.load(Ordering::SeqCst) > before {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no connection was refused within 5s");
-    }
-}
 
 /// A service on a fresh PostgreSQL database reached through a chaos proxy.
 async fn start_behind_proxy(
@@ -119,24 +61,48 @@ async fn start_behind_proxy(
     (database, proxy, server)
 }
 
-async fn wait_for_health(server: &TestServer, wanted: ServingStatus, http_status: u16) {
+/// Waits until health says `state` (`SERVING`, `DEGRADED` or
+/// `NOT_SERVING`) everywhere: grpc.health for the inventory service and for
+/// writes, and `/health`'s status code and body. Returns the body.
+async fn wait_for_health(server: &TestServer, state: &str) -> serde_json::Value {
+    use ServingStatus::{NotServing, Serving};
+    let (service, writes, http_status) = match state {
+        "SERVING" => (Serving, Serving, 200),
+        "DEGRADED" => (Serving, NotServing, 200),
+        "NOT_SERVING" => (NotServing, NotServing, 503),
+        other => panic!("no health state {other}"),
+    };
     let mut health = HealthClient::new(server.channel().await);
+    let mut last = None;
     for _ in 0..150 {
-        let grpc = health
-            .check(HealthCheckRequest {
-                service: "inventory.v1.InventoryService".into(),
-            })
-            .await
-            .map(|r| r.into_inner().status());
-        let http = reqwest::get(server.http_url("/health"))
-            .await
-            .map(|r| r.status().as_u16());
-        if grpc.as_ref().ok() == Some(&wanted) && http.as_ref().ok() == Some(&http_status) {
-            return;
+        let mut statuses = Vec::new();
+        for name in [
+            "inventory.v1.InventoryService",
+            "inventory.v1.InventoryService.writes",
+        ] {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: name.into(),
+                })
+                .await
+                .map(|r| r.into_inner().status())
+                .ok();
+            statuses.push(status);
+        }
+        if let Ok(response) = reqwest::get(server.http_url("/health")).await {
+            let code = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if statuses == [Some(service), Some(writes)]
+                && code == http_status
+                && body["status"] == state
+            {
+                return body;
+            }
+            last = Some((statuses, code, body));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("health never became {wanted:?} / HTTP {http_status}");
+    panic!("health never became {state}; last seen {last:?}");
 }
 
 #[derive(Default)]
@@ -157,6 +123,7 @@ async fn the_service_survives_the_database_dropping_out() {
     let (database, proxy, server) = start_behind_proxy(|config| {
         config.database.connection_timeout = Duration::from_millis(500);
         config.database.health_check_interval = Duration::from_millis(100);
+        config.cache.enabled = false;
     })
     .await;
 
@@ -219,7 +186,7 @@ async fn the_service_survives_the_database_dropping_out() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.cut();
-    wait_for_health(&server, ServingStatus::NotServing, 503).await;
+    wait_for_health(&server, "NOT_SERVING").await;
     let during = server
         .client()
         .await
@@ -232,10 +199,15 @@ async fn the_service_survives_the_database_dropping_out() {
         .await
         .expect_err("no database, no reservation");
     assert_eq!(during.code(), Code::Unavailable, "{during:?}");
-    assert_eq!(during.message(), "the database is unavailable; retry later");
+    assert!(
+        during.message().starts_with("read-only mode: "),
+        "refused at once once the probe found the database gone: {during:?}"
+    );
+    // Long enough that the requests caught by the cut spend their retries.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     proxy.restore();
-    wait_for_health(&server, ServingStatus::Serving, 200).await;
+    wait_for_health(&server, "SERVING").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_load.send(true).expect("stop the load");
     for client in clients {
@@ -264,7 +236,8 @@ async fn the_service_survives_the_database_dropping_out() {
         outcomes
             .unavailable_messages
             .iter()
-            .all(|m| m == "the database is unavailable; retry later"),
+            .all(|m| m == "the database is unavailable; retry later"
+                || m.starts_with("read-only mode: ")),
         "{:?}",
         outcomes.unavailable_messages
     );
@@ -380,4 +353,227 @@ async fn requests_ride_out_a_short_outage() {
             assert_eq!(row.a, row.b, "{}: {sql}", row.key);
         }
     }
+}
+
+async fn read_only_mode(cache: CacheType) {
+    let webhook = Webhook::start().await;
+    let (database, proxy, server) = start_behind_proxy(|config| {
+        config.database.connection_timeout = Duration::from_millis(500);
+        config.database.health_check_interval = Duration::from_millis(100);
+        config.cache.enabled = true;
+        config.cache.cache_type = cache;
+        config.alerting.webhook_url = webhook.url();
+    })
+    .await;
+    let mut client = server.client().await;
+    for (product, quantity) in [("a", 10), ("b", 20)] {
+        client
+            .update_inventory(UpdateInventoryRequest {
+                product_id: product.into(),
+                quantity,
+                operation: "set".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("stock");
+    }
+    client
+        .reserve_inventory(ReserveInventoryRequest {
+            product_id: "a".into(),
+            quantity: 3,
+            order_id: "before".into(),
+            reservation_timeout: 0,
+        })
+        .await
+        .expect("reserve");
+    // The cache answers (the memory cache on PostgreSQL once it listens for
+    // the other replicas' changes).
+    for attempt in 0.. {
+        client
+            .list_inventory(ListInventoryRequest::default())
+            .await
+            .expect("list");
+        client
+            .check_inventory(CheckInventoryRequest {
+                product_id: "a".into(),
+                required_quantity: 1,
+            })
+            .await
+            .expect("check");
+        if metric(&server, "inventory_cache_hits_total").await > 0.0 {
+            break;
+        }
+        assert!(attempt < 100, "the cache never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        webhook.received().is_empty(),
+        "no alert while the database answers"
+    );
+
+    proxy.cut();
+    let health = wait_for_health(&server, "DEGRADED").await;
+    assert_eq!(health["degraded"]["mode"], "read_only", "{health}");
+    assert_eq!(health["database"]["status"], "down", "{health}");
+    let alerts = webhook.wait_for(1).await;
+    assert_eq!(alerts[0]["state"], "read_only", "{alerts:?}");
+    assert_eq!(alerts[0]["service"], "inventory-service");
+    assert!(alerts[0]["replica"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(alerts[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(alerts[0]["since"].is_string());
+    assert_eq!(metric(&server, "inventory_read_only").await, 1.0);
+
+    // Reads: from the cache, always marked.
+    let check = client
+        .check_inventory(CheckInventoryRequest {
+            product_id: "a".into(),
+            required_quantity: 1,
+        })
+        .await
+        .expect("a cached product is answered");
+    let age: u64 = check
+        .metadata()
+        .get("x-inventory-stale")
+        .expect("stale metadata")
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(age < 60, "{age}");
+    let check = check.into_inner();
+    assert!(check.stale);
+    assert_eq!((check.current_quantity, check.reserved_quantity), (10, 3));
+    let rest = reqwest::get(server.http_url("/api/v1/inventory/a"))
+        .await
+        .expect("REST check");
+    assert_eq!(rest.status(), 200);
+    assert!(rest.headers().contains_key("x-inventory-stale"), "{rest:?}");
+    let body: serde_json::Value = rest.json().await.expect("json");
+    assert_eq!(body["stale"], true, "{body}");
+    assert_eq!(body["available_quantity"], 7, "{body}");
+    let list = client
+        .list_inventory(ListInventoryRequest::default())
+        .await
+        .expect("the list is answered from the cache");
+    assert!(list.metadata().contains_key("x-inventory-stale"));
+    let list = list.into_inner();
+    assert!(list.stale);
+    let listed: Vec<_> = list.items.iter().map(|i| i.product_id.as_str()).collect();
+    assert!(
+        listed.contains(&"a") && listed.contains(&"b") && listed.is_sorted(),
+        "{listed:?}"
+    );
+    let uncached = client
+        .check_inventory(CheckInventoryRequest {
+            product_id: "never-seen".into(),
+            required_quantity: 1,
+        })
+        .await
+        .expect_err("nothing to answer with");
+    assert_eq!(uncached.code(), Code::Unavailable);
+
+    // Writes: refused without a try at the database.
+    let refused_before = proxy.refused.load(Ordering::SeqCst);
+    let mut refused_orders = Vec::new();
+    for n in 0..10 {
+        let order = format!("during-{n}");
+        let refused = client
+            .reserve_inventory(ReserveInventoryRequest {
+                product_id: "a".into(),
+                quantity: 1,
+                order_id: order.clone(),
+                reservation_timeout: 0,
+            })
+            .await
+            .expect_err("no write while read-only");
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert_eq!(common::reason(&refused), "DATABASE_UNAVAILABLE");
+        assert!(
+            refused.message().starts_with("read-only mode: "),
+            "{refused:?}"
+        );
+        refused_orders.push(order);
+    }
+    let rest_write = reqwest::Client::new()
+        .put(server.http_url("/api/v1/inventory/b"))
+        .json(&serde_json::json!({"quantity": 5, "operation": "add"}))
+        .send()
+        .await
+        .expect("REST write");
+    assert_eq!(rest_write.status(), 503);
+    let error: serde_json::Value = rest_write.json().await.expect("error body");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("read-only mode: "))
+    );
+    // The probe keeps trying; the writes did not.
+    let probes = proxy.refused.load(Ordering::SeqCst) - refused_before;
+    assert!(
+        probes <= 8,
+        "{probes} connection attempts: writes reached for the database"
+    );
+    assert_eq!(webhook.received().len(), 1, "one alert per transition");
+
+    proxy.restore();
+    wait_for_health(&server, "SERVING").await;
+    let alerts = webhook.wait_for(2).await;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[1]["state"], "normal");
+    assert_eq!(metric(&server, "inventory_read_only").await, 0.0);
+    assert_eq!(
+        metric(&server, "inventory_read_only_transitions_total").await,
+        2.0
+    );
+
+    // Back to normal: current figures, writes accepted.
+    let check = client
+        .check_inventory(CheckInventoryRequest {
+            product_id: "a".into(),
+            required_quantity: 1,
+        })
+        .await
+        .expect("check");
+    assert!(!check.metadata().contains_key("x-inventory-stale"));
+    assert!(!check.into_inner().stale);
+    client
+        .reserve_inventory(ReserveInventoryRequest {
+            product_id: "a".into(),
+            quantity: 1,
+            order_id: "after".into(),
+            reservation_timeout: 0,
+        })
+        .await
+        .expect("writes work again");
+
+    // Nothing refused was applied.
+    let stored: HashSet<String> = query(&database, RESERVATIONS)
+        .await
+        .into_iter()
+        .map(|row| row.key.trim_end_matches("/a").to_owned())
+        .collect();
+    assert_eq!(
+        stored,
+        HashSet::from(["before".to_owned(), "after".to_owned()])
+    );
+    let levels = query(&database, LEVELS).await;
+    let level = |product: &str| {
+        levels
+            .iter()
+            .find(|row| row.key == product)
+            .map(|row| (row.a, row.b))
+    };
+    assert_eq!(level("a"), Some((10, 4)));
+    assert_eq!(level("b"), Some((20, 0)));
+    assert_eq!(webhook.received().len(), 2);
+}
+
+#[tokio::test]
+async fn read_only_mode_with_the_memory_cache() {
+    read_only_mode(CacheType::Memory).await;
+}
+
+#[tokio::test]
+async fn read_only_mode_with_the_redis_cache() {
+    read_only_mode(CacheType::Redis).await;
 }

@@ -77,6 +77,7 @@ fn options(database: &PostgresDatabase) -> PostgresOptions {
         max_connections: 4,
         connection_timeout: Duration::from_secs(10),
         isolation: Isolation::ReadCommitted,
+        notify: true,
     }
 }
 

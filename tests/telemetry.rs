@@ -387,7 +387,26 @@ async fn grpc_and_rest_calls_are_one_trace_each_from_the_caller_down_to_the_sql(
     );
     assert_eq!(attr(business, "inventory.available").as_deref(), Some("7"));
     assert_eq!(attr(business, "inventory.reserved").as_deref(), Some("3"));
-    check_db_spans(&spans, business, backend, &[&product]);
+    // The cache (when on) is asked first; the database only on a miss.
+    let lookup = children(&spans, business)
+        .into_iter()
+        .find(|s| s.name == "cache.get")
+        .map(|lookup| attr(lookup, "cache.hit"));
+    match lookup {
+        Some(Some(hit)) if hit == "true" => assert!(
+            children(&spans, business)
+                .iter()
+                .all(|s| attr(s, "db.system").is_none()),
+            "a cache hit reads no database"
+        ),
+        Some(Some(hit)) if hit == "false" => {
+            check_db_spans(&spans, business, backend, &[&product]);
+        }
+        None => {
+            check_db_spans(&spans, business, backend, &[&product]);
+        }
+        other => panic!("cache.get span with cache.hit {other:?}"),
+    }
 
     // The refusal: an error on the server span and on the business span.
     let spans = receiver

@@ -125,6 +125,10 @@ impl Observed for CheckOutcome {
     fn stock_after(&self) -> Option<(i32, i32)> {
         levels(&self.stock)
     }
+
+    fn stale(&self) -> Option<std::time::Duration> {
+        self.stale
+    }
 }
 
 impl From<CheckOutcome> for pb::CheckInventoryResponse {
@@ -139,6 +143,7 @@ impl From<CheckOutcome> for pb::CheckInventoryResponse {
         } = outcome.stock;
         Self {
             available: outcome.available,
+            stale: outcome.stale.is_some(),
             current_quantity: total_quantity,
             reserved_quantity,
             message,
@@ -453,11 +458,16 @@ impl From<OrderReservations> for pb::ListReservationsResponse {
     }
 }
 
-impl Observed for StockPage {}
+impl Observed for StockPage {
+    fn stale(&self) -> Option<std::time::Duration> {
+        self.stale
+    }
+}
 
 impl From<StockPage> for pb::ListInventoryResponse {
     fn from(page: StockPage) -> Self {
         Self {
+            stale: page.stale.is_some(),
             items: page.items.into_iter().map(pb::StockLevel::from).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }

@@ -1,25 +1,42 @@
 //! Health: one database probe feeds both `grpc.health.v1.Health` (through a
 //! background monitor) and `GET /health` on the HTTP port (live, per request).
 //!
-//! The service reports SERVING, overall (`""`) and for
-//! `inventory.v1.InventoryService`, only while the database answers; it turns
-//! NOT_SERVING when a ping fails or times out and back by itself when the
-//! database returns, and NOT_SERVING for good once shutdown begins.
+//! Three states, chosen so that a load balancer keeps a replica in rotation
+//! for as long as it can answer anything, while an operator sees the rest:
+//!
+//! | state | when | `/health` | `""` and `inventory.v1.InventoryService` | [`WRITES_SERVICE_NAME`] |
+//! |---|---|---|---|---|
+//! | `SERVING` | the database answers | 200 | SERVING | SERVING |
+//! | `DEGRADED` | read-only mode with a cache: reads answered (marked stale), writes refused | 200, with `degraded` saying why and since when | SERVING | NOT_SERVING |
+//! | `NOT_SERVING` | the database does not answer and there is no cache, or shutdown began | 503 | NOT_SERVING | NOT_SERVING |
+//!
+//! The monitor probes every `database.health_check_interval`, every
+//! [`RECOVERY_PROBE_INTERVAL`] while the database is down (so the service
+//! is back soon after it is), and at once when a request failed
+//! transiently.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::domain::Inventory;
+use crate::domain::availability::Mode;
 use crate::pb::INVENTORY_SERVICE_NAME;
+
+/// The grpc.health.v1 name whose status says whether writes are accepted.
+pub const WRITES_SERVICE_NAME: &str = "inventory.v1.InventoryService.writes";
+
+/// How often the database is probed while it does not answer.
+pub const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a health probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthReport {
-    /// `SERVING` or `NOT_SERVING`, as grpc.health.v1 says it.
+    /// `SERVING`, `DEGRADED` or `NOT_SERVING`.
     pub status: &'static str,
     /// The service's name.
     pub service: String,
@@ -27,6 +44,9 @@ pub struct HealthReport {
     pub version: String,
     /// The database's state.
     pub database: DatabaseReport,
+    /// Why the service is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<DegradedReport>,
 }
 
 /// The database part of a [`HealthReport`].
@@ -41,10 +61,28 @@ pub struct DatabaseReport {
     pub error: Option<String>,
 }
 
+/// The degradation part of a [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DegradedReport {
+    /// `read_only`: reads come from the cache, marked stale; writes are
+    /// refused.
+    pub mode: &'static str,
+    /// The database failure that started it.
+    pub reason: String,
+    /// Since when.
+    pub since: DateTime<Utc>,
+}
+
 impl HealthReport {
-    /// Whether the service can serve requests.
+    /// Whether the replica answers requests (in rotation): `SERVING` or
+    /// `DEGRADED`.
     pub fn is_serving(&self) -> bool {
-        self.database.status == "up"
+        self.status != "NOT_SERVING"
+    }
+
+    /// Whether writes are accepted.
+    pub fn accepts_writes(&self) -> bool {
+        self.status == "SERVING"
     }
 }
 
@@ -84,70 +122,104 @@ impl HealthProbe {
 
     /// Pings the database now.
     pub async fn report(&self) -> HealthReport {
-        let error = match tokio::time::timeout(self.timeout, self.inventory.ping()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer within {} ms", self.timeout.as_millis())),
+        let error = self.inventory.ping(self.timeout).await.err();
+        let degraded = match (&error, self.inventory.mode()) {
+            (Some(_), Mode::ReadOnly { since, reason }) if self.inventory.has_cache() => {
+                Some(DegradedReport {
+                    mode: "read_only",
+                    reason,
+                    since,
+                })
+            }
+            _ => None,
         };
-        let up = error.is_none();
+        let status = match (&error, &degraded) {
+            (None, _) => "SERVING",
+            (Some(_), Some(_)) => "DEGRADED",
+            (Some(_), None) => "NOT_SERVING",
+        };
         HealthReport {
-            status: if up { "SERVING" } else { "NOT_SERVING" },
+            status,
             service: self.service.clone(),
             version: self.version.clone(),
             database: DatabaseReport {
                 driver: self.driver,
-                status: if up { "up" } else { "down" },
-                error,
+                status: if error.is_none() { "up" } else { "down" },
+                error: error.map(|e| e.to_string()),
             },
+            degraded,
         }
+    }
+
+    /// Completes when a request failed transiently: time to probe.
+    async fn suspected(&self) {
+        self.inventory.suspected().await;
     }
 }
 
 /// Keeps the grpc.health.v1 statuses in step with the database until
-/// `shutdown`, probing every `interval`.
+/// `shutdown`, probing every `interval` (see the module's documentation).
 pub async fn run_health_monitor(
     probe: HealthProbe,
     reporter: HealthReporter,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut last: Option<bool> = None;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<&'static str> = None;
     loop {
+        let report = probe.report().await;
+        if last != Some(report.status) {
+            match report.status {
+                "SERVING" => tracing::info!("database reachable; health is SERVING"),
+                status => tracing::warn!(
+                    error = report.database.error.as_deref().unwrap_or_default(),
+                    "database unreachable; health is {status}"
+                ),
+            }
+            set_status(&reporter, &report).await;
+            last = Some(report.status);
+        }
+        let wait = if report.accepts_writes() {
+            interval
+        } else {
+            interval.min(RECOVERY_PROBE_INTERVAL)
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let report = probe.report().await;
-        let serving = report.is_serving();
-        if last != Some(serving) {
-            if serving {
-                tracing::info!("database reachable; health is SERVING");
-            } else {
-                tracing::warn!(
-                    error = report.database.error.as_deref().unwrap_or_default(),
-                    "database unreachable; health is NOT_SERVING"
-                );
-            }
-            set_status(&reporter, serving).await;
-            last = Some(serving);
+            () = tokio::time::sleep(wait) => {}
+            () = probe.suspected() => {}
         }
     }
-    set_status(&reporter, false).await;
+    set_not_serving(&reporter).await;
 }
 
-/// Sets the grpc.health.v1 status, overall and for the inventory service.
-pub async fn set_status(reporter: &HealthReporter, serving: bool) {
-    let status = if serving {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
+/// Sets the grpc.health.v1 statuses from `report`: overall and for the
+/// inventory service, and for writes.
+pub async fn set_status(reporter: &HealthReporter, report: &HealthReport) {
+    let status = |up: bool| {
+        if up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        }
     };
-    reporter.set_service_status("", status).await;
+    let serving = status(report.is_serving());
+    reporter.set_service_status("", serving).await;
     reporter
-        .set_service_status(INVENTORY_SERVICE_NAME, status)
+        .set_service_status(INVENTORY_SERVICE_NAME, serving)
         .await;
+    reporter
+        .set_service_status(WRITES_SERVICE_NAME, status(report.accepts_writes()))
+        .await;
+}
+
+/// Sets every grpc.health.v1 status to NOT_SERVING (shutdown).
+pub async fn set_not_serving(reporter: &HealthReporter) {
+    for name in ["", INVENTORY_SERVICE_NAME, WRITES_SERVICE_NAME] {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 #[cfg(test)]

@@ -14,3 +14,4 @@ mod observe;
 pub mod status;
 
 pub use inventory::InventoryApi;
+pub use observe::STALE_HEADER;

@@ -12,7 +12,9 @@
 //! `From<domain::Error> for Status`.
 
 use std::future::Future;
+use std::time::Duration;
 
+use tonic::metadata::MetadataValue;
 use tonic::{Response, Status};
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
@@ -57,6 +59,7 @@ macro_rules! business_span {
             inventory.items = Empty,
             inventory.available = Empty,
             inventory.reserved = Empty,
+            inventory.stale_seconds = Empty,
             rpc.grpc.status_code = Empty,
             otel.status_description = Empty,
         )
@@ -112,7 +115,17 @@ pub trait Observed {
 
     /// Counts what the call did in the business counters.
     fn count(&self, _metrics: &Metrics) {}
+
+    /// How old the figures are, when they come from the cache in read-only
+    /// mode.
+    fn stale(&self) -> Option<Duration> {
+        None
+    }
 }
+
+/// The response metadata (HTTP header) that marks an answer from the cache
+/// in read-only mode, with its age in whole seconds.
+pub const STALE_HEADER: &str = "x-inventory-stale";
 
 /// Runs `call` (a use case answering `request`) in the business span of
 /// `operation`, records its outcome there and in the counters, and encodes
@@ -153,7 +166,15 @@ where
             if let Some(metrics) = &metrics {
                 value.count(metrics);
             }
-            Ok(Response::new(value.into()))
+            let stale = value.stale();
+            let mut response = Response::new(value.into());
+            if let Some(age) = stale {
+                span.record("inventory.stale_seconds", age.as_secs());
+                response
+                    .metadata_mut()
+                    .insert(STALE_HEADER, MetadataValue::from(age.as_secs()));
+            }
+            Ok(response)
         }
         Err(error) => {
             if let domain::Error::InsufficientStock { available, .. } = &error {

@@ -23,6 +23,7 @@
 //! | OrderItemsConflict     | ALREADY_EXISTS      | RESERVATION_CONFLICT      |
 //! | VersionMismatch        | ABORTED             | VERSION_MISMATCH          |
 //! | RequestIdReused        | ALREADY_EXISTS      | REQUEST_ID_REUSED         |
+//! | ReadOnly               | UNAVAILABLE         | DATABASE_UNAVAILABLE (+ metadata read_only, since) |
 //! | Store(NotConnected)    | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Unavailable)     | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Conflict)        | ABORTED             | CONCURRENT_MODIFICATION   |
@@ -231,6 +232,14 @@ impl From<domain::Error> for Status {
                 "REQUEST_ID_REUSED",
                 metadata([("request_id", request_id), ("fields", fields.join(","))]),
             ),
+            E::ReadOnly { since, .. } => (
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+                metadata([
+                    ("read_only", "true".to_owned()),
+                    ("since", since.to_rfc3339()),
+                ]),
+            ),
             E::Store(store_error) => return store_status(store_error),
         };
         let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, meta);
@@ -347,6 +356,10 @@ mod tests {
                 expected: 3,
                 current: 4,
             },
+            "read_only" => E::ReadOnly {
+                since: chrono::Utc::now(),
+                reason: "database unavailable: connection refused".into(),
+            },
             "reused" => E::RequestIdReused {
                 request_id: "r-1".into(),
                 differences: vec!["quantity: 2, now 3".into()],
@@ -398,6 +411,7 @@ mod tests {
             ),
             ("version", Code::Aborted, "VERSION_MISMATCH"),
             ("reused", Code::AlreadyExists, "REQUEST_ID_REUSED"),
+            ("read_only", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("not_connected", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("unavailable", Code::Unavailable, "DATABASE_UNAVAILABLE"),
             ("race", Code::Aborted, "CONCURRENT_MODIFICATION"),

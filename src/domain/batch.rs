@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
+use super::cache::StockCache;
 use super::port::{InventoryStore, StoreError, StoreResult};
 use super::service::Clock;
 use super::work::{Command, Outcome, Planned, Work};
@@ -105,6 +106,7 @@ struct Lane {
     settings: BatchSettings,
     observer: Option<Arc<dyn BatchObserver>>,
     clock: Arc<dyn Clock>,
+    cache: Option<Arc<dyn StockCache>>,
 }
 
 impl Batcher {
@@ -116,6 +118,7 @@ impl Batcher {
         settings: BatchSettings,
         observer: Option<Arc<dyn BatchObserver>>,
         clock: Arc<dyn Clock>,
+        cache: Option<Arc<dyn StockCache>>,
     ) -> Self {
         let settings = BatchSettings {
             max_size: settings.max_size.max(1),
@@ -130,6 +133,7 @@ impl Batcher {
                     settings,
                     observer: observer.clone(),
                     clock: clock.clone(),
+                    cache: cache.clone(),
                 };
                 tokio::spawn(lane.run(receiver).with_current_subscriber());
                 sender
@@ -293,18 +297,38 @@ impl Lane {
             commands,
             now: self.clock.now().trunc_subsecs(6),
         };
-        apply_racing(self.store.as_ref(), &work).await
+        apply_racing(self.store.as_ref(), &work, self.cache.as_deref()).await
     }
 }
 
 /// Applies `work`, and again after a race lost to another transaction
 /// (nothing was written), at least [`RACE_ATTEMPTS`] times and for up to
-/// [`RACE_BUDGET`], with a growing jittered pause between runs.
-pub async fn apply_racing(store: &dyn InventoryStore, work: &Work) -> StoreResult<Planned> {
+/// [`RACE_BUDGET`], with a growing jittered pause between runs. Once it has
+/// committed, the stock it changed goes into `cache`, before any caller is
+/// answered.
+pub async fn apply_racing(
+    store: &dyn InventoryStore,
+    work: &Work,
+    cache: Option<&dyn StockCache>,
+) -> StoreResult<Planned> {
     let started = Instant::now();
     let mut attempt = 1;
     loop {
         match store.apply(work).await {
+            Ok(planned) => {
+                if let Some(cache) = cache
+                    && !planned.changes.stocks.is_empty()
+                {
+                    let stocks: Vec<_> = planned
+                        .changes
+                        .stocks
+                        .iter()
+                        .map(|w| w.stock.clone())
+                        .collect();
+                    cache.put(&stocks, work.now).await;
+                }
+                return Ok(planned);
+            }
             Err(StoreError::Conflict(reason))
                 if attempt < RACE_ATTEMPTS || started.elapsed() < RACE_BUDGET =>
             {
@@ -354,7 +378,7 @@ mod tests {
 
     use super::*;
     use crate::domain::memory::MemoryStore;
-    use crate::domain::{Error, Inventory, InventorySettings, SystemClock};
+    use crate::domain::{Error, Inventory, InventorySettings, Parts, SystemClock};
 
     /// Records the size of every batch.
     #[derive(Default)]
@@ -377,7 +401,7 @@ mod tests {
     fn batched(max_wait: Duration, lanes: usize) -> Fixture {
         let store = Arc::new(MemoryStore::new());
         let sizes = Arc::new(Sizes::default());
-        let inventory = Inventory::with_clock(
+        let inventory = Inventory::with_parts(
             store.clone(),
             InventorySettings {
                 default_reservation_timeout: Duration::from_secs(300),
@@ -390,8 +414,11 @@ mod tests {
                     lanes,
                 }),
             },
-            Arc::new(SystemClock),
-            Some(sizes.clone()),
+            Parts {
+                clock: Some(Arc::new(SystemClock)),
+                batch_observer: Some(sizes.clone()),
+                ..Parts::default()
+            },
         );
         Fixture {
             inventory,

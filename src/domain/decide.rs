@@ -100,6 +100,15 @@ fn first_needs(command: &Command) -> Needs {
     }
 }
 
+/// When a stock row changed at `now` was last changed: `now`, or just after
+/// the row's previous change if that is later (the clocks of two replicas
+/// need not agree). A row's `updated_at` therefore moves forward with every
+/// change, and of two figures of one product the later `updated_at` is the
+/// newer one (what the stock cache relies on).
+pub fn touched(stock: &StockLevel, now: DateTime<Utc>) -> DateTime<Utc> {
+    now.max(stock.updated_at + chrono::Duration::microseconds(1))
+}
+
 /// Needs built by `add`.
 fn needs(add: impl FnOnce(&mut Needs)) -> Needs {
     let mut needs = Needs::default();
@@ -232,7 +241,7 @@ fn hold(
     let now = state.now();
     let expires_at = now + timeout;
     stock.reserved_quantity += quantity;
-    stock.updated_at = now;
+    stock.updated_at = touched(&stock, now);
     let reservation = Reservation {
         id: id.to_owned(),
         product_id: stock.product_id.clone(),
@@ -430,7 +439,7 @@ fn give_back(
         )));
     }
     stock.reserved_quantity -= amount;
-    stock.updated_at = state.now();
+    stock.updated_at = touched(&stock, state.now());
     state.put_stock(stock.clone());
     Ok(stock)
 }
@@ -472,7 +481,7 @@ pub fn commit(state: &mut State, request: &CommitRequest) -> Decided<CommitOutco
     stock.total_quantity -= amount;
     stock.reserved_quantity -= amount;
     stock.version += 1;
-    stock.updated_at = now;
+    stock.updated_at = touched(&stock, now);
     state.put_stock(stock.clone());
     state.put_reservation(reservation.clone(), false);
     state.record(entry(
@@ -575,7 +584,7 @@ pub fn update(state: &mut State, request: &StockUpdate) -> Decided<UpdateOutcome
         Some(mut stock) => {
             stock.total_quantity = plan.new_total;
             stock.version += 1;
-            stock.updated_at = now;
+            stock.updated_at = touched(&stock, now);
             stock
         }
         None => StockLevel {

@@ -204,6 +204,20 @@ pub enum Error {
         fields: Vec<String>,
     },
 
+    /// The service is read-only: the database could not be reached, and
+    /// until it answers again writes (and reads the cache cannot serve) are
+    /// refused at once.
+    #[error(
+        "read-only mode: the database cannot be reached (since {since}); \
+         writes, and reads the cache cannot answer, are refused until it answers again"
+    )]
+    ReadOnly {
+        /// Since when.
+        since: chrono::DateTime<chrono::Utc>,
+        /// The failure that started it.
+        reason: String,
+    },
+
     /// The database failed or could not be reached.
     #[error(transparent)]
     Store(#[from] StoreError),

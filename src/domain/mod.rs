@@ -15,12 +15,16 @@
 //!   and the rows and failures that cross it.
 //! - [`memory`]: the port over maps in memory, so every rule is tested
 //!   without a database.
+//! - [`cache`]: the stock cache the use cases read through, as a port;
+//!   [`availability`]: read-only mode while the database cannot be reached.
 //! - [`batch`]: group commit; changes of stock that arrive together are
 //!   applied in one transaction, each with its own outcome.
 //! - [`Inventory`] (in `service`): the use cases the API calls.
 //! - [`error`]: the one error type.
 
+pub mod availability;
 pub mod batch;
+pub mod cache;
 pub mod decide;
 pub mod error;
 pub mod memory;
@@ -39,6 +43,6 @@ pub use port::{InventoryStore, StoreError, StoreResult};
 pub use rules::{UpdatePlan, plan_update};
 pub use service::{
     CheckOutcome, Clock, CommitResult, HistoryPage, Inventory, InventorySettings, OrderReleaseItem,
-    OrderReleaseResult, OrderReservationResult, ReleaseResult, ReservationResult, StockPage,
+    OrderReleaseResult, OrderReservationResult, Parts, ReleaseResult, ReservationResult, StockPage,
     SystemClock, UpdateResult,
 };

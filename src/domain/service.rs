@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use serde_json::json;
+use tracing::Instrument as _;
 
+use super::availability::{Availability, AvailabilityObserver, Mode};
 use super::batch::{BatchObserver, BatchSettings, Batcher, apply_racing};
+use super::cache::{CachedStock, StockCache};
 use super::decide::check_entry;
 use super::error::{Error, Result};
 use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel, new_id};
-use super::port::{InventoryStore, StoreError};
+use super::port::{InventoryStore, StoreError, StoreResult};
 use super::rules;
 use super::work::{
     Command, CommitOutcome, CommitRequest, Keyed, NewOrderReservation, NewReservation, OrderItem,
@@ -65,6 +68,24 @@ pub struct Inventory {
     clock: Arc<dyn Clock>,
     /// Gathers changes of stock into batches, when group commit is on.
     batcher: Option<Batcher>,
+    /// The stock cache, when there is one.
+    cache: Option<Arc<dyn StockCache>>,
+    /// Whether the database answers (read-only mode).
+    availability: Arc<Availability>,
+}
+
+/// What the use cases are built with besides their store and settings; each
+/// part may be left out.
+#[derive(Default)]
+pub struct Parts {
+    /// Where the time comes from (the system clock when left out).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Told of every batch applied.
+    pub batch_observer: Option<Arc<dyn BatchObserver>>,
+    /// The stock cache.
+    pub cache: Option<Arc<dyn StockCache>>,
+    /// Told of every transition into and out of read-only mode.
+    pub availability_observer: Option<Arc<dyn AvailabilityObserver>>,
 }
 
 /// The answer to a check.
@@ -76,6 +97,9 @@ pub struct CheckOutcome {
     pub required_quantity: i32,
     /// Whether that much is available.
     pub available: bool,
+    /// How old the figures are, when they come from the cache while the
+    /// database cannot be reached; `None`: current.
+    pub stale: Option<Duration>,
 }
 
 /// The answer to a reservation request.
@@ -157,6 +181,10 @@ pub struct StockPage {
     pub items: Vec<StockLevel>,
     /// Token of the next page; `None` on the last page.
     pub next_page_token: Option<String>,
+    /// The age of the oldest figure, when the page comes from the cache
+    /// while the database cannot be reached (and may then miss products);
+    /// `None`: current.
+    pub stale: Option<Duration>,
 }
 
 /// The answer to a stock update.
@@ -234,30 +262,48 @@ fn lifetime(timeout: Duration) -> Result<chrono::Duration> {
 }
 
 impl Inventory {
-    /// The use cases over `store` with `settings`, on the system clock.
-    /// With `settings.batch`, starts the batch writers (on the current Tokio
-    /// runtime).
+    /// The use cases over `store` with `settings`, on the system clock,
+    /// without a cache. With `settings.batch`, starts the batch writers (on
+    /// the current Tokio runtime).
     pub fn new(store: Arc<dyn InventoryStore>, settings: InventorySettings) -> Self {
-        Self::with_clock(store, settings, Arc::new(SystemClock), None)
+        Self::with_parts(store, settings, Parts::default())
     }
 
-    /// The use cases over `store` with `settings`, reading the time from
-    /// `clock`, telling `observer` of every batch applied.
-    pub fn with_clock(
+    /// The use cases over `store` with `settings` and `parts`.
+    pub fn with_parts(
         store: Arc<dyn InventoryStore>,
         settings: InventorySettings,
-        clock: Arc<dyn Clock>,
-        observer: Option<Arc<dyn BatchObserver>>,
+        parts: Parts,
     ) -> Self {
-        let batcher = settings
-            .batch
-            .map(|batch| Batcher::start(store.clone(), batch, observer, clock.clone()));
+        let clock = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let batcher = settings.batch.map(|batch| {
+            Batcher::start(
+                store.clone(),
+                batch,
+                parts.batch_observer,
+                clock.clone(),
+                parts.cache.clone(),
+            )
+        });
         Self {
             store,
             settings,
             clock,
             batcher,
+            cache: parts.cache,
+            availability: Arc::new(Availability::new(parts.availability_observer)),
         }
+    }
+
+    /// Whether the service is read-only, and since when.
+    pub fn mode(&self) -> Mode {
+        self.availability.mode()
+    }
+
+    /// Whether reads can be answered from a cache while the database cannot
+    /// be reached.
+    pub fn has_cache(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// The current time at the precision both databases keep
@@ -266,17 +312,45 @@ impl Inventory {
         self.clock.now().trunc_subsecs(6)
     }
 
-    /// Succeeds when the database answers (for health checks).
-    pub async fn ping(&self) -> Result<()> {
-        Ok(self.store.ping().await?)
+    /// Succeeds when the database answers within `timeout` (for health
+    /// checks). A success ends read-only mode, a failure to reach the
+    /// database starts it.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        let outcome = match tokio::time::timeout(timeout, self.store.ping()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::NotConnected(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        };
+        self.availability.observe_ping(&outcome, self.now());
+        Ok(outcome?)
+    }
+
+    /// Completes when a request failed transiently: time to ping.
+    pub async fn suspected(&self) {
+        self.availability.suspected().await;
+    }
+
+    /// A database call: refused at once in read-only mode, and its outcome
+    /// noted (a transient failure makes the service read-only, a success
+    /// normal again).
+    async fn db<T>(&self, call: impl std::future::Future<Output = StoreResult<T>>) -> Result<T> {
+        if let Mode::ReadOnly { since, reason } = self.availability.mode() {
+            return Err(Error::ReadOnly { since, reason });
+        }
+        let outcome = call.await;
+        self.availability.observe(&outcome);
+        Ok(outcome?)
     }
 
     /// Applies one command: in the next batch of its lane with group commit
     /// on, else in a unit of work of its own (again after a race lost to a
-    /// concurrent write, see [`super::batch::RACE_ATTEMPTS`]).
+    /// concurrent write, see [`super::batch::RACE_ATTEMPTS`]). The stock it
+    /// changed is in the cache when it returns.
     async fn run(&self, command: Command) -> Result<Outcome> {
         match &self.batcher {
-            Some(batcher) => Ok(batcher.submit(command).await?),
+            Some(batcher) => self.db(batcher.submit(command)).await,
             None => self.run_alone(command).await,
         }
     }
@@ -285,38 +359,82 @@ impl Inventory {
     async fn run_alone(&self, command: Command) -> Result<Outcome> {
         let name = command.name();
         let work = Work::single(command, self.now());
-        let mut planned = apply_racing(self.store.as_ref(), &work).await?;
+        let mut planned = self
+            .db(apply_racing(
+                self.store.as_ref(),
+                &work,
+                self.cache.as_deref(),
+            ))
+            .await?;
         planned.outcomes.pop().ok_or_else(|| mismatched(name))
     }
 
+    /// A product's stock from the cache, traced as `cache.get` (a hit is a
+    /// current figure).
+    async fn cached(&self, product_id: &str) -> Option<CachedStock> {
+        let cache = self.cache.as_ref()?;
+        let span = tracing::info_span!("cache.get", cache.hit = tracing::field::Empty);
+        let found = cache.get(product_id).instrument(span.clone()).await;
+        span.record("cache.hit", found.as_ref().is_some_and(|hit| hit.current));
+        found
+    }
+
+    /// How old a figure cached at `cached_at` is.
+    fn age(&self, cached_at: DateTime<Utc>) -> Duration {
+        (self.now() - cached_at).to_std().unwrap_or_default()
+    }
+
     /// A product's stock and whether `required_quantity` (0 meaning 1) of it
-    /// is available.
+    /// is available: from the cache when it holds the product, else from the
+    /// database (and then cached). While the database cannot be reached,
+    /// the cached figures are answered, marked stale with their age.
     pub async fn check(&self, product_id: &str, required_quantity: i32) -> Result<CheckOutcome> {
         rules::validate_id("product_id", product_id)?;
         let required_quantity = rules::required_quantity(required_quantity)?;
-        let stock = self
-            .store
-            .stock(product_id)
-            .await?
-            .ok_or_else(|| Error::ProductNotFound {
-                product_id: product_id.to_owned(),
-            })?;
-        let available = stock.available_quantity() >= required_quantity;
-        if self.settings.record_checks {
-            self.store
-                .record_history(check_entry(
-                    product_id,
-                    required_quantity,
-                    stock.available_quantity(),
-                    self.now(),
-                ))
-                .await?;
-        }
-        Ok(CheckOutcome {
+        let outcome = |stock: StockLevel, stale| CheckOutcome {
+            available: stock.available_quantity() >= required_quantity,
             stock,
             required_quantity,
-            available,
-        })
+            stale,
+        };
+        let cached = self.cached(product_id).await;
+        if let Mode::ReadOnly { since, reason } = self.availability.mode() {
+            return match cached {
+                Some(hit) => {
+                    let age = self.age(hit.cached_at);
+                    Ok(outcome(hit.stock, Some(age)))
+                }
+                None => Err(Error::ReadOnly { since, reason }),
+            };
+        }
+        let stock = match cached.filter(|hit| hit.current) {
+            Some(hit) => hit.stock,
+            None => {
+                let read = self.store.stock(product_id).await;
+                self.availability.observe(&read);
+                let stock = match read {
+                    Ok(stock) => stock,
+                    Err(error) => return Err(error.into()),
+                }
+                .ok_or_else(|| Error::ProductNotFound {
+                    product_id: product_id.to_owned(),
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.put(std::slice::from_ref(&stock), self.now()).await;
+                }
+                stock
+            }
+        };
+        if self.settings.record_checks {
+            self.db(self.store.record_history(check_entry(
+                product_id,
+                required_quantity,
+                stock.available_quantity(),
+                self.now(),
+            )))
+            .await?;
+        }
+        Ok(outcome(stock, None))
     }
 
     /// Holds `quantity` of a product for an order for `timeout_seconds` (0:
@@ -609,7 +727,7 @@ impl Inventory {
     /// order that never reserved anything is not found.
     pub async fn order_reservations(&self, order_id: &str) -> Result<Vec<Reservation>> {
         rules::validate_id("order_id", order_id)?;
-        let reservations = self.store.order_reservations(order_id).await?;
+        let reservations = self.db(self.store.order_reservations(order_id)).await?;
         if reservations.is_empty() {
             return Err(Error::OrderNotFound {
                 order_id: order_id.to_owned(),
@@ -618,12 +736,47 @@ impl Inventory {
         Ok(reservations)
     }
 
-    /// One page of every product's stock, by product id.
+    /// One page of every product's stock, by product id, from the database
+    /// (and then cached). While the database cannot be reached, the page is
+    /// what the cache holds, marked stale with the age of its oldest figure.
     pub async fn list_stock(&self, page_size: i32, page_token: &str) -> Result<StockPage> {
         let page_size = rules::page_size(page_size)?;
         let after = rules::decode_inventory_page_token(page_token)?;
-        // One extra product tells whether another page follows.
-        let mut items = self.store.list_stock(after, page_size + 1).await?;
+        let from_database = match self.availability.mode() {
+            Mode::Normal => {
+                // One extra product tells whether another page follows.
+                let read = self.store.list_stock(after.clone(), page_size + 1).await;
+                self.availability.observe(&read);
+                match read {
+                    Ok(items) => Some(items),
+                    Err(error) if !error.is_transient() || self.cache.is_none() => {
+                        return Err(error.into());
+                    }
+                    Err(_) => None,
+                }
+            }
+            Mode::ReadOnly { .. } => None,
+        };
+        let (mut items, stale) = match from_database {
+            Some(items) => {
+                if let Some(cache) = &self.cache {
+                    cache.put(&items, self.now()).await;
+                }
+                (items, None)
+            }
+            None => {
+                let Some(cache) = &self.cache else {
+                    let Mode::ReadOnly { since, reason } = self.availability.mode() else {
+                        return Err(mismatched("list"));
+                    };
+                    return Err(Error::ReadOnly { since, reason });
+                };
+                let cached = cache.list(after.as_deref(), page_size + 1).await;
+                let oldest = cached.iter().map(|c| c.cached_at).min();
+                let age = oldest.map_or(Duration::ZERO, |at| self.age(at));
+                (cached.into_iter().map(|c| c.stock).collect(), Some(age))
+            }
+        };
         let next_page_token = if items.len() > page_size as usize {
             items.truncate(page_size as usize);
             items
@@ -635,6 +788,7 @@ impl Inventory {
         Ok(StockPage {
             items,
             next_page_token,
+            stale,
         })
     }
 
@@ -709,8 +863,7 @@ impl Inventory {
         let after = rules::decode_page_token(page_token)?;
         // One extra entry tells whether another page follows.
         let mut entries = self
-            .store
-            .history(product_id, after, page_size + 1)
+            .db(self.store.history(product_id, after, page_size + 1))
             .await?
             .ok_or_else(|| Error::ProductNotFound {
                 product_id: product_id.to_owned(),
@@ -740,7 +893,9 @@ impl Inventory {
         let before = self.now() - ttl;
         let mut total = 0;
         loop {
-            let purged = self.store.purge_request_keys(before, batch_size).await?;
+            let purged = self
+                .db(self.store.purge_request_keys(before, batch_size))
+                .await?;
             total += purged;
             if purged < batch_size as usize {
                 return Ok(total);
@@ -813,7 +968,7 @@ mod tests {
     fn fixture_with(record_checks: bool) -> Fixture {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-        let inventory = Inventory::with_clock(
+        let inventory = Inventory::with_parts(
             store.clone(),
             InventorySettings {
                 default_reservation_timeout: Duration::from_secs(300),
@@ -822,8 +977,10 @@ mod tests {
                 request_id_ttl: Duration::from_secs(3600),
                 batch: None,
             },
-            clock.clone(),
-            None,
+            Parts {
+                clock: Some(clock.clone()),
+                ..Parts::default()
+            },
         );
         Fixture {
             inventory,
@@ -1776,7 +1933,10 @@ mod tests {
         );
         assert_eq!(levels(&f).await, (11, 0));
         f.store.close();
-        assert!(matches!(f.inventory.ping().await, Err(Error::Store(_))));
+        assert!(matches!(
+            f.inventory.ping(Duration::from_secs(1)).await,
+            Err(Error::Store(_))
+        ));
     }
 
     #[tokio::test]

@@ -15,6 +15,14 @@
 //! | `inventory_reservations_expired_total` | | Reservations the sweeper expired |
 //! | `inventory_insufficient_stock_total` | | Reservations refused for lack of stock |
 //! | `inventory_expiry_sweeps_total` | | Sweeper runs |
+//! | `inventory_cache_hits_total`, `_misses_total` | `cache` | Stock lookups the cache answered, or not |
+//! | `inventory_cache_hit_ratio` | | Hits over lookups so far |
+//! | `inventory_cache_evictions_total` | `cache` | Entries dropped for room or age |
+//! | `inventory_cache_invalidations_received_total` | | Changes heard from other replicas (memory cache on PostgreSQL) |
+//! | `inventory_cache_errors_total` | `cache` | Lookups or writes the cache could not make (Redis unreachable) |
+//! | `inventory_read_only` | | 1 while the database cannot be reached (read-only mode), else 0 |
+//! | `inventory_read_only_transitions_total` | `to` (`read_only`, `normal`) | Transitions into and out of read-only mode |
+//! | `inventory_alert_deliveries_total` | `outcome` (`delivered`, `failed`) | Read-only alerts POSTed to `alerting.webhook_url` |
 //! | `inventory_batch_size` | | Calls per group-commit transaction (histogram) |
 //! | `inventory_batch_wait_duration_seconds` | | A call's wait for its batch to start (histogram) |
 //! | `inventory_product_reservations_total` | `product_id` | Reservations per product: the first [`HOT_PRODUCTS`] products seen by name, the rest as `other` |
@@ -25,6 +33,7 @@
 //! `FAILED_PRECONDITION`, ...). Every label has a bounded set of values.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,6 +92,24 @@ pub struct Metrics {
     expiry_sweeps: Counter<u64>,
     /// `inventory.product.reservations`.
     product_reservations: Counter<u64>,
+    /// `inventory.cache.hits`.
+    cache_hits: Counter<u64>,
+    /// `inventory.cache.misses`.
+    cache_misses: Counter<u64>,
+    /// Lookups and hits so far, for `inventory.cache.hit_ratio`.
+    cache_lookups: Arc<(AtomicU64, AtomicU64)>,
+    /// `inventory.cache.evictions`.
+    cache_evictions: Counter<u64>,
+    /// `inventory.cache.invalidations_received`.
+    cache_invalidations: Counter<u64>,
+    /// `inventory.cache.errors`.
+    cache_errors: Counter<u64>,
+    /// 1 in read-only mode, for `inventory.read_only`.
+    read_only: Arc<AtomicU64>,
+    /// `inventory.read_only.transitions`.
+    read_only_transitions: Counter<u64>,
+    /// `inventory.alert.deliveries`.
+    alert_deliveries: Counter<u64>,
     /// `inventory.batch.size`.
     batch_size: Histogram<u64>,
     /// `inventory.batch.wait.duration`.
@@ -138,6 +165,59 @@ impl Metrics {
             product_reservations: counter(
                 "inventory.product.reservations",
                 "Reservations per product (the first products seen; the rest as other)",
+            ),
+            cache_hits: counter("inventory.cache.hits", "Stock lookups the cache answered"),
+            cache_misses: counter(
+                "inventory.cache.misses",
+                "Stock lookups the cache could not answer",
+            ),
+            cache_lookups: {
+                let lookups = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+                let read = lookups.clone();
+                let _gauge = meter
+                    .f64_observable_gauge("inventory.cache.hit_ratio")
+                    .with_description("Cache hits over stock lookups so far")
+                    .with_callback(move |observer| {
+                        let total = read.0.load(Ordering::Relaxed);
+                        let hits = read.1.load(Ordering::Relaxed);
+                        if total > 0 {
+                            observer.observe(hits as f64 / total as f64, &[]);
+                        }
+                    })
+                    .build();
+                lookups
+            },
+            cache_evictions: counter(
+                "inventory.cache.evictions",
+                "Cache entries dropped for room or age",
+            ),
+            cache_invalidations: counter(
+                "inventory.cache.invalidations_received",
+                "Stock changes heard from other replicas",
+            ),
+            cache_errors: counter(
+                "inventory.cache.errors",
+                "Cache lookups or writes that failed",
+            ),
+            read_only: {
+                let flag = Arc::new(AtomicU64::new(0));
+                let read = flag.clone();
+                let _gauge = meter
+                    .u64_observable_gauge("inventory.read_only")
+                    .with_description("1 while the database cannot be reached (read-only mode)")
+                    .with_callback(move |observer| {
+                        observer.observe(read.load(Ordering::Relaxed), &[]);
+                    })
+                    .build();
+                flag
+            },
+            read_only_transitions: counter(
+                "inventory.read_only.transitions",
+                "Transitions into and out of read-only mode",
+            ),
+            alert_deliveries: counter(
+                "inventory.alert.deliveries",
+                "Read-only alerts posted to the webhook",
             ),
             batch_size: meter
                 .u64_histogram("inventory.batch.size")
@@ -201,6 +281,50 @@ impl Metrics {
         ];
         self.requests.add(1, &labels);
         self.request_duration.record(elapsed.as_secs_f64(), &labels);
+    }
+
+    /// Counts a stock lookup in the `cache` (`memory` or `redis`).
+    pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
+        let labels = [KeyValue::new("cache", cache)];
+        self.cache_lookups.0.fetch_add(1, Ordering::Relaxed);
+        if hit {
+            self.cache_lookups.1.fetch_add(1, Ordering::Relaxed);
+            self.cache_hits.add(1, &labels);
+        } else {
+            self.cache_misses.add(1, &labels);
+        }
+    }
+
+    /// Counts entries the `cache` dropped for room or age.
+    pub fn cache_evicted(&self, cache: &'static str) {
+        self.cache_evictions
+            .add(1, &[KeyValue::new("cache", cache)]);
+    }
+
+    /// Counts changes heard from other replicas.
+    pub fn cache_invalidations_received(&self, count: usize) {
+        self.cache_invalidations.add(count as u64, &[]);
+    }
+
+    /// Counts a failed cache lookup or write.
+    pub fn cache_error(&self, cache: &'static str) {
+        self.cache_errors.add(1, &[KeyValue::new("cache", cache)]);
+    }
+
+    /// Records a transition into (`read_only`) or out of read-only mode.
+    pub fn read_only_changed(&self, read_only: bool) {
+        self.read_only
+            .store(u64::from(read_only), Ordering::Relaxed);
+        let to = if read_only { "read_only" } else { "normal" };
+        self.read_only_transitions
+            .add(1, &[KeyValue::new("to", to)]);
+    }
+
+    /// Counts an alert POSTed to the webhook, or given up on.
+    pub fn alert_delivery(&self, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.alert_deliveries
+            .add(1, &[KeyValue::new("outcome", outcome)]);
     }
 
     /// Records a group-commit batch of `size` calls, and each call's wait

@@ -21,6 +21,7 @@
 //! Export never blocks a request: finished spans are queued for a batch
 //! thread; a collector that is down costs a warning from the exporter.
 
+pub mod alerts;
 pub mod db;
 pub mod layer;
 mod logs;

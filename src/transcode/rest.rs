@@ -105,6 +105,11 @@ impl Transcoder {
         };
         copy_metadata(response.headers_mut(), &reply.headers, "grpc-metadata-");
         copy_metadata(response.headers_mut(), &reply.trailers, "grpc-trailer-");
+        for name in &self.options.plain_headers {
+            for value in reply.headers.get_all(name) {
+                response.headers_mut().append(name.clone(), value.clone());
+            }
+        }
         with_code(response, reply.code)
     }
 

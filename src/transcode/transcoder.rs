@@ -37,6 +37,9 @@ pub struct TranscodeOptions {
     pub title: String,
     /// `info.version` of the OpenAPI document.
     pub version: String,
+    /// Response metadata a REST answer carries under its own name, as well
+    /// as `Grpc-Metadata-<name>` (for headers meant for any HTTP client).
+    pub plain_headers: Vec<http::HeaderName>,
 }
 
 impl Default for TranscodeOptions {
@@ -47,6 +50,7 @@ impl Default for TranscodeOptions {
             openapi_path: Some("/openapi.json".to_owned()),
             title: "API".to_owned(),
             version: "1.0.0".to_owned(),
+            plain_headers: Vec::new(),
         }
     }
 }

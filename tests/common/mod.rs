@@ -18,7 +18,9 @@
     reason = "each test binary uses a different part of the fixture"
 )]
 
+pub mod chaos;
 pub mod invariants;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection as _};
 use inventory_service::config::Synchronous;
-use inventory_service::config::{Config, Driver};
+use inventory_service::config::{CacheType, Config, Driver};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
 use inventory_service::server::{self, Listeners, ServeError};
 use inventory_service::store::postgres::{self, redact_password};
@@ -89,6 +91,9 @@ pub(crate) use backend_tests;
 pub struct TestDatabase {
     /// Which backend it is on.
     pub backend: Backend,
+    /// The Redis key prefix of its replicas (`cache.key_prefix`): tests
+    /// share one Redis, replicas of one database share their entries.
+    pub cache_prefix: String,
     /// Holds the SQLite file (and is empty for PostgreSQL).
     dir: TempDir,
     /// The PostgreSQL database, when the backend is PostgreSQL.
@@ -107,6 +112,7 @@ impl TestDatabase {
             backend,
             dir,
             postgres,
+            cache_prefix: format!("inventory-test-{}", uuid::Uuid::now_v7().simple()),
         }
     }
 
@@ -249,13 +255,54 @@ pub struct TestServer {
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
-/// A configuration for tests on `database`: fast durability, the sweeper and
-/// health monitor at their defaults unless `tweak` changes them.
+/// Which cache the suite runs with: `memory` (the default configuration's),
+/// `redis` (the Redis on [`REDIS_URL`]) or `off`.
+pub const TEST_CACHE_ENV: &str = "INVENTORY_TEST_CACHE";
+
+/// The Redis the tests use.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A configuration for tests on `database`: fast durability, the cache that
+/// [`TEST_CACHE_ENV`] names, the sweeper and health monitor at their
+/// defaults unless `tweak` changes them.
 pub fn test_config(database: &TestDatabase) -> Config {
     let mut config = Config::default();
     database.configure(&mut config);
     config.server.shutdown_timeout = Duration::from_secs(5);
+    config.cache.key_prefix = database.cache_prefix.clone();
+    config.cache.redis_url = REDIS_URL.to_owned();
+    match std::env::var(TEST_CACHE_ENV).as_deref() {
+        Err(_) | Ok("" | "memory") => {}
+        Ok("redis") => config.cache.cache_type = CacheType::Redis,
+        Ok("off") => config.cache.enabled = false,
+        Ok(other) => panic!("{TEST_CACHE_ENV} must be memory, redis or off, not {other:?}"),
+    }
     config
+}
+
+/// Panics, saying how to start it, unless Redis answers at `url`: a test
+/// of the Redis cache must not pass on misses alone.
+pub async fn require_redis(url: &str) {
+    let answer = async {
+        let client = redis::Client::open(url)?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), answer).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => redis_unreachable(url, &error.to_string()),
+        Err(_) => redis_unreachable(url, "no answer within 5s"),
+    }
+}
+
+fn redis_unreachable(url: &str, error: &str) -> ! {
+    panic!(
+        "Redis not reachable at {url}: {error}\n\
+         The Redis cache tests need it: start it with `redis-server --daemonize yes --bind 127.0.0.1 \
+         --port 6379 --save \"\" --appendonly no` (`bash .ci/run` does)."
+    )
 }
 
 impl TestServer {
@@ -275,6 +322,9 @@ impl TestServer {
     pub async fn start_in(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config(&database);
         tweak(&mut config);
+        if config.cache.enabled && config.cache.cache_type == CacheType::Redis {
+            require_redis(&config.cache.redis_url).await;
+        }
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc_addr = grpc.local_addr().expect("grpc addr");
@@ -359,6 +409,24 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// The sum of a metric's samples on the service's `/metrics` (every label
+/// set), 0 when it has none.
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = reqwest::get(server.http_url("/metrics"))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("/metrics body");
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The ErrorInfo reason of a status, if it carries one.

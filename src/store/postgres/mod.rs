@@ -27,6 +27,7 @@
 //! work again.
 
 mod fixed;
+pub mod listen;
 mod migrate;
 mod rows;
 mod schema;
@@ -72,6 +73,10 @@ pub struct PostgresOptions {
     pub connection_timeout: Duration,
     /// The isolation level of the transactions of a unit of work.
     pub isolation: Isolation,
+    /// Whether every transaction that changes stock tells the other
+    /// replicas (`NOTIFY` on [`listen::CHANNEL`], sent at its commit), for
+    /// their memory caches.
+    pub notify: bool,
 }
 
 /// A transaction isolation level.
@@ -95,6 +100,7 @@ impl fmt::Debug for PostgresOptions {
             .field("max_connections", &self.max_connections)
             .field("connection_timeout", &self.connection_timeout)
             .field("isolation", &self.isolation)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -166,6 +172,15 @@ pub struct PostgresStore {
     pool: Pool<Conn>,
     /// The isolation level of a unit of work's transaction.
     isolation: Isolation,
+    /// Whether stock changes are announced on [`listen::CHANNEL`].
+    notify: bool,
+    /// Where pings go.
+    url: String,
+    /// How long opening the ping connection may take.
+    connection_timeout: Duration,
+    /// The connection pings go through: its own, so that a pool saturated
+    /// by requests is never taken for an unreachable database.
+    ping_connection: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PostgresStore {
@@ -183,7 +198,8 @@ impl PostgresStore {
         // that met it fails as unavailable.
         config.recycling_method = RecyclingMethod::Fast;
         config.custom_setup = Box::new(|url| Box::pin(connect_for_pool(url)));
-        let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(options.url, config);
+        let manager =
+            AsyncDieselConnectionManager::<Conn>::new_with_config(options.url.clone(), config);
         let pool = Pool::builder(manager)
             .max_size(options.max_connections.max(1))
             .wait_timeout(Some(options.connection_timeout))
@@ -194,6 +210,10 @@ impl PostgresStore {
         Ok(Self {
             pool,
             isolation: options.isolation,
+            notify: options.notify,
+            url: options.url,
+            connection_timeout: options.connection_timeout,
+            ping_connection: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -234,8 +254,36 @@ impl PostgresStore {
 #[async_trait]
 impl InventoryStore for PostgresStore {
     async fn ping(&self) -> Result<()> {
-        self.run(|mut c| async move { Ok(c.batch_execute("SELECT 1").await?) })
+        let mut held = self.ping_connection.lock().await;
+        let client = match held.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => {
+                let (client, connection) = tokio::time::timeout(
+                    self.connection_timeout,
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls),
+                )
+                .await
+                .map_err(|_| {
+                    StoreError::NotConnected(format!(
+                        "opening a connection took longer than {} ms",
+                        self.connection_timeout.as_millis()
+                    ))
+                })?
+                .map_err(|e| StoreError::NotConnected(with_causes(&e)))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "the ping connection ended");
+                    }
+                });
+                client
+            }
+        };
+        client
+            .simple_query("SELECT 1")
             .await
+            .map_err(|e| StoreError::Unavailable(with_causes(&e)))?;
+        *held = Some(client);
+        Ok(())
     }
 
     async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>> {
@@ -332,6 +380,7 @@ impl InventoryStore for PostgresStore {
     async fn apply(&self, work: &Work) -> Result<Planned> {
         let work = work.clone();
         let isolation = self.isolation;
+        let notify = self.notify;
         self.run(move |mut c| async move {
             // Above READ COMMITTED, a transaction whose snapshot was taken
             // before it waited for a row lock fails once it gets the lock,
@@ -351,7 +400,7 @@ impl InventoryStore for PostgresStore {
                     .await?;
                 }
             }
-            let (planned, clean) = unit_of_work(&mut c, &work, isolation).await;
+            let (planned, clean) = unit_of_work(&mut c, &work, isolation, notify).await;
             if !clean {
                 // Never lend out a connection that may still be inside a
                 // transaction: close it instead.
@@ -372,6 +421,9 @@ impl InventoryStore for PostgresStore {
 
     fn close(&self) {
         self.pool.close();
+        if let Ok(mut held) = self.ping_connection.try_lock() {
+            held.take();
+        }
     }
 }
 
@@ -379,7 +431,12 @@ impl InventoryStore for PostgresStore {
 /// committed with its writes (see `work.rs`); rolls it back when it fails
 /// before the writes. The second value is false when the connection may be
 /// left inside a transaction (its rollback failed): it must not be reused.
-async fn unit_of_work(c: &mut Conn, work: &Work, isolation: Isolation) -> (Result<Planned>, bool) {
+async fn unit_of_work(
+    c: &mut Conn,
+    work: &Work,
+    isolation: Isolation,
+    notify: bool,
+) -> (Result<Planned>, bool) {
     let begin = match isolation {
         Isolation::ReadCommitted => "BEGIN",
         Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
@@ -403,7 +460,7 @@ async fn unit_of_work(c: &mut Conn, work: &Work, isolation: Isolation) -> (Resul
             }
             // However the pipeline ends, the transaction has: committed, or
             // rolled back by the server at the COMMIT after a failed write.
-            let written = work::write_and_commit(c, &planned.changes).await;
+            let written = work::write_and_commit(c, &planned.changes, notify).await;
             (written.map(|()| planned), true)
         }
         Err(error) => {

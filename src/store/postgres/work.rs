@@ -54,6 +54,11 @@ const HOLDS: &str = "SELECT r.id, r.product_id, r.order_id, r.quantity, r.releas
      ON r.order_id = k.order_id AND r.product_id = k.product_id \
      ORDER BY r.order_id, r.product_id FOR UPDATE OF r";
 
+/// Tells the other replicas of stock rows as this transaction leaves them
+/// (one notification per row: a payload stays far below PostgreSQL's 8,000
+/// bytes).
+const NOTIFY: &str = "SELECT pg_notify('inventory_stock', p) FROM unnest($1::text[]) AS p";
+
 /// New products.
 const INSERT_STOCK: &str = "INSERT INTO inventory \
      (product_id, total_quantity, reserved_quantity, version, created_at, updated_at) \
@@ -227,7 +232,11 @@ pub(super) async fn load(
 }
 
 /// Writes what the planner decided and commits, in one pipeline.
-pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreResult<()> {
+pub(super) async fn write_and_commit(
+    c: &mut Conn,
+    changes: &Changes,
+    notify: bool,
+) -> StoreResult<()> {
     let shared: &Conn = c;
     let now = changes.now;
     let mut statements = Vec::new();
@@ -454,6 +463,20 @@ pub(super) async fn write_and_commit(c: &mut Conn, changes: &Changes) -> StoreRe
             query.execute(&mut { shared }),
             Some(keys.len()),
         ));
+    }
+    if notify && !changes.stocks.is_empty() {
+        // Delivered at commit, and only if the transaction commits.
+        let query = Fixed::new(
+            NOTIFY,
+            (bind::<Array<Text>, _>(
+                changes
+                    .stocks
+                    .iter()
+                    .map(|w| super::listen::payload(&w.stock))
+                    .collect::<Vec<_>>(),
+            ),),
+        );
+        statements.push(Statement::new(query.execute(&mut { shared }), None));
     }
     let commit = Fixed::new("COMMIT", ()).execute(&mut { shared });
     let (results, committed) = tokio::join!(
