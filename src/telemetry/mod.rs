@@ -160,10 +160,20 @@ impl Telemetry {
                 .with_tracked_inactivity(false)
                 .with_filter(Targets::new().with_target(EXPORTED_TARGET, tracing::Level::INFO))
         });
-        let subscriber = Registry::default()
-            .with(context)
-            .with(otel_layer)
-            .with(log_layer);
+        // The context layer wants no span or event of its own (a filter that
+        // enables nothing), and absent layers are left out rather than
+        // passed as `None` (which counts as wanting everything): a span is
+        // only built when the exporter or the logs want it, so a service
+        // that neither exports nor logs at the spans' level pays nothing for
+        // them.
+        let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![
+            context
+                .with_filter(tracing_subscriber::filter::filter_fn(|_| false))
+                .boxed(),
+        ];
+        layers.extend(otel_layer.map(Layer::boxed));
+        layers.extend(log_layer);
+        let subscriber = Registry::default().with(layers);
         Ok(Self {
             dispatch: Dispatch::new(subscriber),
             tracer_provider,
@@ -292,7 +302,11 @@ where
     Ok(match config.format {
         LogFormat::Json => {
             let (format, capture) = logs::json_logs();
+            // The capture only needs the dispatch: it wants no span or event,
+            // so it enables none (an unfiltered layer would enable every
+            // span of every crate at every level).
             capture
+                .with_filter(tracing_subscriber::filter::filter_fn(|_| false))
                 .and_then(
                     tracing_subscriber::fmt::layer()
                         .event_format(format)
@@ -308,6 +322,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spans no layer wants are never built: they cost a request nothing.
+    #[test]
+    fn spans_below_the_log_level_are_disabled_when_nothing_is_exported() {
+        for format in [LogFormat::Json, LogFormat::Text] {
+            let mut config = Config::default();
+            config.logging.level = "warn".into();
+            config.logging.format = format;
+            let telemetry = Telemetry::new(&config, LogOutput::Stdout).expect("telemetry");
+            tracing::dispatcher::with_default(telemetry.dispatch(), || {
+                assert!(tracing::info_span!("request").is_disabled(), "{format:?}");
+                assert!(tracing::trace_span!("h2").is_disabled(), "{format:?}");
+                assert!(!tracing::warn_span!("warned").is_disabled(), "{format:?}");
+                assert!(current().is_some(), "the server context is reachable");
+            });
+        }
+        let telemetry = Telemetry::new(&Config::default(), LogOutput::Off).expect("telemetry");
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            assert!(tracing::error_span!("request").is_disabled());
+            assert!(current().is_some());
+        });
+    }
 
     #[test]
     fn http_signal_urls_append_the_path_once() {
