@@ -183,12 +183,16 @@ impl RouteTable {
 
     /// Finds the route for `method` and `path` (percent-encoded, no query).
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        // Routes of the request's method first: the usual request matches
+        // one template, and the others only need their method compared.
+        for route in self.routes.iter().filter(|r| r.method.accepts(method)) {
+            if let Some(values) = route.template.matches(path) {
+                return Lookup::Found(route, values);
+            }
+        }
         let mut allowed = Vec::new();
         for route in &self.routes {
-            if let Some(values) = route.template.matches(path) {
-                if route.method.accepts(method) {
-                    return Lookup::Found(route, values);
-                }
+            if route.template.matches(path).is_some() {
                 let name = route.method.name().to_owned();
                 if !allowed.contains(&name) {
                     allowed.push(name);
