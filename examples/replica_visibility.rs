@@ -24,7 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (a, b) = match (args.get(1), args.get(2)) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => {
-            return Err("usage: replica_visibility <grpc url of A> <grpc url of B> [writes]".into());
+            return Err(
+                "usage: replica_visibility <grpc url of A> <grpc url of B> [writes]".into(),
+            );
         }
     };
     let writes: i32 = args.get(3).map_or(Ok(1000), |n| n.parse())?;

@@ -135,6 +135,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
                 SqliteStore::open(SqliteOptions {
                     path: db.dsn.clone().into(),
                     max_connections: db.max_connections as usize,
+                    max_idle_connections: db.max_idle_connections as usize,
                     connection_timeout: db.connection_timeout,
                     busy_timeout: db.busy_timeout,
                     synchronous: match db.synchronous {
@@ -156,6 +157,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
                 PostgresStore::open(PostgresOptions {
                     url: db.dsn.clone(),
                     max_connections: db.max_connections as usize,
+                    max_idle_connections: db.max_idle_connections as usize,
                     connection_timeout: db.connection_timeout,
                     isolation: match db.isolation_level {
                         config::IsolationLevel::ReadCommitted => Isolation::ReadCommitted,

@@ -75,6 +75,7 @@ fn options(database: &PostgresDatabase) -> PostgresOptions {
     PostgresOptions {
         url: database.url.clone(),
         max_connections: 4,
+        max_idle_connections: 4,
         connection_timeout: Duration::from_secs(10),
         isolation: Isolation::ReadCommitted,
         notify: true,

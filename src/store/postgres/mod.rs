@@ -68,6 +68,8 @@ pub struct PostgresOptions {
     pub url: String,
     /// Most pooled connections.
     pub max_connections: usize,
+    /// Most pooled connections kept open while idle.
+    pub max_idle_connections: usize,
     /// How long a request waits for a pooled connection, and how long opening
     /// a new connection may take.
     pub connection_timeout: Duration,
@@ -98,6 +100,7 @@ impl fmt::Debug for PostgresOptions {
         f.debug_struct("PostgresOptions")
             .field("url", &redact_password(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("max_idle_connections", &self.max_idle_connections)
             .field("connection_timeout", &self.connection_timeout)
             .field("isolation", &self.isolation)
             .field("notify", &self.notify)
@@ -207,6 +210,11 @@ impl PostgresStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
+        super::trim_idle_connections(
+            pool.clone(),
+            options.max_idle_connections,
+            super::IDLE_SWEEP,
+        );
         Ok(Self {
             pool,
             isolation: options.isolation,

@@ -100,6 +100,8 @@ pub struct SqliteOptions {
     pub path: PathBuf,
     /// Most pooled connections.
     pub max_connections: usize,
+    /// Most pooled connections kept open while idle.
+    pub max_idle_connections: usize,
     /// How long a request waits for a pooled connection.
     pub connection_timeout: Duration,
     /// How long a writer waits for the write lock before failing as busy.
@@ -257,6 +259,11 @@ impl SqliteStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Internal(format!("building the connection pool: {e}")))?;
+        super::trim_idle_connections(
+            pool.clone(),
+            options.max_idle_connections,
+            super::IDLE_SWEEP,
+        );
         Ok(Self { pool, writer })
     }
 
@@ -514,6 +521,7 @@ mod tests {
         let store = SqliteStore::open(SqliteOptions {
             path: path.clone(),
             max_connections: 2,
+            max_idle_connections: 2,
             connection_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
@@ -587,6 +595,7 @@ mod tests {
         let store = SqliteStore::open(SqliteOptions {
             path: path.clone(),
             max_connections: 2,
+            max_idle_connections: 2,
             connection_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
