@@ -34,6 +34,7 @@ use tracing::instrument::WithSubscriber as _;
 
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
+use crate::api::status::ERROR_DOMAIN;
 use crate::api::{InventoryApi, STALE_HEADER};
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::RedisCache;
@@ -406,6 +407,7 @@ async fn run(
             title: config.server.name.clone(),
             version: config.server.version.clone(),
             plain_headers: vec![HeaderName::from_static(STALE_HEADER)],
+            error_domain: ERROR_DOMAIN.to_owned(),
         },
     )?;
     let transcode = TranscodeLayer::new(transcoder);

@@ -987,6 +987,60 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
             5,
         ),
         ErrorCase(
+            "a key named twice",
+            Method::POST,
+            "/api/v1/inventory/reserve",
+            Some(r#"{"product_id": "product-123", "quantity": 1, "quantity": 2, "order_id": "o"}"#),
+            "application/json",
+            400,
+            3,
+        ),
+        ErrorCase(
+            "a body that contradicts the path",
+            Method::PUT,
+            "/api/v1/inventory/product-456",
+            Some(r#"{"product_id": "product-123", "quantity": 5, "operation": "set"}"#),
+            "application/json",
+            400,
+            3,
+        ),
+        ErrorCase(
+            "empty expected_version",
+            Method::PUT,
+            "/api/v1/inventory/product-123",
+            Some(r#"{"quantity": 5, "operation": "set", "expected_version": ""}"#),
+            "application/json",
+            400,
+            3,
+        ),
+        ErrorCase(
+            "a zero-width space in an id",
+            Method::POST,
+            "/api/v1/inventory/reserve",
+            Some("{\"product_id\": \"product\u{200b}-123\", \"quantity\": 1, \"order_id\": \"o\"}"),
+            "application/json",
+            400,
+            3,
+        ),
+        ErrorCase(
+            "a bidi override in an id",
+            Method::GET,
+            "/api/v1/inventory/product-%E2%80%AE123",
+            None,
+            "",
+            400,
+            3,
+        ),
+        ErrorCase(
+            "an id not in NFC",
+            Method::PUT,
+            "/api/v1/inventory/cafe%CC%81",
+            Some(r#"{"quantity": 5, "operation": "set"}"#),
+            "application/json",
+            400,
+            3,
+        ),
+        ErrorCase(
             "below reserved",
             Method::PUT,
             "/api/v1/inventory/product-123",
@@ -1020,8 +1074,39 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
             !json["message"].as_str().unwrap_or_default().is_empty(),
             "{name}"
         );
-        assert!(json["details"].is_array(), "{name}");
+        let info = &json["details"][0];
+        assert_eq!(
+            info["@type"], "type.googleapis.com/google.rpc.ErrorInfo",
+            "{name}: every error carries an ErrorInfo: {json}"
+        );
+        assert_eq!(info["domain"], "inventory-service", "{name}: {json}");
+        assert!(
+            !info["reason"].as_str().unwrap_or_default().is_empty(),
+            "{name}: {json}"
+        );
     }
+    // The contradiction names both values.
+    let (_, body) = send(
+        &server,
+        Method::PUT,
+        "/api/v1/inventory/product-456",
+        Some(r#"{"product_id": "product-123", "quantity": 5, "operation": "set"}"#),
+    )
+    .await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("product-123") && message.contains("product-456"),
+        "{body}"
+    );
+    // A body that repeats the path is fine.
+    let (status, body) = send(
+        &server,
+        Method::PUT,
+        "/api/v1/inventory/product-456",
+        Some(r#"{"product_id": "product-456", "quantity": 100, "operation": "set"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     let small_limit =
         TestServer::start_with(Backend::Sqlite, |config| config.rest.max_body_size = 1024).await;
@@ -1035,6 +1120,8 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
     assert_eq!(response.status(), 413);
     let json: Value = response.json().await.expect("json");
     assert_eq!(json["code"], 8);
+    assert_eq!(json["details"][0]["reason"], "BODY_TOO_LARGE", "{json}");
+    assert_eq!(json["details"][0]["metadata"]["limit"], "1024", "{json}");
 
     // The domain errors carry their ErrorInfo through.
     let (_, body) = send(
@@ -1165,6 +1252,29 @@ async fn openapi_describes_every_route_and_the_answers_match_it() {
         .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(params, ["product_id", "required_quantity"]);
+    // Path fields are not body fields.
+    for (path, method) in [
+        ("/api/v1/inventory/{product_id}", "put"),
+        ("/api/v1/orders/{order_id}/reserve", "post"),
+    ] {
+        let body =
+            &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+        let name = body["$ref"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default();
+        let properties = &doc["components"]["schemas"][name]["properties"];
+        assert!(properties.is_object(), "{method} {path}: {body}");
+        let variable = if path.contains("order_id") {
+            "order_id"
+        } else {
+            "product_id"
+        };
+        assert!(
+            properties.get(variable).is_none(),
+            "{method} {path}: {variable} is a path field: {properties}"
+        );
+    }
 
     // Every answer of every route validates against its schema.
     let calls: [(Method, &str, Option<&str>, &str, u16); 14] = [

@@ -52,6 +52,8 @@ for i = 2, #KEYS do
     redis.call('ZADD', KEYS[1], 0, ARGV[at])
   end
 end
+-- every entry listed expires no later than the list itself
+redis.call('PEXPIRE', KEYS[1], ttl)
 return 0
 ";
 

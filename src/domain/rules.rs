@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 
 use super::error::{Error, Result};
 use super::model::{HistoryCursor, StockChange, StockLevel};
@@ -20,8 +21,12 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 /// Most items in one order reservation.
 pub const MAX_ORDER_ITEMS: usize = 100;
 
-/// Accepts an id of 1 to 255 characters with no control characters and no
-/// leading or trailing whitespace.
+/// Accepts an id of 1 to 255 characters with no leading or trailing
+/// whitespace, no control characters, no invisible or direction-changing
+/// characters (Unicode format characters: zero-width spaces and joiners,
+/// bidi overrides and isolates, the byte order mark, soft hyphens) and no
+/// line or paragraph separators, written in Unicode NFC: two ids that look
+/// the same are the same id, and an id shows what it is.
 pub fn validate_id(field: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
@@ -41,6 +46,28 @@ pub fn validate_id(field: &'static str, value: &str) -> Result<()> {
     }
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    if let Some(hidden) = value.chars().find(|c| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    }) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must not contain invisible or direction-changing characters, found U+{:04X}",
+                u32::from(hidden)
+            ),
+        ));
+    }
+    if !unicode_normalization::is_nfc(value) {
+        return Err(Error::invalid(
+            field,
+            "must be in Unicode normalization form C (NFC)",
+        ));
     }
     Ok(())
 }
@@ -406,7 +433,23 @@ mod tests {
     fn ids_are_one_to_255_characters_without_control_characters() {
         assert!(validate_id("product_id", "product-456").is_ok());
         assert!(validate_id("product_id", &"é".repeat(255)).is_ok());
-        for bad in ["", " p", "p ", "a\nb", &"x".repeat(256)] {
+        // Composed "é" is NFC; "e" followed by a combining acute is not.
+        assert!(validate_id("product_id", "caf\u{e9}").is_ok());
+        assert!(validate_id("product_id", "\u{5546}\u{54c1}-1").is_ok());
+        for bad in [
+            "",
+            " p",
+            "p ",
+            "a\nb",
+            &"x".repeat(256),
+            "cafe\u{301}",
+            "a\u{200b}b",
+            "a\u{202e}b",
+            "\u{feff}a",
+            "a\u{2066}b",
+            "a\u{ad}b",
+            "a\u{2028}b",
+        ] {
             let error = validate_id("order_id", bad).expect_err(bad);
             assert_eq!(field_of(error), "order_id");
         }

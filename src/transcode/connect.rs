@@ -16,7 +16,7 @@ use super::transcoder::{
     Protocol, TranscodeError, Transcoder, bytes_response, content_type, copy_metadata, header_str,
     is_json, json_response, unsupported_media_type, with_code,
 };
-use super::{errors, grpc, http_status, request};
+use super::{grpc, http_status, request};
 
 impl Transcoder {
     /// Calls `method` with the Connect request's message and renders its
@@ -106,12 +106,11 @@ impl Transcoder {
                 }
             }
         } else {
-            let body = errors::connect_error_body(
-                &self.pool,
+            let body = self.reply_error_body(
+                Protocol::Connect,
                 reply.code,
                 &reply.message,
                 reply.details.as_deref(),
-                &self.options.json,
             );
             json_response(http_status(reply.code), &body)
         };

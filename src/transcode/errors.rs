@@ -4,9 +4,11 @@
 
 use base64::Engine as _;
 use http::StatusCode;
+use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _, Value as ReflectValue};
 use serde_json::{Value, json};
 use tonic::Code;
+use tonic_types::pb;
 
 use super::JsonOptions;
 
@@ -51,6 +53,85 @@ pub fn connect_code(code: Code) -> &'static str {
         Code::DataLoss => "data_loss",
         Code::Unauthenticated => "unauthenticated",
     }
+}
+
+/// The `google.rpc.ErrorInfo` type URL.
+const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// Why an error happened, for the `google.rpc.ErrorInfo` every error body
+/// carries: the `reason` when the error itself names none, and the
+/// `domain` that issues it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reason<'a> {
+    /// UPPER_SNAKE_CASE.
+    pub reason: &'a str,
+    /// The service or component that decided the error.
+    pub domain: &'a str,
+}
+
+/// The reason of an error the layer or tonic decided, which names none:
+/// the code's own name (`DEADLINE_EXCEEDED`).
+pub fn code_reason(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// `status_bytes` (an encoded `google.rpc.Status`, possibly absent) with an
+/// ErrorInfo of `reason` added unless it holds one: every error a client
+/// receives carries one, whoever decided it.
+pub fn with_error_info(
+    code: Code,
+    message: &str,
+    status_bytes: Option<&[u8]>,
+    reason: Reason<'_>,
+    metadata: &[(&str, String)],
+) -> Vec<u8> {
+    let mut status = status_bytes
+        .and_then(|bytes| pb::Status::decode(bytes).ok())
+        .unwrap_or_else(|| pb::Status {
+            code: code as i32,
+            message: message.to_owned(),
+            details: Vec::new(),
+        });
+    if !status
+        .details
+        .iter()
+        .any(|any| any.type_url == ERROR_INFO_TYPE)
+    {
+        let info = pb::ErrorInfo {
+            reason: reason.reason.to_owned(),
+            domain: reason.domain.to_owned(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        };
+        status.details.insert(
+            0,
+            prost_types::Any {
+                type_url: ERROR_INFO_TYPE.to_owned(),
+                value: info.encode_to_vec(),
+            },
+        );
+    }
+    status.encode_to_vec()
 }
 
 /// The `details` of a `google.rpc.Status` (from `grpc-status-details-bin`).

@@ -154,7 +154,33 @@ fn operation(
     });
     let body_schema = match &route.body {
         BodyBinding::None => None,
-        BodyBinding::Whole => Some(message_ref(&method.input(), options, schemas)),
+        BodyBinding::Whole if bound.is_empty() => {
+            Some(message_ref(&method.input(), options, schemas))
+        }
+        // The path's fields are not the body's: a body naming one must say
+        // the same as the path, so the schema leaves them out.
+        BodyBinding::Whole => {
+            let full = message_ref(&method.input(), options, schemas);
+            let name = format!("{}_{}_Body", method.parent_service().name(), method.name());
+            let mut schema = full
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit('/').next())
+                .and_then(|n| schemas.get(n))
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+                for field in &bound {
+                    properties.remove(field.name());
+                    properties.remove(field.json_name());
+                }
+            }
+            if let Some(Value::Array(required)) = schema.get_mut("required") {
+                required.retain(|r| !bound.iter().any(|f| r == f.name() || r == f.json_name()));
+            }
+            schemas.insert(name.clone(), schema);
+            Some(reference(&name))
+        }
         BodyBinding::Field(field) => Some(field_schema(field, options, schemas)),
     };
     if let Some(schema) = body_schema {

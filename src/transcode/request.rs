@@ -49,6 +49,19 @@ pub fn build_message(
     }
     for (fields, value) in route.path_fields.iter().zip(path_values) {
         let leaf = scalar_json(fields_last(fields)?, &value)?;
+        if let Some(sent) = get_path(&root, fields)
+            && !same_scalar(sent, &leaf)
+        {
+            let name = fields
+                .iter()
+                .map(FieldDescriptor::name)
+                .collect::<Vec<_>>()
+                .join(".");
+            return Err(TranscodeError::invalid(format!(
+                "the body's {name} {sent} contradicts the path's {name} {value:?}; \
+                 leave it out of the body"
+            )));
+        }
         set_path(&mut root, fields, leaf, false);
     }
 
@@ -109,10 +122,89 @@ pub fn decode_json(
     decode_value(message, parse_json(body)?, options)
 }
 
-/// Parses a JSON body; empty means no body.
+/// Parses a JSON body; empty means no body. An object that names a key
+/// twice is refused: which of the two a reader keeps differs between
+/// parsers, so the request is ambiguous.
 pub fn parse_json(body: &[u8]) -> Result<Value, TranscodeError> {
-    serde_json::from_slice(body)
+    serde_json::from_slice::<Strict>(body)
+        .map(|strict| strict.0)
         .map_err(|e| TranscodeError::invalid(format!("malformed JSON body: {e}")))
+}
+
+/// A JSON value whose objects name each key once.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.insert(key.clone(), value).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice"
+                )));
+            }
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn fields_last(fields: &[FieldDescriptor]) -> Result<&FieldDescriptor, TranscodeError> {
@@ -196,6 +288,28 @@ fn set_path(root: &mut Map<String, Value>, fields: &[FieldDescriptor], value: Va
         object.remove(leaf.json_name());
         object.insert(leaf.name().to_owned(), value);
     }
+}
+
+/// The value at `fields` inside `root`, under either name.
+fn get_path<'a>(root: &'a Map<String, Value>, fields: &[FieldDescriptor]) -> Option<&'a Value> {
+    let (leaf, parents) = fields.split_last()?;
+    let mut object = root;
+    for field in parents {
+        object = object.get(&existing_key(object, field)?)?.as_object()?;
+    }
+    object.get(&existing_key(object, leaf)?)
+}
+
+/// Whether a JSON value sent in a body says the same as the path's: equal,
+/// or the same text once a number or boolean is written as a string.
+fn same_scalar(sent: &Value, path: &Value) -> bool {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    sent == path || text(sent).is_some_and(|t| Some(t) == text(path))
 }
 
 fn existing_key(object: &Map<String, Value>, field: &FieldDescriptor) -> Option<String> {

@@ -15,7 +15,7 @@ use super::transcoder::{
     Protocol, TranscodeError, Transcoder, bytes_response, content_type, copy_metadata, header_str,
     is_json, json_response, unsupported_media_type, with_code,
 };
-use super::{errors, grpc, http_status, request, routes};
+use super::{grpc, http_status, request, routes};
 
 impl Transcoder {
     /// Calls the route's method with the message built from the path,
@@ -88,12 +88,11 @@ impl Transcoder {
                 Err(e) => self.error_response(Protocol::Rest, &e),
             }
         } else {
-            let body = errors::rest_error_body(
-                &self.pool,
+            let body = self.reply_error_body(
+                Protocol::Rest,
                 reply.code,
                 &reply.message,
                 reply.details.as_deref(),
-                &self.options.json,
             );
             let mut response = json_response(http_status(reply.code), &body);
             if reply.code == Code::Unauthenticated {

@@ -40,6 +40,10 @@ pub struct TranscodeOptions {
     /// Response metadata a REST answer carries under its own name, as well
     /// as `Grpc-Metadata-<name>` (for headers meant for any HTTP client).
     pub plain_headers: Vec<http::HeaderName>,
+    /// The `domain` of the `google.rpc.ErrorInfo` added to errors that carry
+    /// none: the layer's own refusals and statuses decided by the server
+    /// framework rather than by a handler.
+    pub error_domain: String,
 }
 
 impl Default for TranscodeOptions {
@@ -51,6 +55,7 @@ impl Default for TranscodeOptions {
             title: "API".to_owned(),
             version: "1.0.0".to_owned(),
             plain_headers: Vec::new(),
+            error_domain: "transcode".to_owned(),
         }
     }
 }
@@ -202,6 +207,18 @@ impl TranscodeError {
     pub(super) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, message)
     }
+
+    /// The ErrorInfo `reason` of this refusal, from what was refused.
+    fn reason(&self) -> &'static str {
+        match self.status {
+            StatusCode::BAD_REQUEST => "INVALID_REQUEST",
+            StatusCode::NOT_FOUND => "NO_ROUTE",
+            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+            StatusCode::PAYLOAD_TOO_LARGE => "BODY_TOO_LARGE",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+            _ => errors::code_reason(self.code),
+        }
+    }
 }
 
 /// Which protocol a request speaks, for rendering its errors.
@@ -303,27 +320,80 @@ impl Transcoder {
         }
     }
 
+    /// The ErrorInfo reason `reason` in this transcoder's domain.
+    pub(super) fn reason<'a>(&'a self, reason: &'a str) -> errors::Reason<'a> {
+        errors::Reason {
+            reason,
+            domain: &self.options.error_domain,
+        }
+    }
+
+    /// The JSON error body of `protocol` for a status whose details (an
+    /// encoded `google.rpc.Status`) are `details`.
+    pub(super) fn error_body(
+        &self,
+        protocol: Protocol,
+        code: Code,
+        message: &str,
+        details: &[u8],
+    ) -> serde_json::Value {
+        match protocol {
+            Protocol::Rest => errors::rest_error_body(
+                &self.pool,
+                code,
+                message,
+                Some(details),
+                &self.options.json,
+            ),
+            Protocol::Connect => errors::connect_error_body(
+                &self.pool,
+                code,
+                message,
+                Some(details),
+                &self.options.json,
+            ),
+        }
+    }
+
+    /// The error body of a call's failed reply, with an ErrorInfo named
+    /// after its code when the status carries none.
+    pub(super) fn reply_error_body(
+        &self,
+        protocol: Protocol,
+        code: Code,
+        message: &str,
+        details: Option<&[u8]>,
+    ) -> serde_json::Value {
+        let details = errors::with_error_info(
+            code,
+            message,
+            details,
+            self.reason(errors::code_reason(code)),
+            &[],
+        );
+        self.error_body(protocol, code, message, &details)
+    }
+
     pub(super) fn error_response(
         &self,
         protocol: Protocol,
         error: &TranscodeError,
     ) -> Response<Body> {
-        let body = match protocol {
-            Protocol::Rest => errors::rest_error_body(
-                &self.pool,
-                error.code,
-                &error.message,
-                None,
-                &self.options.json,
-            ),
-            Protocol::Connect => errors::connect_error_body(
-                &self.pool,
-                error.code,
-                &error.message,
-                None,
-                &self.options.json,
-            ),
-        };
+        let mut metadata = Vec::new();
+        if let Some(allow) = &error.allow {
+            metadata.push(("allow", allow.clone()));
+        }
+        if error.status == StatusCode::PAYLOAD_TOO_LARGE {
+            metadata.push(("limit", self.options.max_body_bytes.to_string()));
+        }
+        let details = errors::with_error_info(
+            error.code,
+            &error.message,
+            None,
+            self.reason(error.reason()),
+            &metadata,
+        );
+        let body = self.error_body(protocol, error.code, &error.message, &details);
         let mut response = json_response(error.status, &body);
         response.extensions_mut().insert(TranscodedCall {
             route: None,
