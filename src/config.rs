@@ -52,6 +52,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Alerts on read-only mode.
     pub alerting: AlertingConfig,
+    /// Who may call what.
+    pub auth: AuthConfig,
     /// Reservation rules and the expiry sweeper.
     pub inventory: InventoryConfig,
     /// Log level and format.
@@ -77,6 +79,39 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests before giving up.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// The deadline of a call whose client sends none, and the longest a
+    /// client's deadline may be: past it the call is abandoned (nothing it
+    /// had not committed is applied) and answered DEADLINE_EXCEEDED / 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Calls served at once (over both ports; health and reflection are
+    /// not counted).
+    pub max_in_flight: usize,
+    /// Calls that may wait for a turn when `max_in_flight` run; more are
+    /// refused at once with RESOURCE_EXHAUSTED / 429 and `Retry-After`.
+    pub max_queued: usize,
+    /// Longest wait for a turn before a queued call is refused the same way.
+    #[serde(with = "humantime_serde")]
+    pub max_queue_wait: Duration,
+    /// Connections open at once over both ports; more are closed as soon as
+    /// they are accepted (logged, and counted in
+    /// `inventory_connections_refused_total`).
+    pub max_connections: usize,
+    /// A connection that moves no bytes for this long is closed (a client
+    /// that connects and sends nothing, or stops halfway).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged; a peer that does not answer
+    /// within `http2_keepalive_timeout` is gone, and its connection closed.
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_interval: Duration,
+    /// How long an HTTP/2 ping may go unanswered.
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_timeout: Duration,
+    /// Origins whose pages may call the service from a browser (CORS):
+    /// `https://shop.example.com`, or `*` for any origin (not honoured with
+    /// `auth.enabled`). Empty: no cross-origin calls.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +123,15 @@ impl Default for ServerConfig {
             http_port: 8083,
             grpc_port: 9083,
             shutdown_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 256,
+            max_queued: 1024,
+            max_queue_wait: Duration::from_millis(100),
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(60),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -147,6 +191,10 @@ pub struct DatabaseConfig {
     /// ignores it).
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// PostgreSQL only: the longest a statement may run, or a transaction
+    /// stay idle, on the server (a lock wait included); "0s": no limit.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
     /// SQLite: `full` (survives power loss) or `normal` (faster) (PostgreSQL
     /// ignores it).
     pub synchronous: Synchronous,
@@ -202,6 +250,7 @@ impl Default for DatabaseConfig {
             max_idle_connections: 5,
             connection_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Full,
             isolation_level: IsolationLevel::ReadCommitted,
             health_check_interval: Duration::from_secs(5),
@@ -392,6 +441,102 @@ impl Default for AlertingConfig {
         }
     }
 }
+
+/// The `auth` section: bearer tokens and the scopes they grant. Off by
+/// default; with `enabled`, every inventory call needs a token with its
+/// scope (`inventory.read`, `inventory.reserve` or `inventory.admin`);
+/// health, reflection, `/metrics` and `/openapi.json` stay open.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether calls need a token.
+    pub enabled: bool,
+    /// Static tokens, each known by the SHA-256 of its text.
+    pub tokens: Vec<TokenConfig>,
+    /// Signed JSON Web Tokens.
+    pub jwt: JwtConfig,
+}
+
+/// A static bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: recorded as the actor of every change it makes.
+    pub name: String,
+    /// The SHA-256 of the token, in hex (`printf %s "$TOKEN" | sha256sum`):
+    /// the token itself is never written down.
+    pub sha256: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+}
+
+/// JSON Web Tokens: HS256 with a shared secret, RS256 or ES256 with a public
+/// key (PEM) or a JWKS file. `exp` is required; `nbf`, `iss` and `aud` are
+/// checked. Scopes come from the `scope` claim (space-separated) or `scp`
+/// (a list); the actor is `sub`.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The required `iss`.
+    pub issuer: String,
+    /// The required `aud` (one of the token's).
+    pub audience: String,
+    /// The HS256 secret (better from the environment:
+    /// `INVENTORY_AUTH__JWT__HS256_SECRET`).
+    pub hs256_secret: String,
+    /// A PEM file with an RSA (RS256) or EC P-256 (ES256) public key.
+    pub public_key_file: String,
+    /// A JWKS file (RS256 and ES256 keys, chosen by `kid`).
+    pub jwks_file: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            hs256_secret: String::new(),
+            public_key_file: String::new(),
+            jwks_file: String::new(),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+impl JwtConfig {
+    /// Whether any key is configured.
+    pub fn is_configured(&self) -> bool {
+        !(self.hs256_secret.is_empty()
+            && self.public_key_file.is_empty()
+            && self.jwks_file.is_empty())
+    }
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "hs256_secret",
+                &if self.hs256_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("public_key_file", &self.public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// The scopes a token may grant.
+pub const SCOPES: [&str; 3] = ["inventory.read", "inventory.reserve", "inventory.admin"];
 
 /// The `inventory` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -604,6 +749,61 @@ impl Config {
         if s.http_port != 0 && s.http_port == s.grpc_port {
             return invalid("server.grpc_port", "must differ from server.http_port");
         }
+        if s.max_in_flight == 0 {
+            return invalid("server.max_in_flight", "must be at least 1");
+        }
+        if s.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
+        }
+        for origin in &s.cors_allowed_origins {
+            if origin != "*"
+                && (!(origin.starts_with("http://") || origin.starts_with("https://"))
+                    || origin.trim_end_matches('/').matches('/').count() != 2
+                    || http::HeaderValue::from_str(origin).is_err())
+            {
+                return invalid(
+                    "server.cors_allowed_origins",
+                    format!("{origin:?} is not an origin: write scheme://host[:port], or \"*\""),
+                );
+            }
+        }
+        let a = &self.auth;
+        for token in &a.tokens {
+            if token.name.trim().is_empty() {
+                return invalid("auth.tokens", "every token needs a name");
+            }
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(
+                    "auth.tokens",
+                    format!(
+                        "{}: sha256 must be the 64 hex digits of the token's SHA-256",
+                        token.name
+                    ),
+                );
+            }
+            if let Some(unknown) = token.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+                return invalid(
+                    "auth.tokens",
+                    format!(
+                        "{}: unknown scope {unknown:?}; the scopes are {}",
+                        token.name,
+                        SCOPES.join(", ")
+                    ),
+                );
+            }
+        }
+        if a.jwt.is_configured() && (a.jwt.issuer.is_empty() || a.jwt.audience.is_empty()) {
+            return invalid(
+                "auth.jwt",
+                "issuer and audience must be set with a key: tokens are checked against both",
+            );
+        }
+        if a.enabled && a.tokens.is_empty() && !a.jwt.is_configured() {
+            return invalid(
+                "auth.enabled",
+                "no auth.tokens and no auth.jwt key: nobody could call the service",
+            );
+        }
         let d = &self.database;
         if d.dsn.trim().is_empty() {
             return invalid("database.dsn", "must not be empty");
@@ -645,6 +845,13 @@ impl Config {
             );
         }
         for (key, value) in [
+            ("server.request_timeout", s.request_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+            (
+                "server.http2_keepalive_interval",
+                s.http2_keepalive_interval,
+            ),
+            ("server.http2_keepalive_timeout", s.http2_keepalive_timeout),
             ("database.connection_timeout", d.connection_timeout),
             ("database.health_check_interval", d.health_check_interval),
             ("database.retry_max_backoff", d.retry_max_backoff),

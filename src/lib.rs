@@ -4,8 +4,9 @@
 //! # Layout
 //! Each module has one job; dependencies point one way:
 //! `main` -> [`server`] -> ([`api`], [`store`], [`cache`], [`telemetry`],
-//! [`transcode`], [`config`]); [`api`] -> [`domain`]; [`store`] and
-//! [`cache`] -> [`domain`] (and [`telemetry`] for their instrumentation).
+//! [`transcode`], [`guard`], [`config`]); [`api`] -> [`domain`]; [`store`]
+//! and [`cache`] -> [`domain`] (and [`telemetry`] for their
+//! instrumentation); [`guard`] -> [`transcode`] (its `grpc-timeout` parser).
 //! [`domain`] and [`transcode`] import nothing else from the crate.
 //! - [`server`]: wiring. Binds nothing itself: takes listeners, opens the
 //!   store, builds the domain and the tonic services, serves until shutdown.
@@ -20,6 +21,10 @@
 //!   write rows; they decide nothing.
 //! - [`cache`]: the stock cache behind the domain's
 //!   [`domain::cache::StockCache`]: moka in the process, or Redis.
+//! - [`guard`]: generic guards of a gRPC server: deadlines, load shedding,
+//!   proper codes for malformed messages, connection caps and idle timeouts.
+//!   Authentication, which knows the inventory's scopes, is in
+//!   [`api::auth`].
 //! - [`transcode`]: a generic REST/JSON and Connect front for tonic
 //!   services, driven by the `google.api.http` rules of a descriptor set;
 //!   it knows nothing about inventory.
@@ -36,6 +41,7 @@ pub mod api;
 pub mod cache;
 pub mod config;
 pub mod domain;
+pub mod guard;
 pub mod pb;
 pub mod server;
 pub mod store;

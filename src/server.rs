@@ -21,17 +21,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use http::header::HeaderName;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
+use crate::api::auth::{AuthLayer, Authenticator};
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
 use crate::api::status::ERROR_DOMAIN;
@@ -42,6 +43,8 @@ use crate::config::{self, Config, Driver};
 use crate::domain::batch::{BatchObserver, BatchSettings};
 use crate::domain::cache::StockCache;
 use crate::domain::{Inventory, InventorySettings, InventoryStore, Parts, StoreError, SystemClock};
+use crate::guard::connection::ConnectionGuard;
+use crate::guard::{self, DeadlineLayer, NormalizeStatusLayer, ShedLayer, ShedSettings};
 use crate::pb;
 use crate::store::PoolStatus;
 use crate::store::postgres::listen::Listener;
@@ -96,6 +99,9 @@ pub enum ServeError {
     /// The cache could not be set up.
     #[error("setting up the cache: {0}")]
     Cache(String),
+    /// A token key could not be read.
+    #[error("setting up authentication: {0}")]
+    Auth(String),
 }
 
 /// Batch sizes and waits, into the server's metrics.
@@ -166,6 +172,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
                         config::IsolationLevel::Serializable => Isolation::Serializable,
                     },
                     notify: follows_changes(config),
+                    statement_timeout: db.statement_timeout,
                 })
                 .await?,
             );
@@ -406,7 +413,11 @@ async fn run(
             openapi_path: Some("/openapi.json".to_owned()),
             title: config.server.name.clone(),
             version: config.server.version.clone(),
-            plain_headers: vec![HeaderName::from_static(STALE_HEADER)],
+            plain_headers: vec![
+                HeaderName::from_static(STALE_HEADER),
+                http::header::RETRY_AFTER,
+                http::header::WWW_AUTHENTICATE,
+            ],
             error_domain: ERROR_DOMAIN.to_owned(),
         },
     )?;
@@ -415,24 +426,56 @@ async fn run(
     let traced = RequestTelemetryLayer::new(telemetry);
     // Both ports serve the same stack, outermost first: CORS, /health and
     // /metrics, the server span and request metrics, REST and Connect to
-    // gRPC, gRPC-Web to gRPC, then the gRPC routes. The span layer sits
+    // gRPC, gRPC-Web to gRPC, then the guards (auth, deadline, shedding,
+    // status codes) and the gRPC routes. The span layer sits
     // outside the transcoder to see REST requests as they came (method,
     // headers); gRPC-Web sits inside the REST layer because it refuses other
     // HTTP/1.1 requests.
+    let observer: guard::Observer = telemetry.metrics().clone();
+    let server = &config.server;
+    let connections = ConnectionGuard::new(
+        connection_cap(server.max_connections),
+        server.idle_timeout,
+        observer.clone(),
+    );
+    let deadline = DeadlineLayer::new(Some(server.request_timeout), observer.clone());
+    let shed = ShedLayer::new(
+        ShedSettings {
+            max_in_flight: server.max_in_flight,
+            max_queued: server.max_queued,
+            max_queue_wait: server.max_queue_wait,
+            retry_after: RETRY_AFTER,
+        },
+        ERROR_DOMAIN,
+        observer,
+    );
+    let cors = cors(&config);
+    let auth = AuthLayer::new(if config.auth.enabled {
+        Some(Authenticator::from_config(&config.auth).map_err(ServeError::Auth)?)
+    } else {
+        None
+    });
+    // Inside gRPC-Web, every call is a gRPC call whatever protocol it came
+    // in: the guards see them all alike, and each protocol renders their
+    // statuses its own way. Auth refuses before a call takes a turn; the
+    // deadline bounds the wait for a turn too.
     let serve_on = |listener: TcpListener| {
         Server::builder()
             .accept_http1(true)
-            .layer(grpc_web_cors())
+            .http2_keepalive_interval(Some(server.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
+            .layer(cors.clone())
             .layer(edge.clone())
             .layer(traced.clone())
             .layer(transcode.clone())
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(auth.clone())
+            .layer(deadline.clone())
+            .layer(shed.clone())
+            .layer(NormalizeStatusLayer)
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                // Small responses go out at once: without TCP_NODELAY, a
-                // response written in two parts waits for the client's
-                // delayed ACK (up to 40 ms) before its second part.
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                connections.clone().incoming(listener),
                 stop.clone().cancelled_owned(),
             )
     };
@@ -482,20 +525,78 @@ async fn stock_initial_products(inventory: &Inventory, config: &Config) -> Resul
     Ok(())
 }
 
-/// CORS for browsers calling gRPC-Web from another origin: any origin, the
-/// gRPC-Web request headers, and the gRPC status headers exposed.
-fn grpc_web_cors() -> CorsLayer {
-    const EXPOSED: [&str; 6] = [
+/// What a call refused for load is told to wait before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// File descriptors kept for everything but client connections: the
+/// database pool, the listeners, log files, Redis.
+const RESERVED_FDS: u64 = 128;
+
+/// `server.max_connections`, lowered to what the process's file limit
+/// allows. The soft limit is first raised to the hard one, so a connection
+/// flood meets the cap, which is logged and counted, and not the file
+/// limit, which would also stop `/health` and the database pool.
+fn connection_cap(configured: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the file descriptor limit");
+            return configured;
+        }
+    };
+    let allowed = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    if allowed < configured {
+        tracing::warn!(
+            configured,
+            allowed,
+            file_limit = limit,
+            "server.max_connections lowered to fit the file descriptor limit"
+        );
+    }
+    configured.min(allowed)
+}
+
+/// CORS from `server.cors_allowed_origins`: the listed origins (`*`: any,
+/// unless `auth.enabled`), every method a route uses, the request headers
+/// asked for, and the gRPC status headers exposed. No origin listed: no
+/// cross-origin call (a browser refuses to send a JSON or gRPC-Web call
+/// that its preflight was not allowed).
+fn cors(config: &Config) -> CorsLayer {
+    const EXPOSED: [&str; 8] = [
+        "www-authenticate",
         "grpc-status",
         "grpc-message",
         "grpc-status-details-bin",
         "x-request-id",
+        "retry-after",
         TRACE_ID_HEADER,
         STALE_HEADER,
     ];
+    let origins = &config.server.cors_allowed_origins;
+    let any = origins.iter().any(|o| o == "*");
+    let allow_origin = if any && !config.auth.enabled {
+        AllowOrigin::any()
+    } else {
+        if any {
+            tracing::warn!(
+                "server.cors_allowed_origins \"*\" is ignored with auth.enabled: list the origins"
+            );
+        }
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter(|o| *o != "*")
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_origin(allow_origin)
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::PUT,
+            http::Method::OPTIONS,
+        ])
         .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
         .expose_headers(EXPOSED.map(HeaderName::from_static))
         .max_age(Duration::from_secs(24 * 3600))

@@ -79,6 +79,7 @@ fn options(database: &PostgresDatabase) -> PostgresOptions {
         connection_timeout: Duration::from_secs(10),
         isolation: Isolation::ReadCommitted,
         notify: true,
+        statement_timeout: Duration::from_secs(5),
     }
 }
 

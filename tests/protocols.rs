@@ -17,8 +17,19 @@ backend_tests!(
     http_health_reports_the_database_as_json,
 );
 
+/// The page origin the browser tests here call from.
+const SHOP: &str = "http://shop.example";
+
+/// A server whose CORS allows [`SHOP`] only.
+async fn shop_server() -> TestServer {
+    TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.cors_allowed_origins = vec![SHOP.to_owned()];
+    })
+    .await
+}
+
 async fn stocked_server() -> TestServer {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let server = shop_server().await;
     server
         .client()
         .await
@@ -245,7 +256,7 @@ async fn grpc_web_over_http1_calls_the_same_handler() {
 
 #[tokio::test]
 async fn grpc_web_cors_preflight_is_answered() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let server = shop_server().await;
     let response = reqwest::Client::new()
         .request(
             reqwest::Method::OPTIONS,
@@ -268,6 +279,75 @@ async fn grpc_web_cors_preflight_is_answered() {
         .expect("ascii")
         .to_ascii_lowercase();
     assert!(allowed.contains("x-grpc-web"), "{allowed}");
+
+    // Another origin is not allowed: the browser will not send the call.
+    let response = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            server.grpc_url("/inventory.v1.InventoryService/ReserveInventory"),
+        )
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-grpc-web")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "{:?}",
+        response.headers()
+    );
+}
+
+#[tokio::test]
+async fn cors_follows_the_configured_origins_and_any_is_not_honoured_with_auth() {
+    let preflight = |server: &TestServer| {
+        reqwest::Client::new()
+            .request(
+                reqwest::Method::OPTIONS,
+                server.http_url("/api/v1/inventory/reserve"),
+            )
+            .header("origin", "http://anywhere.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let none = TestServer::start(Backend::Sqlite).await;
+    let response = preflight(&none).await.expect("preflight");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let any = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.cors_allowed_origins = vec!["*".to_owned()];
+    })
+    .await;
+    let response = preflight(&any).await.expect("preflight");
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+
+    let any_with_auth = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.cors_allowed_origins = vec!["*".to_owned()];
+        config.auth.enabled = true;
+        config.auth.tokens = vec![inventory_service::config::TokenConfig {
+            name: "ops".into(),
+            sha256: "0".repeat(64),
+            scopes: vec!["inventory.read".into()],
+        }];
+    })
+    .await;
+    let response = preflight(&any_with_auth).await.expect("preflight");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 }
 
 async fn http_health_reports_the_database_as_json(backend: Backend) {

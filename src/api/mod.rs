@@ -5,6 +5,7 @@
 //! errors to `tonic::Status` ([`status`]); health reporting for gRPC and HTTP
 //! ([`health`], [`http_edge`]).
 
+pub mod auth;
 pub mod console;
 mod convert;
 pub mod health;

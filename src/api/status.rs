@@ -269,6 +269,12 @@ fn store_status(error: StoreError) -> Status {
             tracing::error!(error = %cause, "internal database error");
             (Code::Internal, "INTERNAL", "internal error")
         }
+        // Seen only by a caller that gave up already; its deadline answered.
+        StoreError::Abandoned => (
+            Code::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+            "the deadline passed before the change was committed; nothing was written",
+        ),
     };
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
     Status::with_error_details(code, message, details)

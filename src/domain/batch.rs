@@ -26,7 +26,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::SubsecRound as _;
@@ -83,6 +83,10 @@ struct Job {
     /// The caller's span (its business span), under which its database work
     /// is traced.
     caller: tracing::Span,
+    /// Who the caller acts for.
+    actor: Option<Arc<str>>,
+    /// Gone once the caller stopped waiting.
+    alive: Weak<()>,
 }
 
 /// Gathers commands into batches and applies them (see the module docs).
@@ -149,17 +153,23 @@ impl Batcher {
     pub async fn submit(&self, command: Command) -> StoreResult<Outcome> {
         let lane = &self.lanes[lane_of(&command, self.lanes.len())];
         let (reply, answer) = oneshot::channel();
+        // Held while this call waits; dropped with it if the caller gives up.
+        let alive = Arc::new(());
         let job = Job {
+            alive: Arc::downgrade(&alive),
             command,
             reply,
             arrived: Instant::now(),
             caller: tracing::Span::current(),
+            actor: super::actor::current(),
         };
         lane.send(job)
             .map_err(|_| StoreError::NotConnected("the service is shutting down".into()))?;
-        answer
+        let outcome = answer
             .await
-            .map_err(|_| StoreError::Internal("a batch writer stopped".into()))?
+            .map_err(|_| StoreError::Internal("a batch writer stopped".into()))?;
+        drop(alive);
+        outcome
     }
 }
 
@@ -221,7 +231,14 @@ impl Lane {
     /// `inventory.batch.size`); each call gets a `db.batch` span under its
     /// own, linked to the batch (and the batch to it), with the batch's size
     /// and the call's wait.
-    async fn apply(&self, jobs: Vec<Job>) {
+    async fn apply(&self, mut jobs: Vec<Job>) {
+        // A caller that gave up (its deadline passed, its client went away)
+        // was told its call failed: its command is abandoned, never applied
+        // after the fact.
+        jobs.retain(|job| job.alive.strong_count() > 0);
+        if jobs.is_empty() {
+            return;
+        }
         let started = Instant::now();
         let waits: Vec<Duration> = jobs.iter().map(|j| started - j.arrived).collect();
         if let Some(observer) = &self.observer {
@@ -252,7 +269,8 @@ impl Lane {
                 .collect();
             (batch, members)
         };
-        let answers = self.settle(&jobs).instrument(batch).await;
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let answers = self.settle(&refs).instrument(batch).await;
         for (job, answer) in jobs.into_iter().zip(answers) {
             // A caller that stopped waiting no longer needs its answer.
             let _ = job.reply.send(answer);
@@ -262,14 +280,48 @@ impl Lane {
 
     /// The answers to `jobs`, in order: the batch applied as a whole, or,
     /// when it failed in a way one call may have caused, its halves apart.
+    ///
+    /// A caller that gives up before the batch commits (its deadline
+    /// passed) has its command abandoned: the store rolls the transaction
+    /// back instead of committing it, and the batch is applied again
+    /// without it. A caller told that its call failed does not find it
+    /// applied later (unless it gave up during the COMMIT itself).
     fn settle<'a>(
         &'a self,
-        jobs: &'a [Job],
+        jobs: &'a [&'a Job],
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<StoreResult<Outcome>>> + Send + 'a>>
     {
         Box::pin(async move {
             let commands = jobs.iter().map(|job| job.command.clone()).collect();
-            match self.apply_racing(commands).await {
+            let actors = jobs.iter().map(|job| job.actor.clone()).collect();
+            let callers = jobs.iter().map(|job| job.alive.clone()).collect();
+            let applied = self.apply_racing(commands, actors, callers).await;
+            if let Err(StoreError::Abandoned) = applied {
+                let live: Vec<&Job> = jobs
+                    .iter()
+                    .copied()
+                    .filter(|job| job.alive.strong_count() > 0)
+                    .collect();
+                tracing::debug!(
+                    abandoned = jobs.len() - live.len(),
+                    size = jobs.len(),
+                    "callers gave up before their batch committed; applying it without them"
+                );
+                let mut answers = self.settle(&live).await.into_iter();
+                return jobs
+                    .iter()
+                    .map(|job| {
+                        if job.alive.strong_count() == 0 {
+                            Err(StoreError::Abandoned)
+                        } else {
+                            answers.next().unwrap_or_else(|| {
+                                Err(StoreError::Internal("a batch lost an answer".into()))
+                            })
+                        }
+                    })
+                    .collect();
+            }
+            match applied {
                 Ok(planned) if planned.outcomes.len() == jobs.len() => {
                     planned.outcomes.into_iter().map(Ok).collect()
                 }
@@ -292,10 +344,17 @@ impl Lane {
     }
 
     /// Applies `commands` as one work (see [`apply_racing`]).
-    async fn apply_racing(&self, commands: Vec<Command>) -> StoreResult<Planned> {
+    async fn apply_racing(
+        &self,
+        commands: Vec<Command>,
+        actors: Vec<Option<Arc<str>>>,
+        callers: Vec<Weak<()>>,
+    ) -> StoreResult<Planned> {
         let work = Work {
             commands,
             now: self.clock.now().trunc_subsecs(6),
+            actors,
+            callers,
         };
         apply_racing(self.store.as_ref(), &work, self.cache.as_deref()).await
     }

@@ -22,6 +22,7 @@
 //! - [`Inventory`] (in `service`): the use cases the API calls.
 //! - [`error`]: the one error type.
 
+pub mod actor;
 pub mod availability;
 pub mod batch;
 pub mod cache;

@@ -53,6 +53,11 @@ pub enum StoreError {
     /// stored data the code does not understand.
     #[error("database error: {0}")]
     Internal(String),
+
+    /// A caller of the work gave up before it committed: it was rolled
+    /// back, nothing was written.
+    #[error("the caller gave up before the change was committed; nothing was written")]
+    Abandoned,
 }
 
 impl StoreError {

@@ -358,7 +358,11 @@ impl Inventory {
     /// Applies one command in a unit of work of its own.
     async fn run_alone(&self, command: Command) -> Result<Outcome> {
         let name = command.name();
-        let work = Work::single(command, self.now());
+        let mut work = Work::single(command, self.now());
+        // Dropped with this call if its caller gives up: the store then
+        // rolls the work back rather than commit it.
+        let alive = Arc::new(());
+        work.callers.push(Arc::downgrade(&alive));
         let mut planned = self
             .db(apply_racing(
                 self.store.as_ref(),
@@ -366,6 +370,7 @@ impl Inventory {
                 self.cache.as_deref(),
             ))
             .await?;
+        drop(alive);
         planned.outcomes.pop().ok_or_else(|| mismatched(name))
     }
 

@@ -17,9 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::Error;
 use super::model::{
@@ -41,15 +43,31 @@ pub struct Work {
     /// The time of the work: rows it changes are stamped with it, and
     /// reservations expire against it.
     pub now: DateTime<Utc>,
+    /// Who asked for each command (aligned with `commands`; missing or
+    /// `None`: anonymous), recorded as `actor` in its history entries.
+    pub actors: Vec<Option<Arc<str>>>,
+    /// One handle per waiting caller, gone once that caller gave up (its
+    /// deadline passed): the store then rolls the work back instead of
+    /// committing it ([`Work::is_abandoned`]). Empty: nobody can give up.
+    pub callers: Vec<Weak<()>>,
 }
 
 impl Work {
-    /// A work of one command.
+    /// A work of one command, on behalf of the current
+    /// [`super::actor`].
     pub fn single(command: Command, now: DateTime<Utc>) -> Self {
         Self {
             commands: vec![command],
             now,
+            actors: vec![super::actor::current()],
+            callers: Vec::new(),
         }
+    }
+
+    /// Whether a caller of the work has given up, so that it must not be
+    /// committed: the store checks this last, before it commits.
+    pub fn is_abandoned(&self) -> bool {
+        self.callers.iter().any(|caller| caller.strong_count() == 0)
     }
 
     /// The products the commands name, in product id order (a release of a
@@ -763,10 +781,20 @@ pub fn plan(work: &Work, known: &Known) -> Result<Planned, PlanError> {
     let mut state = State::new(work.now, known);
     let mut outcomes = Vec::with_capacity(work.commands.len());
     let mut needs = Needs::default();
-    for command in &work.commands {
+    for (i, command) in work.commands.iter().enumerate() {
         let writes = state.writes;
+        let recorded = state.history.len();
         match super::decide::decide(&mut state, command) {
-            Ok(outcome) => outcomes.push(outcome),
+            Ok(outcome) => {
+                if let Some(Some(actor)) = work.actors.get(i) {
+                    for entry in &mut state.history[recorded..] {
+                        if let Value::Object(metadata) = &mut entry.metadata {
+                            metadata.insert("actor".to_owned(), Value::from(actor.as_ref()));
+                        }
+                    }
+                }
+                outcomes.push(outcome);
+            }
             Err(PlanError::Missing(more)) => {
                 if state.writes != writes {
                     return Err(PlanError::Broken(format!(

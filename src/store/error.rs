@@ -123,6 +123,7 @@ mod tests {
                 Error::NotConnected(_) => "not connected",
                 Error::Unavailable(_) => "unavailable",
                 Error::Internal(_) => "internal",
+                Error::Abandoned => "abandoned",
             };
             assert_eq!(mapped, expected, "{message}");
         }

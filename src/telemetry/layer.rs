@@ -224,6 +224,7 @@ impl Shared {
                 http.request.method = Empty,
                 http.route = Empty,
                 http.response.status_code = Empty,
+                enduser.id = Empty,
             )
         });
         match grpc_path {

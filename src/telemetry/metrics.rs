@@ -25,6 +25,10 @@
 //! | `inventory_alert_deliveries_total` | `outcome` (`delivered`, `failed`) | Read-only alerts POSTed to `alerting.webhook_url` |
 //! | `inventory_batch_size` | | Calls per group-commit transaction (histogram) |
 //! | `inventory_batch_wait_duration_seconds` | | A call's wait for its batch to start (histogram) |
+//! | `inventory_requests_shed_total` | `reason` (`queue_full`, `queue_timeout`) | Calls refused for load (RESOURCE_EXHAUSTED / 429) |
+//! | `inventory_connections_open` | | Connections open over both ports |
+//! | `inventory_connections_refused_total` | | Connections closed at once: `server.max_connections` were open |
+//! | `inventory_connections_idle_closed_total` | | Connections closed after `server.idle_timeout` without traffic |
 //! | `inventory_product_reservations_total` | `product_id` | Reservations per product: the first [`HOT_PRODUCTS`] products seen by name, the rest as `other` |
 //!
 //! `protocol` is `grpc`, `grpc-web`, `rest` or `connect`; `method` the gRPC
@@ -38,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 /// How many products get a label of their own in
@@ -116,6 +120,14 @@ pub struct Metrics {
     batch_wait: Histogram<f64>,
     /// The products with a label of their own.
     hot_products: Mutex<HashSet<String>>,
+    /// `inventory.requests.shed`.
+    requests_shed: Counter<u64>,
+    /// `inventory.connections.open`.
+    connections_open: UpDownCounter<i64>,
+    /// `inventory.connections.refused`.
+    connections_refused: Counter<u64>,
+    /// `inventory.connections.idle_closed`.
+    connections_idle_closed: Counter<u64>,
 }
 
 impl Metrics {
@@ -229,6 +241,22 @@ impl Metrics {
                 "A call's wait for its batch to start",
             ),
             hot_products: Mutex::new(HashSet::new()),
+            requests_shed: counter(
+                "inventory.requests.shed",
+                "Calls refused for load (RESOURCE_EXHAUSTED)",
+            ),
+            connections_open: meter
+                .i64_up_down_counter("inventory.connections.open")
+                .with_description("Connections open over both ports")
+                .build(),
+            connections_refused: counter(
+                "inventory.connections.refused",
+                "Connections closed at once because server.max_connections were open",
+            ),
+            connections_idle_closed: counter(
+                "inventory.connections.idle_closed",
+                "Connections closed after server.idle_timeout without traffic",
+            ),
             meter,
             registry,
         }
@@ -407,6 +435,25 @@ impl Metrics {
         prometheus::TextEncoder::new()
             .encode_to_string(&families)
             .unwrap_or_else(|error| format!("# encoding the metrics failed: {error}\n"))
+    }
+}
+
+impl crate::guard::GuardObserver for Metrics {
+    fn shed(&self, reason: crate::guard::ShedReason) {
+        self.requests_shed
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
+    }
+
+    fn connection_refused(&self) {
+        self.connections_refused.add(1, &[]);
+    }
+
+    fn connection_idle_closed(&self) {
+        self.connections_idle_closed.add(1, &[]);
+    }
+
+    fn connections_changed(&self, delta: i64) {
+        self.connections_open.add(delta, &[]);
     }
 }
 

@@ -110,11 +110,15 @@ pub fn with_error_info(
             message: message.to_owned(),
             details: Vec::new(),
         });
-    if !status
+    // The ErrorInfo comes first, wherever the status put it, so that a
+    // client finds the reason at `details[0]`.
+    if let Some(at) = status
         .details
         .iter()
-        .any(|any| any.type_url == ERROR_INFO_TYPE)
+        .position(|any| any.type_url == ERROR_INFO_TYPE)
     {
+        status.details[..=at].rotate_right(1);
+    } else {
         let info = pb::ErrorInfo {
             reason: reason.reason.to_owned(),
             domain: reason.domain.to_owned(),

@@ -76,7 +76,7 @@ pub fn forwarded_metadata(headers: &HeaderMap) -> HeaderMap {
 /// Parses a `grpc-timeout` value (`<digits><unit>`, unit one of H M S m u n).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let n: u64 = digits.parse().ok()?;
@@ -122,6 +122,12 @@ where
         HeaderValue::from_static("application/grpc"),
     );
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    // The router sees the caller's deadline as any gRPC call carries it.
+    if let Some(limit) = timeout
+        && let Ok(value) = HeaderValue::from_str(&format!("{}m", limit.as_millis().max(1)))
+    {
+        headers.insert("grpc-timeout", value);
+    }
 
     let call = async {
         let response = inner.ready().await?.call(request).await?;
@@ -245,6 +251,8 @@ mod tests {
             ("S", None),
             ("10x", None),
             ("123456789S", None),
+            ("+5S", None),
+            ("5s", None),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_grpc_timeout(text), expected, "{text:?}");

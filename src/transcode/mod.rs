@@ -76,6 +76,7 @@ mod transcoder;
 
 pub use errors::{connect_code, http_status};
 pub use future::ResponseFuture;
+pub use grpc::parse_grpc_timeout;
 pub use json::JsonOptions;
 pub(crate) use json::has_floats;
 pub use layer::TranscodeLayer;

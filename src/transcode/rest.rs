@@ -95,7 +95,9 @@ impl Transcoder {
                 reply.details.as_deref(),
             );
             let mut response = json_response(http_status(reply.code), &body);
-            if reply.code == Code::Unauthenticated {
+            if reply.code == Code::Unauthenticated
+                && !reply.headers.contains_key(header::WWW_AUTHENTICATE)
+            {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -149,6 +149,8 @@ async function startService(otlpOrigin) {
       "  http_port: 0",
       "  grpc_port: 0",
       '  shutdown_timeout: "2s"',
+      // The page on the test's own web server is another origin.
+      '  cors_allowed_origins: ["*"]',
       "database:",
       '  driver: "sqlite"',
       `  dsn: ${JSON.stringify(join(dir, "inventory.db"))}`,

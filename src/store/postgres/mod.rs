@@ -79,6 +79,10 @@ pub struct PostgresOptions {
     /// replicas (`NOTIFY` on [`listen::CHANNEL`], sent at its commit), for
     /// their memory caches.
     pub notify: bool,
+    /// The longest a statement may run, and a transaction stay idle, on the
+    /// server (`statement_timeout`, `idle_in_transaction_session_timeout`);
+    /// zero: PostgreSQL's default (none).
+    pub statement_timeout: Duration,
 }
 
 /// A transaction isolation level.
@@ -104,6 +108,7 @@ impl fmt::Debug for PostgresOptions {
             .field("connection_timeout", &self.connection_timeout)
             .field("isolation", &self.isolation)
             .field("notify", &self.notify)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -149,9 +154,23 @@ pub async fn connect(url: &str) -> ConnectionResult<AsyncPgConnection> {
 /// they grow (measured: half the throughput). Planning these short
 /// statements costs little; a plan that fits the tables as they are now
 /// does not go stale.
-async fn connect_for_pool(url: &str) -> ConnectionResult<AsyncPgConnection> {
+///
+/// With `statement_timeout`, the server also ends a statement that runs
+/// longer (a lock waited on too long included) and a transaction left idle
+/// that long (its client gone): no request holds rows locked without bound.
+async fn connect_for_pool(
+    url: &str,
+    statement_timeout: Duration,
+) -> ConnectionResult<AsyncPgConnection> {
     let mut conn = connect(url).await?;
-    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
+    let mut setup = "SET plan_cache_mode = force_custom_plan".to_owned();
+    if !statement_timeout.is_zero() {
+        let ms = statement_timeout.as_millis().max(1);
+        setup.push_str(&format!(
+            "; SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}"
+        ));
+    }
+    conn.batch_execute(&setup)
         .await
         .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
     Ok(conn)
@@ -200,7 +219,9 @@ impl PostgresStore {
         // is seen as closed and dropped when it comes back, and the request
         // that met it fails as unavailable.
         config.recycling_method = RecyclingMethod::Fast;
-        config.custom_setup = Box::new(|url| Box::pin(connect_for_pool(url)));
+        let statement_timeout = options.statement_timeout;
+        config.custom_setup =
+            Box::new(move |url| Box::pin(connect_for_pool(url, statement_timeout)));
         let manager =
             AsyncDieselConnectionManager::<Conn>::new_with_config(options.url.clone(), config);
         let pool = Pool::builder(manager)
@@ -460,6 +481,12 @@ async fn unit_of_work(
     .await;
     let unbegun = session.begin;
     match planned {
+        Ok(_) if work.is_abandoned() => {
+            // The caller gave up while the reads ran (a slow or stalled
+            // database): roll back rather than commit what it was told failed.
+            let clean = unbegun.is_some() || c.batch_execute("ROLLBACK").await.is_ok();
+            (Err(StoreError::Abandoned), clean)
+        }
         Ok(planned) => {
             if let Some(begin) = unbegun
                 && let Err(error) = c.batch_execute(begin).await

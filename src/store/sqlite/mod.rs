@@ -278,6 +278,13 @@ impl SqliteStore {
         let trace = DbTrace::begin("sqlite", Duration::ZERO);
         let (done, answer) = tokio::sync::oneshot::channel();
         self.writer.send(Box::new(move |c| {
+            // A caller that gave up while this waited in the queue (its
+            // deadline passed) was told it failed: its work is dropped, never
+            // applied after the fact. (Once started, a SQLite transaction
+            // runs to its end within busy_timeout.)
+            if done.is_closed() {
+                return;
+            }
             let result = traced(c, trace, work);
             // A caller that stopped waiting no longer needs the answer.
             let _ = done.send(result);
@@ -428,6 +435,9 @@ impl InventoryStore for SqliteStore {
         self.run(move |c| {
             c.immediate_transaction(|c| {
                 let planned = plan_with(&work, |needs| work::load(c, needs, work.now))?;
+                if work.is_abandoned() {
+                    return Err(Error::Abandoned);
+                }
                 work::write(c, &planned.changes)?;
                 Ok(planned)
             })

@@ -1,0 +1,256 @@
+//! Accepted connections, guarded: at most `max_connections` open at once
+//! (more are closed as soon as they are accepted, and counted), and each
+//! closed once it has moved no bytes either way for `idle_timeout`.
+//!
+//! The idle timeout is what closes a socket that never sends a request
+//! (hyper waits for the first bytes without a bound) or that stopped
+//! halfway; HTTP/2 keepalive pings, configured on the server, close a
+//! connection whose peer is gone, since a live HTTP/2 client answers them.
+
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::Observer;
+
+/// The limits on connections, shared by every listener they guard.
+#[derive(Clone)]
+pub struct ConnectionGuard {
+    open: Arc<Semaphore>,
+    max: usize,
+    idle_timeout: Duration,
+    observer: Observer,
+    /// When the last refusal was logged (seconds since `UNIX_EPOCH`).
+    last_warned: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ConnectionGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionGuard")
+            .field("max", &self.max)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often at most a refused connection is logged.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl ConnectionGuard {
+    /// At most `max` connections (over every listener this guard serves),
+    /// each closed after `idle_timeout` without traffic.
+    pub fn new(max: usize, idle_timeout: Duration, observer: Observer) -> Self {
+        Self {
+            open: Arc::new(Semaphore::new(max.max(1))),
+            max: max.max(1),
+            idle_timeout,
+            observer,
+            last_warned: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max - self.open.available_permits()
+    }
+
+    /// The guarded connections of `listener`, for
+    /// `serve_with_incoming_shutdown`.
+    pub fn incoming(
+        self,
+        listener: TcpListener,
+    ) -> impl Stream<Item = io::Result<GuardedStream>> + Send + 'static {
+        futures_util::stream::unfold((self, listener), |(guard, listener)| async move {
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    // Out of file descriptors, or a connection reset before
+                    // it was accepted: keep serving the others.
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = guard.open.clone().try_acquire_owned() else {
+                    guard.refused();
+                    drop(stream);
+                    continue;
+                };
+                // Small responses go out at once: without TCP_NODELAY, a
+                // response written in two parts waits for the client's
+                // delayed ACK (up to 40 ms) before its second part.
+                let _ = stream.set_nodelay(true);
+                guard.observer.connections_changed(1);
+                let guarded = GuardedStream {
+                    stream,
+                    idle_timeout: guard.idle_timeout,
+                    last_active: Instant::now(),
+                    idle: Box::pin(tokio::time::sleep(guard.idle_timeout)),
+                    observer: guard.observer.clone(),
+                    _permit: permit,
+                };
+                return Some((Ok(guarded), (guard, listener)));
+            }
+        })
+    }
+
+    fn refused(&self) {
+        self.observer.connection_refused();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_warned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= WARN_EVERY.as_secs()
+            && self
+                .last_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_connections = self.max,
+                "connection refused: server.max_connections are open \
+                 (logged at most every 10 s; inventory_connections_refused_total counts them)"
+            );
+        }
+    }
+}
+
+/// A connection that holds its place under the cap and times out when idle.
+pub struct GuardedStream {
+    stream: TcpStream,
+    idle_timeout: Duration,
+    /// The last read or write that moved bytes.
+    last_active: Instant,
+    /// Fires `idle_timeout` after a past `last_active`; re-armed lazily.
+    idle: Pin<Box<Sleep>>,
+    observer: Observer,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for GuardedStream {
+    fn drop(&mut self) {
+        self.observer.connections_changed(-1);
+    }
+}
+
+impl GuardedStream {
+    /// Whether the connection has been idle for its timeout; re-arms the
+    /// timer when it fired early because bytes moved since it was set.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last_active + self.idle_timeout;
+            if Instant::now() >= due {
+                self.observer.connection_idle_closed();
+                return true;
+            }
+            self.idle
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(due));
+        }
+    }
+
+    /// Notes a write that moved bytes; a write that cannot proceed counts
+    /// toward the idle timeout (a peer that stopped reading holds the
+    /// connection open just as one that stopped writing).
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.last_active = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.poll_idle(cx) => Poll::Ready(Err(Self::idle_error())),
+            other => other,
+        }
+    }
+
+    fn idle_error() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection closed after server.idle_timeout without traffic",
+        )
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.last_active = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.poll_idle(cx) => Poll::Ready(Err(Self::idle_error())),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(cx, written)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(cx, written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+impl Connected for GuardedStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}

@@ -1,0 +1,323 @@
+//! [`ShedLayer`]: a concurrency limit that answers at once when full.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic_types::{ErrorDetails, StatusExt as _};
+use tower::{Layer, Service};
+
+use super::{Observer, ShedReason, is_exempt, status_response};
+
+/// The limits of a [`ShedLayer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShedSettings {
+    /// Calls that run at once.
+    pub max_in_flight: usize,
+    /// Calls that may wait for a turn; more are refused at once.
+    pub max_queued: usize,
+    /// Longest wait for a turn (never past the call's own deadline, which
+    /// an inner [`super::DeadlineLayer`] does not yet see, so keep this
+    /// short).
+    pub max_queue_wait: Duration,
+    /// What `retry-after` tells a refused caller.
+    pub retry_after: Duration,
+}
+
+/// Runs at most `max_in_flight` calls at once; up to `max_queued` more wait
+/// at most `max_queue_wait` for a turn, in arrival order; the rest are
+/// answered RESOURCE_EXHAUSTED at once, with `retry-after` (seconds) and a
+/// `google.rpc.RetryInfo`. Refusing early keeps the latency of the calls
+/// that are served bounded, and memory with it. Health and reflection
+/// ([`is_exempt`]) are never shed.
+#[derive(Clone)]
+pub struct ShedLayer {
+    limiter: Arc<Limiter>,
+}
+
+struct Limiter {
+    settings: ShedSettings,
+    turns: Arc<Semaphore>,
+    queued: AtomicUsize,
+    observer: Observer,
+    domain: String,
+}
+
+impl std::fmt::Debug for ShedLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShedLayer")
+            .field("settings", &self.limiter.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShedLayer {
+    /// A limit of `settings`, shared by every connection the layer serves;
+    /// refusals carry an ErrorInfo of `domain` and are told to `observer`.
+    pub fn new(settings: ShedSettings, domain: impl Into<String>, observer: Observer) -> Self {
+        Self {
+            limiter: Arc::new(Limiter {
+                settings,
+                turns: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                queued: AtomicUsize::new(0),
+                observer,
+                domain: domain.into(),
+            }),
+        }
+    }
+
+    /// Calls running now.
+    pub fn in_flight(&self) -> usize {
+        self.limiter.settings.max_in_flight.max(1) - self.limiter.turns.available_permits()
+    }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// The service made by [`ShedLayer`].
+#[derive(Clone)]
+pub struct Shed<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Shed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shed")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for Shed<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if is_exempt(request.uri().path()) {
+            return Box::pin(self.inner.call(request));
+        }
+        let limiter = self.limiter.clone();
+        if let Ok(turn) = limiter.turns.clone().try_acquire_owned() {
+            let call = self.inner.call(request);
+            return Box::pin(async move {
+                let outcome = call.await;
+                drop(turn);
+                outcome
+            });
+        }
+        // The clone takes the place of the service that was made ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let settings = limiter.settings;
+            if limiter.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queued {
+                limiter.queued.fetch_sub(1, Ordering::AcqRel);
+                return Ok(limiter.refuse(ShedReason::QueueFull));
+            }
+            let turn = tokio::time::timeout(
+                settings.max_queue_wait,
+                limiter.turns.clone().acquire_owned(),
+            )
+            .await;
+            limiter.queued.fetch_sub(1, Ordering::AcqRel);
+            let Ok(Ok(turn)) = turn else {
+                return Ok(limiter.refuse(ShedReason::QueueTimeout));
+            };
+            let outcome = inner.call(request).await;
+            drop(turn);
+            outcome
+        })
+    }
+}
+
+impl Limiter {
+    /// The refusal of a call, told to the observer.
+    fn refuse(&self, reason: ShedReason) -> Response<Body> {
+        self.observer.shed(reason);
+        let seconds = self.settings.retry_after.as_secs().max(1);
+        let mut details = ErrorDetails::with_error_info(
+            "OVERLOADED",
+            self.domain.clone(),
+            [
+                (
+                    "in_flight".to_owned(),
+                    self.settings.max_in_flight.to_string(),
+                ),
+                ("reason".to_owned(), reason.as_str().to_owned()),
+            ],
+        );
+        details.set_retry_info(Some(Duration::from_secs(seconds)));
+        let status = tonic::Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            format!(
+                "the service is at its limit of {} calls at once; try again in {seconds} s",
+                self.settings.max_in_flight
+            ),
+            details,
+        );
+        let mut response = status_response(status);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::sync::Notify;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::guard::GuardObserver;
+
+    #[derive(Default)]
+    struct Count(AtomicU64);
+
+    impl GuardObserver for Count {
+        fn shed(&self, _: ShedReason) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn connection_refused(&self) {}
+        fn connection_idle_closed(&self) {}
+        fn connections_changed(&self, _: i64) {}
+    }
+
+    /// A service whose calls wait until `gate` is notified.
+    fn gated(
+        gate: Arc<Notify>,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |_: Request<Body>| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok(Response::new(Body::empty()))
+            }
+        })
+    }
+
+    fn call(path: &str) -> Request<Body> {
+        Request::post(path).body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn beyond_the_limit_and_the_queue_calls_are_refused_at_once_with_retry_after() {
+        let count = Arc::new(Count::default());
+        let layer = ShedLayer::new(
+            ShedSettings {
+                max_in_flight: 2,
+                max_queued: 1,
+                max_queue_wait: Duration::from_secs(30),
+                retry_after: Duration::from_secs(2),
+            },
+            "test",
+            count.clone(),
+        );
+        let gate = Arc::new(Notify::new());
+        let service = layer.layer(gated(gate.clone()));
+        let running: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(service.clone().oneshot(call("/pkg.S/M"))))
+            .collect();
+        while layer.limiter.queued.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(layer.in_flight(), 2);
+
+        let refused = service
+            .clone()
+            .oneshot(call("/pkg.S/M"))
+            .await
+            .expect("infallible");
+        assert_eq!(refused.headers()["grpc-status"], "8", "RESOURCE_EXHAUSTED");
+        assert_eq!(refused.headers()["retry-after"], "2");
+        let status = tonic::Status::from_header_map(refused.headers()).expect("a status");
+        let details = status.get_error_details();
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("OVERLOADED")
+        );
+        assert!(details.retry_info().is_some());
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+
+        // Health is never shed.
+        let health = tokio::spawn(
+            service
+                .clone()
+                .oneshot(call("/grpc.health.v1.Health/Check")),
+        );
+        // Everyone waiting gets through once turns free up.
+        for _ in 0..20 {
+            gate.notify_waiters();
+            tokio::task::yield_now().await;
+            if running.iter().all(tokio::task::JoinHandle::is_finished) && health.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for task in running {
+            let response = task.await.expect("task").expect("infallible");
+            assert!(response.headers().get("grpc-status").is_none());
+        }
+        assert!(health.await.expect("task").is_ok());
+        assert_eq!(layer.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_call_that_gets_no_turn_in_time_is_refused() {
+        let count = Arc::new(Count::default());
+        let layer = ShedLayer::new(
+            ShedSettings {
+                max_in_flight: 1,
+                max_queued: 10,
+                max_queue_wait: Duration::from_millis(50),
+                retry_after: Duration::from_secs(1),
+            },
+            "test",
+            count.clone(),
+        );
+        let gate = Arc::new(Notify::new());
+        let service = layer.layer(gated(gate.clone()));
+        let _busy = tokio::spawn(service.clone().oneshot(call("/pkg.S/M")));
+        while layer.in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let refused = service.oneshot(call("/pkg.S/M")).await.expect("infallible");
+        assert_eq!(refused.headers()["grpc-status"], "8");
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+    }
+}
