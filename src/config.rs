@@ -112,6 +112,15 @@ pub struct ServerConfig {
     /// `https://shop.example.com`, or `*` for any origin (not honoured with
     /// `auth.enabled`). Empty: no cross-origin calls.
     pub cors_allowed_origins: Vec<String>,
+    /// TLS on both ports: the certificate chain (PEM), with `tls_key_file`;
+    /// both empty: plain TCP.
+    pub tls_cert_file: String,
+    /// The certificate's private key (PEM).
+    pub tls_key_file: String,
+    /// How often the two files are looked at; a change is loaded for new
+    /// connections without a restart.
+    #[serde(with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -132,6 +141,9 @@ impl Default for ServerConfig {
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
             cors_allowed_origins: Vec::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_reload_interval: Duration::from_secs(10),
         }
     }
 }
@@ -749,6 +761,12 @@ impl Config {
         if s.http_port != 0 && s.http_port == s.grpc_port {
             return invalid("server.grpc_port", "must differ from server.http_port");
         }
+        if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
+            return invalid(
+                "server.tls_cert_file",
+                "TLS needs both server.tls_cert_file and server.tls_key_file (or neither)",
+            );
+        }
         if s.max_in_flight == 0 {
             return invalid("server.max_in_flight", "must be at least 1");
         }
@@ -847,6 +865,7 @@ impl Config {
         for (key, value) in [
             ("server.request_timeout", s.request_timeout),
             ("server.idle_timeout", s.idle_timeout),
+            ("server.tls_reload_interval", s.tls_reload_interval),
             (
                 "server.http2_keepalive_interval",
                 s.http2_keepalive_interval,

@@ -6,7 +6,8 @@
 //! `main` -> [`server`] -> ([`api`], [`store`], [`cache`], [`telemetry`],
 //! [`transcode`], [`guard`], [`config`]); [`api`] -> [`domain`]; [`store`]
 //! and [`cache`] -> [`domain`] (and [`telemetry`] for their
-//! instrumentation); [`guard`] -> [`transcode`] (its `grpc-timeout` parser).
+//! instrumentation); [`guard`] -> [`transcode`] (its `grpc-timeout` parser)
+//! and [`tls`].
 //! [`domain`] and [`transcode`] import nothing else from the crate.
 //! - [`server`]: wiring. Binds nothing itself: takes listeners, opens the
 //!   store, builds the domain and the tonic services, serves until shutdown.
@@ -25,6 +26,8 @@
 //!   proper codes for malformed messages, connection caps and idle timeouts.
 //!   Authentication, which knows the inventory's scopes, is in
 //!   [`api::auth`].
+//! - [`tls`]: the rustls configuration of both ports, reloaded when its
+//!   files change.
 //! - [`transcode`]: a generic REST/JSON and Connect front for tonic
 //!   services, driven by the `google.api.http` rules of a descriptor set;
 //!   it knows nothing about inventory.
@@ -46,4 +49,5 @@ pub mod pb;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transcode;

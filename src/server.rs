@@ -54,6 +54,7 @@ use crate::telemetry::alerts::{ReadOnlyAlerts, Webhook};
 use crate::telemetry::layer::{RequestTelemetryLayer, TRACE_ID_HEADER};
 use crate::telemetry::metrics::PoolGauges;
 use crate::telemetry::{LogOutput, Telemetry, TelemetryError};
+use crate::tls::{ReloadingTls, TlsFiles};
 use crate::transcode::{self, JsonOptions, TranscodeLayer, TranscodeOptions, Transcoder};
 
 /// The two bound listeners. Tests bind `127.0.0.1:0`.
@@ -99,6 +100,9 @@ pub enum ServeError {
     /// The cache could not be set up.
     #[error("setting up the cache: {0}")]
     Cache(String),
+    /// The TLS certificate or key could not be read.
+    #[error("setting up TLS: {0}")]
+    Tls(String),
     /// A token key could not be read.
     #[error("setting up authentication: {0}")]
     Auth(String),
@@ -364,8 +368,27 @@ async fn run(
     // Health is decided before the first request can ask for it.
     health::set_status(&health_reporter, &probe.report().await).await;
 
+    let tls = if config.server.tls_cert_file.is_empty() {
+        None
+    } else {
+        Some(
+            ReloadingTls::load(TlsFiles {
+                cert: config.server.tls_cert_file.clone().into(),
+                key: config.server.tls_key_file.clone().into(),
+            })
+            .map_err(ServeError::Tls)?,
+        )
+    };
+
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    if let Some(tls) = &tls {
+        tasks.spawn(
+            tls.clone()
+                .watch(config.server.tls_reload_interval, stop.clone())
+                .with_current_subscriber(),
+        );
+    }
     {
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -475,7 +498,7 @@ async fn run(
             .layer(NormalizeStatusLayer)
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                connections.clone().incoming(listener),
+                connections.clone().incoming(listener, tls.clone()),
                 stop.clone().cancelled_owned(),
             )
     };

@@ -18,11 +18,14 @@ use std::time::{Duration, Instant};
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use tracing::Instrument as _;
+
 use super::Observer;
+use crate::tls::ReloadingTls;
 
 /// The limits on connections, shared by every listener they guard.
 #[derive(Clone)]
@@ -66,44 +69,93 @@ impl ConnectionGuard {
     }
 
     /// The guarded connections of `listener`, for
-    /// `serve_with_incoming_shutdown`.
+    /// `serve_with_incoming_shutdown`, over TLS when `tls` is given. The
+    /// listener closes once the stream is dropped.
     pub fn incoming(
         self,
         listener: TcpListener,
+        tls: Option<ReloadingTls>,
     ) -> impl Stream<Item = io::Result<GuardedStream>> + Send + 'static {
-        futures_util::stream::unfold((self, listener), |(guard, listener)| async move {
-            loop {
-                let (stream, _) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    // Out of file descriptors, or a connection reset before
-                    // it was accepted: keep serving the others.
-                    Err(error) => {
-                        tracing::warn!(%error, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (ready, connections) = mpsc::channel(64);
+        tokio::spawn(
+            async move {
+                loop {
+                    let stream = tokio::select! {
+                        () = ready.closed() => return,
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            // Out of file descriptors, or a connection reset
+                            // before it was accepted: keep serving the others.
+                            Err(error) => {
+                                tracing::warn!(%error, "accepting a connection failed");
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let Ok(permit) = self.open.clone().try_acquire_owned() else {
+                        self.refused();
+                        drop(stream);
                         continue;
+                    };
+                    // Small responses go out at once: without TCP_NODELAY, a
+                    // response written in two parts waits for the client's
+                    // delayed ACK (up to 40 ms) before its second part.
+                    let _ = stream.set_nodelay(true);
+                    self.observer.connections_changed(1);
+                    let slot = Slot {
+                        observer: self.observer.clone(),
+                        _permit: permit,
+                    };
+                    match &tls {
+                        None => {
+                            let guarded = self.guarded(Io::Plain(stream), slot);
+                            if ready.send(Ok(guarded)).await.is_err() {
+                                return;
+                            }
+                        }
+                        // The handshake runs on its own, so a slow client
+                        // holds up no other; it gets the idle timeout to
+                        // finish.
+                        Some(tls) => {
+                            let acceptor = tls.acceptor();
+                            let ready = ready.clone();
+                            let guard = self.clone();
+                            tokio::spawn(async move {
+                                let handshake = tokio::time::timeout(
+                                    guard.idle_timeout,
+                                    acceptor.accept(stream),
+                                )
+                                .await;
+                                match handshake {
+                                    Ok(Ok(tls)) => {
+                                        let guarded = guard.guarded(Io::Tls(Box::new(tls)), slot);
+                                        let _ = ready.send(Ok(guarded)).await;
+                                    }
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%error, "TLS handshake failed");
+                                    }
+                                    Err(_) => guard.observer.connection_idle_closed(),
+                                }
+                            });
+                        }
                     }
-                };
-                let Ok(permit) = guard.open.clone().try_acquire_owned() else {
-                    guard.refused();
-                    drop(stream);
-                    continue;
-                };
-                // Small responses go out at once: without TCP_NODELAY, a
-                // response written in two parts waits for the client's
-                // delayed ACK (up to 40 ms) before its second part.
-                let _ = stream.set_nodelay(true);
-                guard.observer.connections_changed(1);
-                let guarded = GuardedStream {
-                    stream,
-                    idle_timeout: guard.idle_timeout,
-                    last_active: Instant::now(),
-                    idle: Box::pin(tokio::time::sleep(guard.idle_timeout)),
-                    observer: guard.observer.clone(),
-                    _permit: permit,
-                };
-                return Some((Ok(guarded), (guard, listener)));
+                }
             }
-        })
+            .in_current_span(),
+        );
+        tokio_stream::wrappers::ReceiverStream::new(connections)
+    }
+
+    fn guarded(&self, io: Io, slot: Slot) -> GuardedStream {
+        GuardedStream {
+            io,
+            idle_timeout: self.idle_timeout,
+            last_active: Instant::now(),
+            idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
+            observer: self.observer.clone(),
+            _slot: slot,
+        }
     }
 
     fn refused(&self) {
@@ -127,22 +179,34 @@ impl ConnectionGuard {
     }
 }
 
+/// A connection's place under the cap, given back when it closes.
+struct Slot {
+    observer: Observer,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.observer.connections_changed(-1);
+    }
+}
+
+/// The bytes of a connection: in clear, or through TLS.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// A connection that holds its place under the cap and times out when idle.
 pub struct GuardedStream {
-    stream: TcpStream,
+    io: Io,
     idle_timeout: Duration,
     /// The last read or write that moved bytes.
     last_active: Instant,
     /// Fires `idle_timeout` after a past `last_active`; re-armed lazily.
     idle: Pin<Box<Sleep>>,
     observer: Observer,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for GuardedStream {
-    fn drop(&mut self) {
-        self.observer.connections_changed(-1);
-    }
+    _slot: Slot,
 }
 
 impl GuardedStream {
@@ -200,7 +264,11 @@ impl AsyncRead for GuardedStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+        let read = match &mut this.io {
+            Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        };
+        match read {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.last_active = Instant::now();
@@ -220,7 +288,10 @@ impl AsyncWrite for GuardedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        let written = match &mut this.io {
+            Io::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        };
         this.wrote(cx, written)
     }
 
@@ -230,20 +301,32 @@ impl AsyncWrite for GuardedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        let written = match &mut this.io {
+            Io::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        };
         this.wrote(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.io {
+            Io::Plain(stream) => stream.is_write_vectored(),
+            Io::Tls(stream) => stream.is_write_vectored(),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -251,6 +334,9 @@ impl Connected for GuardedStream {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        match &self.io {
+            Io::Plain(stream) => stream.connect_info(),
+            Io::Tls(stream) => stream.get_ref().0.connect_info(),
+        }
     }
 }
