@@ -4,17 +4,18 @@
 //! on the same database.
 //!
 //! The load is keyed so that its effects can be checked exactly afterwards:
-//! restocks carry a `request_id` and reservations an order id. After the
-//! restart every request is sent again: an acknowledged one must be found
-//! (replayed, or the reservation found again), an unacknowledged one is
-//! either found or applied now, and then the stock on hand is the initial
-//! stock plus every restock, exactly once each, and the database's own
-//! invariants hold.
+//! restocks, releases and commits carry a `request_id`, reservations an
+//! order id. After the restart every client's requests are sent again, in
+//! the order it sent them: an acknowledged one must be found (replayed, or
+//! the reservation found again), an unacknowledged one is either found or
+//! applied now. Then the stock on hand is the initial stock plus every
+//! restock less every commit, the reserved stock every reservation less
+//! what was released and committed, exactly once each, and the database's
+//! own invariants hold.
 
 mod common;
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::invariants::{
@@ -22,10 +23,12 @@ use common::invariants::{
 };
 use common::{Backend, TestDatabase, backend_tests};
 use inventory_service::pb::inventory_service_client::InventoryServiceClient;
-use inventory_service::pb::{ReserveInventoryRequest, UpdateInventoryRequest};
+use inventory_service::pb::{
+    CommitReservationRequest, ReleaseInventoryRequest, ReserveInventoryRequest,
+    UpdateInventoryRequest,
+};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 backend_tests!(a_sigkill_under_load_loses_no_acknowledged_call);
@@ -131,13 +134,37 @@ impl Service {
     }
 }
 
-/// Every request the clients sent, and which were acknowledged.
-#[derive(Default)]
-struct Sent {
-    /// (request_id, product, quantity, acknowledged) of each restock.
-    restocks: Vec<(String, String, i32, bool)>,
-    /// (order, product, quantity, acknowledged) of each reservation.
-    reservations: Vec<(String, String, i32, bool)>,
+/// One call a client made, in order, and whether it was acknowledged.
+#[derive(Debug, Clone)]
+enum Call {
+    /// A restock of `quantity` under `request_id`.
+    Restock {
+        request_id: String,
+        product: String,
+        quantity: i32,
+        done: bool,
+    },
+    /// A reservation of `quantity` for `order`.
+    Reserve {
+        order: String,
+        product: String,
+        quantity: i32,
+        done: bool,
+    },
+    /// The release of `order`'s whole reservation under `request_id`.
+    Release {
+        request_id: String,
+        order: String,
+        product: String,
+        done: bool,
+    },
+    /// The commit of `order`'s whole reservation under `request_id`.
+    Commit {
+        request_id: String,
+        order: String,
+        product: String,
+        done: bool,
+    },
 }
 
 async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
@@ -156,54 +183,101 @@ async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
             .expect("initial stock");
     }
 
-    let sent = Arc::new(Mutex::new(Sent::default()));
     let mut clients = Vec::new();
     for index in 0..CLIENTS {
         let mut client = service.client().await;
-        let sent = sent.clone();
         clients.push(tokio::spawn(async move {
+            let mut calls = Vec::new();
+            // The last reservation made, and not yet released or committed.
+            let mut held: Option<(String, String)> = None;
             for call in 0.. {
                 let product = PRODUCTS[(index + call) % 4 / 3].to_owned();
                 let quantity = 1 + ((index + call) % 3) as i32;
-                if call % 2 == 0 {
-                    let request_id = format!("restock-{index}-{call}");
-                    let answer = client
-                        .update_inventory(UpdateInventoryRequest {
-                            product_id: product.clone(),
+                let request_id = format!("call-{index}-{call}");
+                let record = match (call % 3, held.take()) {
+                    (0, held_before) => {
+                        held = held_before;
+                        let done = client
+                            .update_inventory(UpdateInventoryRequest {
+                                product_id: product.clone(),
+                                quantity,
+                                operation: "add".into(),
+                                request_id: request_id.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .is_ok();
+                        Call::Restock {
+                            request_id,
+                            product,
                             quantity,
-                            operation: "add".into(),
-                            request_id: request_id.clone(),
-                            ..Default::default()
-                        })
-                        .await;
-                    let done = answer.is_ok();
-                    sent.lock()
-                        .await
-                        .restocks
-                        .push((request_id, product, quantity, done));
-                    if !done {
-                        return;
+                            done,
+                        }
                     }
-                } else {
-                    let order = format!("order-{index}-{call}");
-                    let answer = client
-                        .reserve_inventory(ReserveInventoryRequest {
-                            product_id: product.clone(),
+                    (2, Some((order, product))) if call % 2 == 0 => {
+                        let done = client
+                            .release_inventory(ReleaseInventoryRequest {
+                                product_id: product.clone(),
+                                order_id: order.clone(),
+                                request_id: request_id.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .is_ok();
+                        Call::Release {
+                            request_id,
+                            order,
+                            product,
+                            done,
+                        }
+                    }
+                    (2, Some((order, product))) => {
+                        let done = client
+                            .commit_reservation(CommitReservationRequest {
+                                product_id: product.clone(),
+                                order_id: order.clone(),
+                                request_id: request_id.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .is_ok();
+                        Call::Commit {
+                            request_id,
+                            order,
+                            product,
+                            done,
+                        }
+                    }
+                    (_, held_before) => {
+                        held = held_before;
+                        let order = format!("order-{index}-{call}");
+                        let done = client
+                            .reserve_inventory(ReserveInventoryRequest {
+                                product_id: product.clone(),
+                                quantity,
+                                order_id: order.clone(),
+                                reservation_timeout: 3600,
+                            })
+                            .await
+                            .is_ok();
+                        if done && held.is_none() {
+                            held = Some((order.clone(), product.clone()));
+                        }
+                        Call::Reserve {
+                            order,
+                            product,
                             quantity,
-                            order_id: order.clone(),
-                            reservation_timeout: 3600,
-                        })
-                        .await;
-                    let done = answer.is_ok();
-                    sent.lock()
-                        .await
-                        .reservations
-                        .push((order, product, quantity, done));
-                    if !done {
-                        return;
+                            done,
+                        }
                     }
+                };
+                let done = record.done();
+                calls.push(record);
+                if !done {
+                    return calls;
                 }
             }
+            calls
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -212,15 +286,22 @@ async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
         "no batch of several calls was in flight"
     );
     service.kill().await;
+    let mut sent = Vec::new();
     for client in clients {
-        client.await.expect("client task");
+        sent.push(client.await.expect("client task"));
     }
-    let sent = Arc::try_unwrap(sent)
-        .map_err(|_| "clients hold the record")
-        .expect("clients done")
-        .into_inner();
-    let acknowledged = sent.restocks.iter().filter(|r| r.3).count()
-        + sent.reservations.iter().filter(|r| r.3).count();
+    let acknowledged = sent.iter().flatten().filter(|c| c.done()).count();
+    let kinds = |kind: fn(&Call) -> bool| {
+        sent.iter()
+            .flatten()
+            .filter(|c| c.done() && kind(c))
+            .count()
+    };
+    assert!(
+        kinds(|c| matches!(c, Call::Release { .. })) > 0
+            && kinds(|c| matches!(c, Call::Commit { .. })) > 0,
+        "releases and commits were acknowledged before the kill"
+    );
     assert!(
         acknowledged > 100,
         "only {acknowledged} calls before the kill"
@@ -229,55 +310,95 @@ async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
     // Nothing half-applied, straight after the crash.
     check_invariants(&database).await;
 
-    // Every request again, from 16 clients at once.
+    // Every client's requests again, in its order, all clients at once.
     let service = Service::start(&database).await;
-    let sent = Arc::new(sent);
     let mut resends = Vec::new();
-    for part in 0..16 {
+    for calls in sent.clone() {
         let mut client = service.client().await;
-        let sent = sent.clone();
         resends.push(tokio::spawn(async move {
-            let mine = |n: usize| n % 16 == part;
-            for (_, (request_id, product, quantity, acknowledged)) in
-                sent.restocks.iter().enumerate().filter(|(n, _)| mine(*n))
-            {
-                let answer = client
-                    .update_inventory(UpdateInventoryRequest {
-                        product_id: product.clone(),
-                        quantity: *quantity,
-                        operation: "add".into(),
-                        request_id: request_id.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("a restock sent again")
-                    .into_inner();
+            for call in calls {
+                let (found, message) = match &call {
+                    Call::Restock {
+                        request_id,
+                        product,
+                        quantity,
+                        ..
+                    } => {
+                        let message = client
+                            .update_inventory(UpdateInventoryRequest {
+                                product_id: product.clone(),
+                                quantity: *quantity,
+                                operation: "add".into(),
+                                request_id: request_id.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .expect("a restock sent again")
+                            .into_inner()
+                            .message;
+                        (message.contains("replayed"), message)
+                    }
+                    Call::Reserve {
+                        order,
+                        product,
+                        quantity,
+                        ..
+                    } => {
+                        let message = client
+                            .reserve_inventory(ReserveInventoryRequest {
+                                product_id: product.clone(),
+                                quantity: *quantity,
+                                order_id: order.clone(),
+                                reservation_timeout: 3600,
+                            })
+                            .await
+                            .expect("a reservation sent again")
+                            .into_inner()
+                            .message;
+                        (message.contains("already made"), message)
+                    }
+                    Call::Release {
+                        request_id,
+                        order,
+                        product,
+                        ..
+                    } => {
+                        let message = client
+                            .release_inventory(ReleaseInventoryRequest {
+                                product_id: product.clone(),
+                                order_id: order.clone(),
+                                request_id: request_id.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .expect("a release sent again")
+                            .into_inner()
+                            .message;
+                        (message.contains("replayed"), message)
+                    }
+                    Call::Commit {
+                        request_id,
+                        order,
+                        product,
+                        ..
+                    } => {
+                        let message = client
+                            .commit_reservation(CommitReservationRequest {
+                                product_id: product.clone(),
+                                order_id: order.clone(),
+                                request_id: request_id.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .expect("a commit sent again")
+                            .into_inner()
+                            .message;
+                        (message.contains("replayed"), message)
+                    }
+                };
                 assert!(
-                    !acknowledged || answer.message.contains("replayed"),
-                    "{request_id} was acknowledged but is not there: {}",
-                    answer.message
-                );
-            }
-            for (_, (order, product, quantity, acknowledged)) in sent
-                .reservations
-                .iter()
-                .enumerate()
-                .filter(|(n, _)| mine(*n))
-            {
-                let answer = client
-                    .reserve_inventory(ReserveInventoryRequest {
-                        product_id: product.clone(),
-                        quantity: *quantity,
-                        order_id: order.clone(),
-                        reservation_timeout: 3600,
-                    })
-                    .await
-                    .expect("a reservation sent again")
-                    .into_inner();
-                assert!(
-                    !acknowledged || answer.message.contains("already made"),
-                    "{order} was acknowledged but is not there: {}",
-                    answer.message
+                    !call.done() || found,
+                    "{call:?} was acknowledged but is not there: {message}"
                 );
             }
         }));
@@ -285,13 +406,48 @@ async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
     for resend in resends {
         resend.await.expect("every request found or applied");
     }
-    let mut added = std::collections::HashMap::<String, i64>::new();
-    for (_, product, quantity, _) in &sent.restocks {
-        *added.entry(product.clone()).or_default() += i64::from(*quantity);
+    // Each call applied exactly once: on hand = initial + restocks - commits,
+    // reserved = reservations - releases - commits.
+    let mut expected = std::collections::HashMap::<String, (i64, i64)>::new();
+    for calls in &sent {
+        let mut reserved_by_order = std::collections::HashMap::<&str, i64>::new();
+        for call in calls {
+            match call {
+                Call::Restock {
+                    product, quantity, ..
+                } => {
+                    expected.entry(product.clone()).or_default().0 += i64::from(*quantity);
+                }
+                Call::Reserve {
+                    order,
+                    product,
+                    quantity,
+                    ..
+                } => {
+                    expected.entry(product.clone()).or_default().1 += i64::from(*quantity);
+                    reserved_by_order.insert(order, i64::from(*quantity));
+                }
+                Call::Release { order, product, .. } => {
+                    let held = reserved_by_order.remove(order.as_str()).unwrap_or(0);
+                    expected.entry(product.clone()).or_default().1 -= held;
+                }
+                Call::Commit { order, product, .. } => {
+                    let held = reserved_by_order.remove(order.as_str()).unwrap_or(0);
+                    let entry = expected.entry(product.clone()).or_default();
+                    entry.0 -= held;
+                    entry.1 -= held;
+                }
+            }
+        }
     }
     for row in query(&database, LEVELS).await {
-        let expected = i64::from(INITIAL) + added.get(&row.key).copied().unwrap_or(0);
-        assert_eq!(row.a, expected, "{}: every restock exactly once", row.key);
+        let (on_hand, reserved) = expected.get(&row.key).copied().unwrap_or((0, 0));
+        assert_eq!(
+            (row.a, row.b),
+            (i64::from(INITIAL) + on_hand, reserved),
+            "{}: every call exactly once",
+            row.key
+        );
     }
     check_invariants(&database).await;
     service.kill().await;
@@ -305,6 +461,17 @@ async fn check_invariants(database: &TestDatabase) {
     ] {
         for row in query(database, sql).await {
             assert_eq!(row.a, row.b, "{}: {what}", row.key);
+        }
+    }
+}
+
+impl Call {
+    fn done(&self) -> bool {
+        match self {
+            Self::Restock { done, .. }
+            | Self::Reserve { done, .. }
+            | Self::Release { done, .. }
+            | Self::Commit { done, .. } => *done,
         }
     }
 }

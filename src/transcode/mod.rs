@@ -63,6 +63,8 @@
 mod connect;
 mod errors;
 mod future;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod json;
 mod layer;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A flood of connections and calls against the service's limits: the
+# latency of the calls it serves, what it sheds, its memory, and how it is
+# right after.
+#
+#   bash benches/overload.sh
+#   CONNECTIONS=1000 STREAMS=4 DURATION=15s bash benches/overload.sh
+#
+# Builds the release binaries, starts the service on loopback (18083/19083,
+# a throwaway SQLite file, synchronous: normal, the shipped limits:
+# max_in_flight 256, max_queued 1024, max_queue_wait 100ms) and runs
+# inventory-load three times with a mix of 80% checks and 20% reservations
+# over 1,000 products:
+#   before: 16 clients on 4 connections (the service at ease);
+#   flood:  CONNECTIONS connections x STREAMS concurrent calls each;
+#   after:  16 clients again, at once (does it recover?).
+# Prints each run's report (the flood's "served (not shed)" latency is the
+# one that counts), the calls shed, and the service's resident memory
+# before, at its peak (VmHWM) and after. The load generator shares the 2
+# cores with the service, so absolute rates are low; compare the runs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CONNECTIONS="${CONNECTIONS:-1000}"
+STREAMS="${STREAMS:-4}"
+DURATION="${DURATION:-15s}"
+GRPC_PORT=19083
+HTTP_PORT=18083
+MIX="check=80,reserve=20"
+
+cargo build --release --quiet --bin inventory-service --bin inventory-load
+bin="${CARGO_TARGET_DIR:-target}/release"
+work="$(mktemp -d)"
+trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+INVENTORY_DATABASE__DSN="$work/bench.db" \
+INVENTORY_DATABASE__SYNCHRONOUS=normal \
+INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
+INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
+INVENTORY_SERVER__HOST=127.0.0.1 \
+INVENTORY_LOGGING__LEVEL=warn \
+  "$bin/inventory-service" --config config/config.yaml &
+server=$!
+for _ in $(seq 1 50); do
+  curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break
+  sleep 0.1
+done
+
+rss() { awk -v k="$1:" '$1 == k { print $2 / 1024 " MiB" }' "/proc/$server/status"; }
+shed() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^inventory_requests_shed_total/ { n += $2 } END { print n + 0 }'; }
+load() {
+  "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix overload \
+    --products 1000 --mix "$MIX" --no-verify "$@"
+}
+
+echo "== setup"
+load --concurrency 4 --requests 1 >/dev/null
+echo "rss before: $(rss VmRSS)"
+echo "== before: 16 clients"
+load --no-setup --concurrency 16 --connections 4 --duration 10s
+echo "== flood: $CONNECTIONS connections x $STREAMS calls"
+load --no-setup --concurrency $((CONNECTIONS * STREAMS)) --connections "$CONNECTIONS" --duration "$DURATION"
+echo "shed in all: $(shed)"
+echo "rss peak: $(rss VmHWM), now: $(rss VmRSS)"
+echo "== after: 16 clients"
+load --no-setup --concurrency 16 --connections 4 --duration 10s
+echo "rss after: $(rss VmRSS)"
