@@ -5,6 +5,7 @@
 #
 #   bash benches/overload.sh
 #   CONNECTIONS=1000 STREAMS=4 DURATION=15s bash benches/overload.sh
+#   PIN=1 bash benches/overload.sh    # service on CPU 0, load generator on CPU 1
 #
 # Builds the release binaries, starts the service on loopback (18083/19083,
 # a throwaway SQLite file, synchronous: normal, the shipped limits:
@@ -24,6 +25,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CONNECTIONS="${CONNECTIONS:-1000}"
 STREAMS="${STREAMS:-4}"
 DURATION="${DURATION:-15s}"
+PIN="${PIN:-0}"
+service_cpu=() load_cpu=()
+if [[ "$PIN" == 1 ]]; then service_cpu=(taskset -c 0) load_cpu=(taskset -c 1); fi
 GRPC_PORT=19083
 HTTP_PORT=18083
 MIX="check=80,reserve=20"
@@ -39,7 +43,7 @@ INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
 INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
 INVENTORY_SERVER__HOST=127.0.0.1 \
 INVENTORY_LOGGING__LEVEL=warn \
-  "$bin/inventory-service" --config config/config.yaml &
+  "${service_cpu[@]}" "$bin/inventory-service" --config config/config.yaml &
 server=$!
 for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break
@@ -49,7 +53,7 @@ done
 rss() { awk -v k="$1:" '$1 == k { print $2 / 1024 " MiB" }' "/proc/$server/status"; }
 shed() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^inventory_requests_shed_total/ { n += $2 } END { print n + 0 }'; }
 load() {
-  "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix overload \
+  "${load_cpu[@]}" "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix overload \
     --products 1000 --mix "$MIX" --no-verify "$@"
 }
 
