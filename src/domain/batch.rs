@@ -292,6 +292,9 @@ impl Lane {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<StoreResult<Outcome>>> + Send + 'a>>
     {
         Box::pin(async move {
+            if jobs.is_empty() {
+                return Vec::new();
+            }
             let commands = jobs.iter().map(|job| job.command.clone()).collect();
             let actors = jobs.iter().map(|job| job.actor.clone()).collect();
             let callers = jobs.iter().map(|job| job.alive.clone()).collect();
@@ -493,6 +496,38 @@ mod tests {
     async fn levels(f: &Fixture, product: &str) -> (i32, i32) {
         let stock = f.inventory.check(product, 1).await.expect("check").stock;
         (stock.total_quantity, stock.reserved_quantity)
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_caller_gave_up_is_never_applied() {
+        let f = batched(Duration::from_millis(20), 1);
+        f.inventory
+            .update("p", "set", 10, None, "")
+            .await
+            .expect("stock");
+        // Waits in a batch that is still gathering; its caller stops waiting.
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(1),
+            f.inventory.reserve("p", "gave-up", 3, 0),
+        )
+        .await;
+        assert!(given_up.is_err(), "the caller gave up first");
+        let kept = f.inventory.reserve("p", "kept", 2, 0).await.expect("kept");
+        assert_eq!(kept.stock.reserved_quantity, 2);
+        assert_eq!(
+            levels(&f, "p").await,
+            (10, 2),
+            "only the call still awaited"
+        );
+
+        // A work whose caller is gone is rolled back by the store.
+        let gone = std::sync::Weak::new();
+        let mut work = Work::single(Command::Expire { limit: 10 }, chrono::Utc::now());
+        work.callers.push(gone);
+        assert!(matches!(
+            f.store.apply(&work).await,
+            Err(StoreError::Abandoned)
+        ));
     }
 
     #[tokio::test]

@@ -312,6 +312,10 @@ impl InventoryStore for MemoryStore {
         }
         let mut tables = self.open()?;
         let planned = plan_with(work, |needs| Ok(tables.load(needs, work.now)))?;
+        // As a database would roll back instead of committing.
+        if work.is_abandoned() {
+            return Err(StoreError::Abandoned);
+        }
         let refused = lock(&self.refused);
         if let Some(write) = planned
             .changes

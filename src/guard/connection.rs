@@ -23,6 +23,7 @@ use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 
 use super::Observer;
 use crate::tls::ReloadingTls;
@@ -121,7 +122,7 @@ impl ConnectionGuard {
                             let acceptor = tls.acceptor();
                             let ready = ready.clone();
                             let guard = self.clone();
-                            tokio::spawn(async move {
+                            let handshake_task = async move {
                                 let handshake = tokio::time::timeout(
                                     guard.idle_timeout,
                                     acceptor.accept(stream),
@@ -137,12 +138,14 @@ impl ConnectionGuard {
                                     }
                                     Err(_) => guard.observer.connection_idle_closed(),
                                 }
-                            });
+                            };
+                            tokio::spawn(handshake_task.with_current_subscriber());
                         }
                     }
                 }
             }
-            .in_current_span(),
+            .in_current_span()
+            .with_current_subscriber(),
         );
         tokio_stream::wrappers::ReceiverStream::new(connections)
     }
