@@ -136,8 +136,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let settings = limiter.settings;
-            if limiter.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queued {
-                limiter.queued.fetch_sub(1, Ordering::AcqRel);
+            // Held while waiting: given back however the wait ends, the
+            // caller's deadline dropping this future included.
+            let queued = Queued::join(&limiter.queued);
+            if queued.ahead >= settings.max_queued {
+                drop(queued);
                 return Ok(limiter.refuse(ShedReason::QueueFull));
             }
             let turn = tokio::time::timeout(
@@ -145,7 +148,7 @@ where
                 limiter.turns.clone().acquire_owned(),
             )
             .await;
-            limiter.queued.fetch_sub(1, Ordering::AcqRel);
+            drop(queued);
             let Ok(Ok(turn)) = turn else {
                 return Ok(limiter.refuse(ShedReason::QueueTimeout));
             };
@@ -153,6 +156,26 @@ where
             drop(turn);
             outcome
         })
+    }
+}
+
+/// A place in the waiting room, left when dropped.
+struct Queued<'a> {
+    count: &'a AtomicUsize,
+    /// How many were waiting before this one.
+    ahead: usize,
+}
+
+impl<'a> Queued<'a> {
+    fn join(count: &'a AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, Ordering::AcqRel);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -316,8 +339,20 @@ mod tests {
         while layer.in_flight() < 1 {
             tokio::task::yield_now().await;
         }
-        let refused = service.oneshot(call("/pkg.S/M")).await.expect("infallible");
+        let refused = service
+            .clone()
+            .oneshot(call("/pkg.S/M"))
+            .await
+            .expect("infallible");
         assert_eq!(refused.headers()["grpc-status"], "8");
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
+
+        // A waiting call dropped by its caller (its deadline) leaves the
+        // waiting room.
+        let given_up =
+            tokio::time::timeout(Duration::from_millis(10), service.oneshot(call("/pkg.S/M")))
+                .await;
+        assert!(given_up.is_err());
+        assert_eq!(layer.limiter.queued.load(Ordering::Acquire), 0);
     }
 }
