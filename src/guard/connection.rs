@@ -11,7 +11,6 @@ use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
-use super::Observer;
+use super::{Observer, Throttle};
 use crate::tls::ReloadingTls;
 
 /// The limits on connections, shared by every listener they guard.
@@ -36,7 +35,7 @@ pub struct ConnectionGuard {
     idle_timeout: Duration,
     observer: Observer,
     /// When the last refusal was logged (seconds since `UNIX_EPOCH`).
-    last_warned: Arc<AtomicU64>,
+    warnings: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for ConnectionGuard {
@@ -48,9 +47,6 @@ impl std::fmt::Debug for ConnectionGuard {
     }
 }
 
-/// How often at most a refused connection is logged.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
 impl ConnectionGuard {
     /// At most `max` connections (over every listener this guard serves),
     /// each closed after `idle_timeout` without traffic.
@@ -60,7 +56,7 @@ impl ConnectionGuard {
             max: max.max(1),
             idle_timeout,
             observer,
-            last_warned: Arc::new(AtomicU64::new(0)),
+            warnings: Arc::new(Throttle::default()),
         }
     }
 
@@ -163,16 +159,7 @@ impl ConnectionGuard {
 
     fn refused(&self) {
         self.observer.connection_refused();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_warned.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY.as_secs()
-            && self
-                .last_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warnings.allow() {
             tracing::warn!(
                 max_connections = self.max,
                 "connection refused: server.max_connections are open \

@@ -86,6 +86,33 @@ pub fn is_exempt(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
 }
 
+/// Lets a warning through at most once per `every`, so that a flood is
+/// logged without the log becoming part of the flood.
+#[derive(Debug, Default)]
+struct Throttle {
+    /// When the last warning went out, in seconds since the Unix epoch.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// How often at most a guard logs a refusal.
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether a warning may go out now.
+    fn allow(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= Self::EVERY.as_secs()
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// A trailers-only gRPC response carrying `status`.
 fn status_response(status: tonic::Status) -> http::Response<tonic::body::Body> {
     status.into_http()

@@ -13,7 +13,7 @@ use tonic::body::Body;
 use tonic_types::{ErrorDetails, StatusExt as _};
 use tower::{Layer, Service};
 
-use super::{Observer, ShedReason, is_exempt, status_response};
+use super::{Observer, ShedReason, Throttle, is_exempt, status_response};
 
 /// The limits of a [`ShedLayer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,7 @@ struct Limiter {
     queued: AtomicUsize,
     observer: Observer,
     domain: String,
+    warnings: Throttle,
 }
 
 impl std::fmt::Debug for ShedLayer {
@@ -68,6 +69,7 @@ impl ShedLayer {
                 queued: AtomicUsize::new(0),
                 observer,
                 domain: domain.into(),
+                warnings: Throttle::default(),
             }),
         }
     }
@@ -183,6 +185,15 @@ impl Limiter {
     /// The refusal of a call, told to the observer.
     fn refuse(&self, reason: ShedReason) -> Response<Body> {
         self.observer.shed(reason);
+        if self.warnings.allow() {
+            tracing::warn!(
+                max_in_flight = self.settings.max_in_flight,
+                max_queued = self.settings.max_queued,
+                reason = reason.as_str(),
+                "calls refused for load (logged at most every 10 s; \
+                 inventory_requests_shed_total counts them)"
+            );
+        }
         let seconds = self.settings.retry_after.as_secs().max(1);
         let mut details = ErrorDetails::with_error_info(
             "OVERLOADED",
