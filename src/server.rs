@@ -368,6 +368,12 @@ async fn run(
     // Health is decided before the first request can ask for it.
     health::set_status(&health_reporter, &probe.report().await).await;
 
+    // What can fail at start fails before any background task is running.
+    let auth = AuthLayer::new(if config.auth.enabled {
+        Some(Authenticator::from_config(&config.auth).map_err(ServeError::Auth)?)
+    } else {
+        None
+    });
     let tls = if config.server.tls_cert_file.is_empty() {
         None
     } else {
@@ -473,11 +479,6 @@ async fn run(
         observer,
     );
     let cors = cors(&config);
-    let auth = AuthLayer::new(if config.auth.enabled {
-        Some(Authenticator::from_config(&config.auth).map_err(ServeError::Auth)?)
-    } else {
-        None
-    });
     // Inside gRPC-Web, every call is a gRPC call whatever protocol it came
     // in: the guards see them all alike, and each protocol renders their
     // statuses its own way. Auth refuses before a call takes a turn; the
