@@ -1160,6 +1160,80 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure signature returns figment::Error"
+    )]
+    fn origins_tokens_and_secrets_come_from_the_environment_too() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.yaml", "server:\n  http_port: 8000\n")?;
+            jail.set_env(
+                "INVENTORY_SERVER__CORS_ALLOWED_ORIGINS",
+                r#"["https://shop.example.com", "http://localhost:5173"]"#,
+            );
+            jail.set_env("INVENTORY_AUTH__ENABLED", "true");
+            jail.set_env(
+                "INVENTORY_AUTH__TOKENS",
+                format!(
+                    r#"[{{name="ops", sha256="{}", scopes=["inventory.read", "inventory.admin"]}}]"#,
+                    "ab".repeat(32)
+                ),
+            );
+            jail.set_env("INVENTORY_AUTH__JWT__HS256_SECRET", "from-the-environment");
+            jail.set_env("INVENTORY_AUTH__JWT__ISSUER", "https://login.example.com");
+            jail.set_env("INVENTORY_AUTH__JWT__AUDIENCE", "inventory");
+            let config = Config::load(Some(Path::new("config.yaml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.server.cors_allowed_origins,
+                ["https://shop.example.com", "http://localhost:5173"]
+            );
+            assert!(config.auth.enabled);
+            assert_eq!(config.auth.tokens.len(), 1);
+            assert_eq!(config.auth.tokens[0].name, "ops");
+            assert_eq!(
+                config.auth.tokens[0].scopes,
+                ["inventory.read", "inventory.admin"]
+            );
+            assert_eq!(config.auth.jwt.hs256_secret, "from-the-environment");
+            assert!(
+                !format!("{config:?}").contains("from-the-environment"),
+                "the secret is never printed"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_and_tls_settings_are_checked_at_start() {
+        let cases = [
+            ("auth:\n  enabled: true\n", "auth.enabled"),
+            (
+                "auth:\n  tokens:\n    - {name: a, sha256: \"abc\", scopes: [inventory.read]}\n",
+                "auth.tokens",
+            ),
+            (
+                "auth:\n  tokens:\n    - {name: a, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\", scopes: [inventory.write]}\n",
+                "auth.tokens",
+            ),
+            ("auth:\n  jwt:\n    hs256_secret: s\n", "auth.jwt"),
+            (
+                "server:\n  cors_allowed_origins: [\"shop.example.com\"]\n",
+                "server.cors_allowed_origins",
+            ),
+            ("server:\n  tls_cert_file: a.crt\n", "server.tls_cert_file"),
+            ("server:\n  max_in_flight: 0\n", "server.max_in_flight"),
+            (
+                "server:\n  request_timeout: \"0s\"\n",
+                "server.request_timeout",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let error = from_yaml(yaml).expect_err(yaml).to_string();
+            assert!(error.contains(key), "{yaml:?}: {error:?} should name {key}");
+        }
+    }
+
+    #[test]
     fn postgres_takes_a_postgres_url_and_ignores_the_sqlite_keys() {
         for url in [
             "postgres://inventory:secret@db:5432/inventory",
