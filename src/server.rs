@@ -467,7 +467,7 @@ async fn run(
         server.idle_timeout,
         observer.clone(),
     );
-    let deadline = DeadlineLayer::new(Some(server.request_timeout), observer.clone());
+    let deadline = DeadlineLayer::new(Some(server.request_timeout), ERROR_DOMAIN, observer.clone());
     let shed = ShedLayer::new(
         ShedSettings {
             max_in_flight: server.max_in_flight,

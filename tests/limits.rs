@@ -213,6 +213,7 @@ async fn a_stalled_database_never_holds_a_call_past_its_deadline_nor_applies_it_
         .await
         .expect_err("stalled");
     assert_eq!(read.code(), Code::DeadlineExceeded, "{read:?}");
+    assert_eq!(common::reason(&read), "DEADLINE_EXCEEDED");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -225,6 +226,11 @@ async fn a_stalled_database_never_holds_a_call_past_its_deadline_nor_applies_it_
     assert_eq!(rest.status(), 504);
     let body: serde_json::Value = rest.json().await.expect("json");
     assert_eq!(body["code"], 4, "{body}");
+    assert_eq!(body["details"][0]["reason"], "DEADLINE_EXCEEDED", "{body}");
+    assert_eq!(
+        body["details"][0]["metadata"]["deadline_ms"], "1000",
+        "{body}"
+    );
 
     let write = client
         .reserve_inventory(ReserveInventoryRequest {

@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use tonic::body::Body;
+use tonic_types::{ErrorDetails, StatusExt as _};
 use tower::{Layer, Service};
 
 use super::{Observer, status_response};
@@ -21,6 +23,8 @@ use crate::transcode::parse_grpc_timeout;
 pub struct DeadlineLayer {
     default: Option<Duration>,
     observer: Observer,
+    /// The `domain` of the ErrorInfo the refusal carries.
+    domain: Arc<str>,
 }
 
 impl std::fmt::Debug for DeadlineLayer {
@@ -32,9 +36,14 @@ impl std::fmt::Debug for DeadlineLayer {
 }
 
 impl DeadlineLayer {
-    /// Deadlines of at most `default`, reported to `observer`.
-    pub fn new(default: Option<Duration>, observer: Observer) -> Self {
-        Self { default, observer }
+    /// Deadlines of at most `default`, reported to `observer`; the status
+    /// carries an ErrorInfo (`DEADLINE_EXCEEDED`) of `domain`.
+    pub fn new(default: Option<Duration>, domain: &str, observer: Observer) -> Self {
+        Self {
+            default,
+            observer,
+            domain: Arc::from(domain),
+        }
     }
 }
 
@@ -84,16 +93,26 @@ where
             return Box::pin(call);
         };
         let observer = self.layer.observer.clone();
+        let domain = self.layer.domain.clone();
         Box::pin(async move {
             match tokio::time::timeout(limit, call).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     observer.deadline_exceeded();
-                    Ok(status_response(tonic::Status::deadline_exceeded(format!(
-                        "the call did not finish within its deadline of {} ms; \
-                         nothing it had not committed was applied",
-                        limit.as_millis()
-                    ))))
+                    let details = ErrorDetails::with_error_info(
+                        "DEADLINE_EXCEEDED",
+                        domain.as_ref(),
+                        [("deadline_ms".to_owned(), limit.as_millis().to_string())],
+                    );
+                    Ok(status_response(tonic::Status::with_error_details(
+                        tonic::Code::DeadlineExceeded,
+                        format!(
+                            "the call did not finish within its deadline of {} ms; \
+                             nothing it had not committed was applied",
+                            limit.as_millis()
+                        ),
+                        details,
+                    )))
                 }
             }
         })
@@ -132,7 +151,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_default_bounds_a_call_without_a_deadline() {
-        let layer = DeadlineLayer::new(Some(Duration::from_secs(2)), Arc::new(Unobserved));
+        let layer = DeadlineLayer::new(Some(Duration::from_secs(2)), "test", Arc::new(Unobserved));
         let service = layer.layer(slow(Duration::from_secs(60)));
         let response = service
             .oneshot(Request::new(Body::empty()))
@@ -143,7 +162,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_clients_shorter_deadline_wins_and_a_fast_call_passes() {
-        let layer = DeadlineLayer::new(Some(Duration::from_secs(60)), Arc::new(Unobserved));
+        let layer = DeadlineLayer::new(Some(Duration::from_secs(60)), "test", Arc::new(Unobserved));
         let request = Request::builder()
             .header("grpc-timeout", "100m")
             .body(Body::empty())
