@@ -6,6 +6,9 @@
 //! (hyper waits for the first bytes without a bound) or that stopped
 //! halfway; HTTP/2 keepalive pings, configured on the server, close a
 //! connection whose peer is gone, since a live HTTP/2 client answers them.
+//!
+//! With TLS, each handshake runs on a task of its own, within the idle
+//! timeout, so that a slow or silent client holds up no other connection.
 
 use std::future::Future as _;
 use std::io;
@@ -20,7 +23,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
-
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
@@ -34,7 +36,7 @@ pub struct ConnectionGuard {
     max: usize,
     idle_timeout: Duration,
     observer: Observer,
-    /// When the last refusal was logged (seconds since `UNIX_EPOCH`).
+    /// Keeps the refusal warnings to one per 10 s.
     warnings: Arc<Throttle>,
 }
 
