@@ -194,86 +194,48 @@ async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
                 let product = PRODUCTS[(index + call) % 4 / 3].to_owned();
                 let quantity = 1 + ((index + call) % 3) as i32;
                 let request_id = format!("call-{index}-{call}");
-                let record = match (call % 3, held.take()) {
+                let mut record = match (call % 3, held.take()) {
                     (0, held_before) => {
                         held = held_before;
-                        let done = client
-                            .update_inventory(UpdateInventoryRequest {
-                                product_id: product.clone(),
-                                quantity,
-                                operation: "add".into(),
-                                request_id: request_id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                            .is_ok();
                         Call::Restock {
                             request_id,
                             product,
                             quantity,
-                            done,
+                            done: false,
                         }
                     }
-                    (2, Some((order, product))) if call % 2 == 0 => {
-                        let done = client
-                            .release_inventory(ReleaseInventoryRequest {
-                                product_id: product.clone(),
-                                order_id: order.clone(),
-                                request_id: request_id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                            .is_ok();
-                        Call::Release {
-                            request_id,
-                            order,
-                            product,
-                            done,
-                        }
-                    }
-                    (2, Some((order, product))) => {
-                        let done = client
-                            .commit_reservation(CommitReservationRequest {
-                                product_id: product.clone(),
-                                order_id: order.clone(),
-                                request_id: request_id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                            .is_ok();
-                        Call::Commit {
-                            request_id,
-                            order,
-                            product,
-                            done,
-                        }
-                    }
+                    (2, Some((order, product))) if call % 2 == 0 => Call::Release {
+                        request_id,
+                        order,
+                        product,
+                        done: false,
+                    },
+                    (2, Some((order, product))) => Call::Commit {
+                        request_id,
+                        order,
+                        product,
+                        done: false,
+                    },
                     (_, held_before) => {
                         held = held_before;
-                        let order = format!("order-{index}-{call}");
-                        let done = client
-                            .reserve_inventory(ReserveInventoryRequest {
-                                product_id: product.clone(),
-                                quantity,
-                                order_id: order.clone(),
-                                reservation_timeout: 3600,
-                            })
-                            .await
-                            .is_ok();
-                        if done && held.is_none() {
-                            held = Some((order.clone(), product.clone()));
-                        }
                         Call::Reserve {
-                            order,
+                            order: format!("order-{index}-{call}"),
                             product,
                             quantity,
-                            done,
+                            done: false,
                         }
                     }
                 };
-                let done = record.done();
+                let acknowledged = record.send(&mut client).await.is_ok();
+                record.acknowledge(acknowledged);
+                if let Call::Reserve { order, product, .. } = &record
+                    && acknowledged
+                    && held.is_none()
+                {
+                    held = Some((order.clone(), product.clone()));
+                }
                 calls.push(record);
-                if !done {
+                if !acknowledged {
                     return calls;
                 }
             }
@@ -317,85 +279,11 @@ async fn a_sigkill_under_load_loses_no_acknowledged_call(backend: Backend) {
         let mut client = service.client().await;
         resends.push(tokio::spawn(async move {
             for call in calls {
-                let (found, message) = match &call {
-                    Call::Restock {
-                        request_id,
-                        product,
-                        quantity,
-                        ..
-                    } => {
-                        let message = client
-                            .update_inventory(UpdateInventoryRequest {
-                                product_id: product.clone(),
-                                quantity: *quantity,
-                                operation: "add".into(),
-                                request_id: request_id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                            .expect("a restock sent again")
-                            .into_inner()
-                            .message;
-                        (message.contains("replayed"), message)
-                    }
-                    Call::Reserve {
-                        order,
-                        product,
-                        quantity,
-                        ..
-                    } => {
-                        let message = client
-                            .reserve_inventory(ReserveInventoryRequest {
-                                product_id: product.clone(),
-                                quantity: *quantity,
-                                order_id: order.clone(),
-                                reservation_timeout: 3600,
-                            })
-                            .await
-                            .expect("a reservation sent again")
-                            .into_inner()
-                            .message;
-                        (message.contains("already made"), message)
-                    }
-                    Call::Release {
-                        request_id,
-                        order,
-                        product,
-                        ..
-                    } => {
-                        let message = client
-                            .release_inventory(ReleaseInventoryRequest {
-                                product_id: product.clone(),
-                                order_id: order.clone(),
-                                request_id: request_id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                            .expect("a release sent again")
-                            .into_inner()
-                            .message;
-                        (message.contains("replayed"), message)
-                    }
-                    Call::Commit {
-                        request_id,
-                        order,
-                        product,
-                        ..
-                    } => {
-                        let message = client
-                            .commit_reservation(CommitReservationRequest {
-                                product_id: product.clone(),
-                                order_id: order.clone(),
-                                request_id: request_id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                            .expect("a commit sent again")
-                            .into_inner()
-                            .message;
-                        (message.contains("replayed"), message)
-                    }
-                };
+                let message = call
+                    .send(&mut client)
+                    .await
+                    .unwrap_or_else(|status| panic!("{call:?} sent again: {status:?}"));
+                let found = call.found(&message);
                 assert!(
                     !call.done() || found,
                     "{call:?} was acknowledged but is not there: {message}"
@@ -466,6 +354,102 @@ async fn check_invariants(database: &TestDatabase) {
 }
 
 impl Call {
+    /// Sends the call; the service's message when it succeeds.
+    async fn send(
+        &self,
+        client: &mut InventoryServiceClient<Channel>,
+    ) -> Result<String, tonic::Status> {
+        Ok(match self {
+            Self::Restock {
+                request_id,
+                product,
+                quantity,
+                ..
+            } => {
+                client
+                    .update_inventory(UpdateInventoryRequest {
+                        product_id: product.clone(),
+                        quantity: *quantity,
+                        operation: "add".into(),
+                        request_id: request_id.clone(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .message
+            }
+            Self::Reserve {
+                order,
+                product,
+                quantity,
+                ..
+            } => {
+                client
+                    .reserve_inventory(ReserveInventoryRequest {
+                        product_id: product.clone(),
+                        quantity: *quantity,
+                        order_id: order.clone(),
+                        reservation_timeout: 3600,
+                    })
+                    .await?
+                    .into_inner()
+                    .message
+            }
+            Self::Release {
+                request_id,
+                order,
+                product,
+                ..
+            } => {
+                client
+                    .release_inventory(ReleaseInventoryRequest {
+                        product_id: product.clone(),
+                        order_id: order.clone(),
+                        request_id: request_id.clone(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .message
+            }
+            Self::Commit {
+                request_id,
+                order,
+                product,
+                ..
+            } => {
+                client
+                    .commit_reservation(CommitReservationRequest {
+                        product_id: product.clone(),
+                        order_id: order.clone(),
+                        request_id: request_id.clone(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .message
+            }
+        })
+    }
+
+    /// Whether `message`, the answer to this call sent again, says the
+    /// first one was applied: a replay, or the reservation found.
+    fn found(&self, message: &str) -> bool {
+        match self {
+            Self::Reserve { .. } => message.contains("already made"),
+            _ => message.contains("replayed"),
+        }
+    }
+
+    fn acknowledge(&mut self, acknowledged: bool) {
+        match self {
+            Self::Restock { done, .. }
+            | Self::Reserve { done, .. }
+            | Self::Release { done, .. }
+            | Self::Commit { done, .. } => *done = acknowledged,
+        }
+    }
+
     fn done(&self) -> bool {
         match self {
             Self::Restock { done, .. }

@@ -69,9 +69,9 @@ pub struct Reason<'a> {
     pub domain: &'a str,
 }
 
-/// The reason of an error the layer or tonic decided, which names none:
-/// the code's own name (`DEADLINE_EXCEEDED`).
-pub fn code_reason(code: Code) -> &'static str {
+/// The canonical name of a gRPC code (`DEADLINE_EXCEEDED`): the reason of
+/// an error the layer or tonic decided, which names none.
+pub fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

@@ -76,7 +76,7 @@ mod service;
 pub mod template;
 mod transcoder;
 
-pub use errors::{connect_code, http_status};
+pub use errors::{code_name, connect_code, http_status};
 pub use future::ResponseFuture;
 pub use grpc::parse_grpc_timeout;
 pub use json::JsonOptions;

@@ -216,7 +216,7 @@ impl TranscodeError {
             StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
             StatusCode::PAYLOAD_TOO_LARGE => "BODY_TOO_LARGE",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-            _ => errors::code_reason(self.code),
+            _ => errors::code_name(self.code),
         }
     }
 }
@@ -368,7 +368,7 @@ impl Transcoder {
             code,
             message,
             details,
-            self.reason(errors::code_reason(code)),
+            self.reason(errors::code_name(code)),
             &[],
         );
         self.error_body(protocol, code, message, &details)
