@@ -34,12 +34,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     let descriptor_bytes = compiler.encode_file_descriptor_set();
     fs::write(out_dir.join("inventory_descriptor.bin"), &descriptor_bytes)?;
 
+    // The generated services decode through the validating codec, which
+    // finds a message's rules by its full name (`prost::Name`). buf/validate
+    // only annotates: no Rust types are generated for it.
+    let mut codegen = compiler.file_descriptor_set();
+    codegen
+        .file
+        .retain(|file| !file.name().starts_with("buf/validate/"));
+    let mut prost_config = tonic_prost_build::Config::new();
+    prost_config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
-        .compile_fds(compiler.file_descriptor_set())?;
+        .codec_path("crate::api::contract::Codec")
+        .compile_fds_with_config(codegen, prost_config)?;
 
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?

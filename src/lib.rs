@@ -8,7 +8,8 @@
 //! and [`cache`] -> [`domain`] (and [`telemetry`] for their
 //! instrumentation); [`guard`] -> [`transcode`] (its `grpc-timeout` parser)
 //! and [`tls`].
-//! [`domain`] and [`transcode`] import nothing else from the crate.
+//! [`domain`] and [`validate`] import nothing else from the crate;
+//! [`transcode`] only [`validate`] (the OpenAPI document shows its rules).
 //! - [`server`]: wiring. Binds nothing itself: takes listeners, opens the
 //!   store, builds the domain and the tonic services, serves until shutdown.
 //! - [`api`]: the gRPC handlers. Decode the protobuf request, call the
@@ -31,6 +32,9 @@
 //! - [`transcode`]: a generic REST/JSON and Connect front for tonic
 //!   services, driven by the `google.api.http` rules of a descriptor set;
 //!   it knows nothing about inventory.
+//! - [`validate`]: the contract's field rules (`buf.validate` annotations),
+//!   read from a descriptor pool and checked as tonic decodes each request,
+//!   whatever protocol carried it; generic like [`transcode`].
 //! - [`pb`]: the generated protobuf code and descriptor set.
 //! - [`config`]: the YAML configuration, environment overrides, validation.
 //! - [`telemetry`]: logs, traces and metrics, owned per server: the server
@@ -51,3 +55,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod transcode;
+pub mod validate;

@@ -106,6 +106,26 @@ pub enum ServeError {
     /// A token key could not be read.
     #[error("setting up authentication: {0}")]
     Auth(String),
+    /// A field rule of the contract cannot be enforced.
+    #[error("reading the contract's field rules: {0}")]
+    Contract(String),
+}
+
+/// The configured longest reservation, published on the fields that ask for
+/// one (the contract says only "never negative"; the domain refuses more
+/// than this).
+fn reservation_limits(
+    max: Duration,
+) -> std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>> {
+    let maximum = i32::try_from(max.as_secs()).unwrap_or(i32::MAX);
+    ["ReserveInventoryRequest", "ReserveOrderRequest"]
+        .into_iter()
+        .map(|message| {
+            let mut limit = serde_json::Map::new();
+            limit.insert("maximum".to_owned(), maximum.into());
+            (format!("inventory.v1.{message}.reservation_timeout"), limit)
+        })
+        .collect()
 }
 
 /// Batch sizes and waits, into the server's metrics.
@@ -369,6 +389,7 @@ async fn run(
     health::set_status(&health_reporter, &probe.report().await).await;
 
     // What can fail at start fails before any background task is running.
+    crate::api::contract::check().map_err(ServeError::Contract)?;
     let auth = AuthLayer::new(if config.auth.enabled {
         Some(Authenticator::from_config(&config.auth).map_err(ServeError::Auth)?)
     } else {
@@ -448,6 +469,15 @@ async fn run(
                 http::header::WWW_AUTHENTICATE,
             ],
             error_domain: ERROR_DOMAIN.to_owned(),
+            schema_limits: reservation_limits(config.inventory.max_reservation_timeout),
+            // A well-formed request the stock says no to (not enough
+            // available, below reserved, more than held) is a conflict with
+            // the resource's state, not a malformed request: 409, so clients
+            // keep 400 for their own bugs.
+            rest_status_overrides: vec![(
+                tonic::Code::FailedPrecondition,
+                http::StatusCode::CONFLICT,
+            )],
         },
     )?;
     let transcode = TranscodeLayer::new(transcoder);

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod contract;
 mod convert;
 pub mod health;
 pub mod http_edge;

@@ -13,19 +13,63 @@ use serde_json::{Map, Value, json};
 use super::TranscodeOptions;
 use super::routes::{BodyBinding, Route, RouteMethod, RouteTable};
 use super::template::Segment;
+use crate::validate::Validator;
+
+/// The error statuses an operation can answer, each with what it stands
+/// for: the gRPC codes mapped to it (with the configured overrides) and the
+/// layer's own refusals.
+fn error_statuses(options: &TranscodeOptions, has_body: bool) -> BTreeMap<u16, String> {
+    let mut codes: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for n in 1..=16 {
+        let code = tonic::Code::from(n);
+        codes
+            .entry(options.rest_status(code).as_u16())
+            .or_default()
+            .push(super::code_name(code));
+    }
+    let mut out: BTreeMap<u16, String> = codes
+        .into_iter()
+        .map(|(status, names)| (status, format!("{}.", names.join(", "))))
+        .collect();
+    let mut own = |status: u16, why: &str| {
+        let entry = out.entry(status).or_default();
+        if !entry.is_empty() {
+            entry.push(' ');
+        }
+        entry.push_str(why);
+    };
+    own(
+        400,
+        "Or a request that does not read as the message (bad JSON, an unknown field, \
+         a field that contradicts the path).",
+    );
+    if has_body {
+        own(413, "The body is larger than the layer accepts.");
+        own(415, "The body is not JSON.");
+    }
+    out
+}
+
+/// What the document is rendered from besides the routes.
+struct Ctx<'a> {
+    options: &'a TranscodeOptions,
+    rules: &'a Validator,
+}
 
 /// The schema name of the error body.
 const ERROR_SCHEMA: &str = "ErrorResponse";
 
 /// The OpenAPI 3.0 document of `routes`.
-pub fn document(routes: &RouteTable, options: &TranscodeOptions) -> Value {
+pub fn document(routes: &RouteTable, rules: &Validator, options: &TranscodeOptions) -> Value {
+    let ctx = Ctx { options, rules };
+    let ctx = &ctx;
     let mut schemas = BTreeMap::new();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for route in routes.routes() {
         let RouteMethod::Exact(method) = &route.method else {
             continue; // `custom { kind: "*" }` has no OpenAPI operation.
         };
-        let operation = operation(route, options, &mut schemas);
+        let operation = operation(route, ctx, &mut schemas);
         paths
             .entry(openapi_path(route))
             .or_default()
@@ -92,11 +136,7 @@ fn openapi_path(route: &Route) -> String {
     path
 }
 
-fn operation(
-    route: &Route,
-    options: &TranscodeOptions,
-    schemas: &mut BTreeMap<String, Value>,
-) -> Value {
+fn operation(route: &Route, ctx: &Ctx<'_>, schemas: &mut BTreeMap<String, Value>) -> Value {
     let method = &route.grpc;
     let mut parameters = Vec::new();
     for (variable, fields) in route.template.variables.iter().zip(&route.path_fields) {
@@ -106,7 +146,7 @@ fn operation(
                 "in": "path",
                 "required": true,
                 "description": comment_of_field(field),
-                "schema": field_schema(field, options, schemas),
+                "schema": field_schema(field, ctx, schemas),
             }));
         }
     }
@@ -119,7 +159,7 @@ fn operation(
                 "",
                 &bound,
                 Some(body),
-                options,
+                ctx,
                 schemas,
                 &mut parameters,
             );
@@ -130,7 +170,7 @@ fn operation(
                 "",
                 &bound,
                 None,
-                options,
+                ctx,
                 schemas,
                 &mut parameters,
             );
@@ -144,7 +184,7 @@ fn operation(
         "responses": {
             "200": {
                 "description": "OK",
-                "content": {"application/json": {"schema": response_schema(route, options, schemas)}}
+                "content": {"application/json": {"schema": response_schema(route, ctx, schemas)}}
             },
             "default": {
                 "description": "An error, with the HTTP status mapped from its gRPC code.",
@@ -152,15 +192,25 @@ fn operation(
             }
         }
     });
+    let has_body = !matches!(route.body, BodyBinding::None);
+    if let Some(Value::Object(responses)) = op.get_mut("responses") {
+        for (status, why) in error_statuses(ctx.options, has_body) {
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": why,
+                    "content": {"application/json": {"schema": reference(ERROR_SCHEMA)}}
+                }),
+            );
+        }
+    }
     let body_schema = match &route.body {
         BodyBinding::None => None,
-        BodyBinding::Whole if bound.is_empty() => {
-            Some(message_ref(&method.input(), options, schemas))
-        }
+        BodyBinding::Whole if bound.is_empty() => Some(message_ref(&method.input(), ctx, schemas)),
         // The path's fields are not the body's: a body naming one must say
         // the same as the path, so the schema leaves them out.
         BodyBinding::Whole => {
-            let full = message_ref(&method.input(), options, schemas);
+            let full = message_ref(&method.input(), ctx, schemas);
             let name = format!("{}_{}_Body", method.parent_service().name(), method.name());
             let mut schema = full
                 .get("$ref")
@@ -181,7 +231,7 @@ fn operation(
             schemas.insert(name.clone(), schema);
             Some(reference(&name))
         }
-        BodyBinding::Field(field) => Some(field_schema(field, options, schemas)),
+        BodyBinding::Field(field) => Some(field_schema(field, ctx, schemas)),
     };
     if let Some(schema) = body_schema {
         op["requestBody"] = json!({
@@ -192,14 +242,10 @@ fn operation(
     op
 }
 
-fn response_schema(
-    route: &Route,
-    options: &TranscodeOptions,
-    schemas: &mut BTreeMap<String, Value>,
-) -> Value {
+fn response_schema(route: &Route, ctx: &Ctx<'_>, schemas: &mut BTreeMap<String, Value>) -> Value {
     match &route.response_body {
-        Some(field) => field_schema(field, options, schemas),
-        None => message_ref(&route.grpc.output(), options, schemas),
+        Some(field) => field_schema(field, ctx, schemas),
+        None => message_ref(&route.grpc.output(), ctx, schemas),
     }
 }
 
@@ -212,7 +258,7 @@ fn query_parameters(
     prefix: &str,
     bound: &[&FieldDescriptor],
     body: Option<&FieldDescriptor>,
-    options: &TranscodeOptions,
+    ctx: &Ctx<'_>,
     schemas: &mut BTreeMap<String, Value>,
     out: &mut Vec<Value>,
 ) {
@@ -226,24 +272,16 @@ fn query_parameters(
                 if !field.is_list() && !field.is_map() && !is_scalar_like(&nested) =>
             {
                 if prefix.matches('.').count() < 3 {
-                    query_parameters(
-                        &nested,
-                        &format!("{name}."),
-                        &[],
-                        None,
-                        options,
-                        schemas,
-                        out,
-                    );
+                    query_parameters(&nested, &format!("{name}."), &[], None, ctx, schemas, out);
                 }
             }
             _ if field.is_map() => {}
             _ => out.push(json!({
                 "name": name,
                 "in": "query",
-                "required": false,
+                "required": prefix.is_empty() && is_required(&field, ctx),
                 "description": comment_of_field(&field),
-                "schema": field_schema(&field, options, schemas),
+                "schema": field_schema(&field, ctx, schemas),
             })),
         }
     }
@@ -267,13 +305,44 @@ fn is_scalar_like(message: &MessageDescriptor) -> bool {
     )
 }
 
+/// `schema`, admitting `null` too.
+fn nullable(schema: Value) -> Value {
+    match schema {
+        Value::Object(mut object) if !object.contains_key("$ref") => {
+            if object.contains_key("oneOf") {
+                // `nullable` applies to a `type`; a `oneOf` gets it on one branch
+                // (On one branch: `null` must match exactly one.)
+                if let Some(Value::Object(branch)) = object
+                    .get_mut("oneOf")
+                    .and_then(Value::as_array_mut)
+                    .and_then(|branches| branches.first_mut())
+                {
+                    branch.insert("nullable".into(), Value::Bool(true));
+                }
+            } else {
+                object.insert("nullable".into(), Value::Bool(true));
+            }
+            Value::Object(object)
+        }
+        Value::Object(object) => json!({"allOf": [Value::Object(object)], "nullable": true}),
+        other => other,
+    }
+}
+
+/// Whether a request must give `field`: its rules refuse its absence.
+fn is_required(field: &FieldDescriptor, ctx: &Ctx<'_>) -> bool {
+    ctx.rules
+        .field_rules(field)
+        .is_some_and(crate::validate::FieldRules::is_required)
+}
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 fn message_ref(
     message: &MessageDescriptor,
-    options: &TranscodeOptions,
+    ctx: &Ctx<'_>,
     schemas: &mut BTreeMap<String, Value>,
 ) -> Value {
     if let Some(schema) = well_known(message) {
@@ -283,13 +352,19 @@ fn message_ref(
     if !schemas.contains_key(&name) {
         schemas.insert(name.clone(), Value::Null); // Reserve: messages may recurse.
         let mut properties = Map::new();
+        let mut required = Vec::new();
         for field in message.fields() {
-            let key = if options.json.use_proto_names {
+            let key = if ctx.options.json.use_proto_names {
                 field.name().to_owned()
             } else {
                 field.json_name().to_owned()
             };
-            let mut schema = field_schema(&field, options, schemas);
+            let required_field = is_required(&field, ctx);
+            let mut schema = field_schema(&field, ctx, schemas);
+            // proto3 JSON reads `null` as the field's default.
+            if !required_field {
+                schema = nullable(schema);
+            }
             let description = comment_of_field(&field);
             if !description.is_empty()
                 && let Value::Object(object) = &mut schema
@@ -297,16 +372,23 @@ fn message_ref(
             {
                 object.insert("description".to_owned(), Value::String(description));
             }
+            if required_field {
+                required.push(Value::String(key.clone()));
+            }
             properties.insert(key, schema);
         }
-        schemas.insert(
-            name.clone(),
-            json!({
-                "type": "object",
-                "description": comment_at(&message.parent_file(), message.path()),
-                "properties": properties,
-            }),
-        );
+        let mut schema = json!({
+            "type": "object",
+            "description": comment_at(&message.parent_file(), message.path()),
+            "properties": properties,
+        });
+        if !required.is_empty() {
+            schema["required"] = Value::Array(required);
+        }
+        if ctx.options.json.deny_unknown_fields {
+            schema["additionalProperties"] = Value::Bool(false);
+        }
+        schemas.insert(name.clone(), schema);
     }
     reference(&name)
 }
@@ -345,39 +427,139 @@ fn well_known(message: &MessageDescriptor) -> Option<Value> {
 
 fn field_schema(
     field: &FieldDescriptor,
-    options: &TranscodeOptions,
+    ctx: &Ctx<'_>,
     schemas: &mut BTreeMap<String, Value>,
 ) -> Value {
     if field.is_map() {
         let value_schema = match field.kind() {
             Kind::Message(entry) => entry
                 .get_field_by_name("value")
-                .map(|v| field_schema(&v, options, schemas))
+                .map(|v| field_schema(&v, ctx, schemas))
                 .unwrap_or_else(|| json!({})),
             _ => json!({}),
         };
         return json!({"type": "object", "additionalProperties": value_schema});
     }
+    // The field's rules (`buf.validate`) and the deployment's limits, as JSON
+    // Schema keywords; a list's own (`minItems`) apart from its items'.
+    let mut keywords = ctx
+        .rules
+        .field_rules(field)
+        .map(crate::validate::FieldRules::json_schema)
+        .unwrap_or_default();
+    if let Some(limits) = ctx.options.schema_limits.get(field.full_name()) {
+        keywords.extend(limits.clone());
+    }
+    let (item_keywords, list_keywords) = if field.is_list() {
+        let items = match keywords.remove("items") {
+            Some(Value::Object(items)) => items,
+            _ => Map::new(),
+        };
+        (items, keywords)
+    } else {
+        (keywords, Map::new())
+    };
     let item = match field.kind() {
-        Kind::Double | Kind::Float => json!({"type": "number"}),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            json!({"type": "integer", "format": "int32"})
-        }
-        Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64", "minimum": 0}),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
-            json!({"type": "string", "format": "int64"})
-        }
-        Kind::Bool => json!({"type": "boolean"}),
-        Kind::String => json!({"type": "string"}),
-        Kind::Bytes => json!({"type": "string", "format": "byte"}),
+        Kind::Message(m) => message_ref(&m, ctx, schemas),
         Kind::Enum(e) => enum_schema(&e),
-        Kind::Message(m) => message_ref(&m, options, schemas),
+        kind => scalar_schema(&kind, item_keywords),
     };
     if field.is_list() {
-        json!({"type": "array", "items": item})
+        let mut list = json!({"type": "array", "items": item});
+        if let Value::Object(object) = &mut list {
+            object.extend(list_keywords);
+        }
+        list
     } else {
         item
     }
+}
+
+/// The schema of a scalar in the proto3 JSON mapping, narrowed by
+/// `keywords`. Integers carry their type's range; 64-bit integers are
+/// written as strings and read as strings or numbers, so their schema
+/// admits both (`oneOf`), the range on the number and digits on the string.
+fn scalar_schema(kind: &Kind, mut keywords: Map<String, Value>) -> Value {
+    let range = |min: i128, max: i128| -> (Value, Value) {
+        let value = |n: i128| {
+            i64::try_from(n)
+                .map(Value::from)
+                .or_else(|_| u64::try_from(n).map(Value::from))
+                .unwrap_or(Value::Null)
+        };
+        (value(min), value(max))
+    };
+    let integer = |format: &str, min: i128, max: i128, keywords: &mut Map<String, Value>| {
+        let (min, max) = range(min, max);
+        let mut schema = Map::new();
+        schema.insert("type".into(), json!("integer"));
+        schema.insert("format".into(), json!(format));
+        schema.insert("minimum".into(), min);
+        schema.insert("maximum".into(), max);
+        schema.append(keywords);
+        schema
+    };
+    let mut schema = match kind {
+        Kind::Double | Kind::Float => {
+            let mut schema = Map::new();
+            schema.insert("type".into(), json!("number"));
+            schema
+        }
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => integer(
+            "int32",
+            i128::from(i32::MIN),
+            i128::from(i32::MAX),
+            &mut keywords,
+        ),
+        Kind::Uint32 | Kind::Fixed32 => integer("int64", 0, i128::from(u32::MAX), &mut keywords),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
+            let unsigned = matches!(kind, Kind::Uint64 | Kind::Fixed64);
+            let (min, max) = if unsigned {
+                (0, i128::from(u64::MAX))
+            } else {
+                (i128::from(i64::MIN), i128::from(i64::MAX))
+            };
+            let number = integer("int64", min, max, &mut keywords);
+            let non_negative = unsigned
+                || number
+                    .get("minimum")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|n| n >= 0);
+            // Up to 18 digits: every such number fits the type.
+            let digits = if non_negative {
+                "^(?:0|[1-9][0-9]{0,17})$"
+            } else {
+                "^-?(?:0|[1-9][0-9]{0,17})$"
+            };
+            let mut schema = Map::new();
+            schema.insert(
+                "oneOf".into(),
+                json!([
+                    {"type": "string", "format": "int64", "pattern": digits},
+                    Value::Object(number),
+                ]),
+            );
+            return Value::Object(schema);
+        }
+        Kind::Bool => {
+            let mut schema = Map::new();
+            schema.insert("type".into(), json!("boolean"));
+            schema
+        }
+        Kind::Bytes => {
+            let mut schema = Map::new();
+            schema.insert("type".into(), json!("string"));
+            schema.insert("format".into(), json!("byte"));
+            schema
+        }
+        Kind::String | Kind::Message(_) | Kind::Enum(_) => {
+            let mut schema = Map::new();
+            schema.insert("type".into(), json!("string"));
+            schema
+        }
+    };
+    schema.append(&mut keywords);
+    Value::Object(schema)
 }
 
 fn enum_schema(descriptor: &EnumDescriptor) -> Value {

@@ -15,7 +15,7 @@ use super::transcoder::{
     Protocol, TranscodeError, Transcoder, bytes_response, content_type, copy_metadata, header_str,
     is_json, json_response, unsupported_media_type, with_code,
 };
-use super::{grpc, http_status, request, routes};
+use super::{grpc, request, routes};
 
 impl Transcoder {
     /// Calls the route's method with the message built from the path,
@@ -94,7 +94,7 @@ impl Transcoder {
                 &reply.message,
                 reply.details.as_deref(),
             );
-            let mut response = json_response(http_status(reply.code), &body);
+            let mut response = json_response(self.options.rest_status(reply.code), &body);
             if reply.code == Code::Unauthenticated
                 && !reply.headers.contains_key(header::WWW_AUTHENTICATE)
             {

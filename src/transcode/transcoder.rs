@@ -3,7 +3,7 @@
 //! OpenAPI document, a Connect call or a REST route, and the JSON errors the
 //! layer answers itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -44,6 +44,24 @@ pub struct TranscodeOptions {
     /// none: the layer's own refusals and statuses decided by the server
     /// framework rather than by a handler.
     pub error_domain: String,
+    /// JSON Schema keywords the OpenAPI document adds to a field's schema,
+    /// by the field's full name (`pkg.Message.field`): limits a deployment
+    /// configures, such as a maximum the contract leaves open.
+    pub schema_limits: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// REST statuses that differ from the usual table (grpc-gateway's),
+    /// such as FAILED_PRECONDITION as 409 Conflict. Connect keeps its own
+    /// table, as its specification says.
+    pub rest_status_overrides: Vec<(Code, StatusCode)>,
+}
+
+impl TranscodeOptions {
+    /// The REST status for a gRPC code: the override, else the usual table.
+    pub fn rest_status(&self, code: Code) -> StatusCode {
+        self.rest_status_overrides
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or_else(|| errors::http_status(code), |(_, status)| *status)
+    }
 }
 
 impl Default for TranscodeOptions {
@@ -56,6 +74,8 @@ impl Default for TranscodeOptions {
             version: "1.0.0".to_owned(),
             plain_headers: Vec::new(),
             error_domain: "transcode".to_owned(),
+            schema_limits: BTreeMap::new(),
+            rest_status_overrides: Vec::new(),
         }
     }
 }
@@ -72,6 +92,9 @@ pub enum BuildError {
     /// A rule is malformed or conflicts with another.
     #[error("invalid google.api.http rule: {0}")]
     Route(#[from] RouteError),
+    /// A `buf.validate` rule cannot be enforced (and so is not published).
+    #[error("invalid buf.validate rule: {0}")]
+    Rules(#[from] crate::validate::RuleError),
 }
 
 /// Everything decided at start: descriptors, routes, the OpenAPI document.
@@ -117,7 +140,8 @@ impl Transcoder {
                 )
             })
             .collect();
-        let openapi = Bytes::from(openapi::document(&routes, &options).to_string());
+        let rules = crate::validate::Validator::new(&pool)?;
+        let openapi = Bytes::from(openapi::document(&routes, &rules, &options).to_string());
         Ok(Self {
             pool,
             routes,
