@@ -57,6 +57,16 @@ impl InventoryService for Baseline {
         unimplemented()
     }
 
+    type WatchInventoryStream =
+        futures_util::stream::Empty<Result<pb::WatchInventoryResponse, Status>>;
+
+    async fn watch_inventory(
+        &self,
+        _: Request<pb::WatchInventoryRequest>,
+    ) -> Answer<Self::WatchInventoryStream> {
+        unimplemented()
+    }
+
     async fn reserve_inventory(
         &self,
         _: Request<pb::ReserveInventoryRequest>,

@@ -574,6 +574,8 @@ pub struct InventoryConfig {
     /// Group commit: changes of stock that arrive together are applied in
     /// one transaction.
     pub batch: BatchConfig,
+    /// Live stock events (WatchInventory).
+    pub events: EventsConfig,
     /// Stock set at start for products that do not exist yet (product id to
     /// quantity). The shipped config file stocks the specification's example products
     /// so its curl examples work on a fresh database; the default is none.
@@ -590,6 +592,7 @@ impl Default for InventoryConfig {
             record_checks: false,
             request_id_ttl: Duration::from_secs(24 * 3600),
             batch: BatchConfig::default(),
+            events: EventsConfig::default(),
             initial_stock: std::collections::BTreeMap::new(),
         }
     }
@@ -628,6 +631,38 @@ impl Default for BatchConfig {
         }
     }
 }
+
+/// The `inventory.events` section: live stock events (WatchInventory).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How long events are kept in the outbox, so that a watch can resume
+    /// from a position that old; the sweeper forgets older ones.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How many events the service keeps in memory for watches that are
+    /// behind; a watch further behind is ended (RESOURCE_EXHAUSTED) and
+    /// resumes from its position.
+    pub buffer: usize,
+    /// How often the outbox is read when no notification came (a safety
+    /// net: commits wake the watches at once, on PostgreSQL through
+    /// `LISTEN/NOTIFY` across replicas).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            buffer: 4096,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Most events kept in memory for watches that are behind.
+pub const MAX_EVENT_BUFFER: usize = 1 << 20;
 
 /// The `rest` section: the JSON mapping of the REST and Connect layer.
 #[derive(Debug, Clone, Deserialize)]
@@ -883,10 +918,25 @@ impl Config {
                 self.inventory.default_reservation_timeout,
             ),
             ("inventory.request_id_ttl", self.inventory.request_id_ttl),
+            (
+                "inventory.events.retention",
+                self.inventory.events.retention,
+            ),
+            (
+                "inventory.events.poll_interval",
+                self.inventory.events.poll_interval,
+            ),
         ] {
             if value.is_zero() {
                 return invalid(key, "must be longer than zero");
             }
+        }
+        let buffer = self.inventory.events.buffer;
+        if !(1..=MAX_EVENT_BUFFER).contains(&buffer) {
+            return invalid(
+                "inventory.events.buffer",
+                format!("must be between 1 and {MAX_EVENT_BUFFER}, got {buffer}"),
+            );
         }
         let rate = self.tracing.sampling_rate;
         if !(0.0..=1.0).contains(&rate) {

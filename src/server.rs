@@ -41,7 +41,8 @@ use crate::cache::memory::MemoryCache;
 use crate::cache::redis::RedisCache;
 use crate::config::{self, Config, Driver};
 use crate::domain::batch::{BatchObserver, BatchSettings};
-use crate::domain::cache::StockCache;
+use crate::domain::cache::{ChangeFollower, StockCache};
+use crate::domain::events::{EventSettings, EventSignal};
 use crate::domain::{Inventory, InventorySettings, InventoryStore, Parts, StoreError, SystemClock};
 use crate::guard::connection::ConnectionGuard;
 use crate::guard::{self, DeadlineLayer, NormalizeStatusLayer, ShedLayer, ShedSettings};
@@ -142,6 +143,8 @@ impl BatchObserver for BatchMetrics {
 pub struct OpenedStore {
     /// The store the domain calls.
     pub store: Arc<dyn InventoryStore>,
+    /// Told of the events the store commits.
+    pub events: EventSignal,
     /// Reads the store's connection pool.
     pub pool: Arc<dyn Fn() -> PoolGauges + Send + Sync>,
 }
@@ -178,6 +181,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
             );
             let pool = store.clone();
             Ok(OpenedStore {
+                events: store.event_signal(),
                 store,
                 pool: Arc::new(move || pool.pool_status().into()),
             })
@@ -202,6 +206,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
             );
             let pool = store.clone();
             Ok(OpenedStore {
+                events: store.event_signal(),
                 store,
                 pool: Arc::new(move || pool.pool_status().into()),
             })
@@ -223,9 +228,9 @@ fn follows_changes(config: &Config) -> bool {
 struct OpenedCache {
     /// The cache, when enabled.
     cache: Option<Arc<dyn StockCache>>,
-    /// On PostgreSQL with the memory cache: hears the other replicas'
-    /// writes (the cache serves once it listens); stops when dropped.
-    _listener: Option<Listener>,
+    /// On PostgreSQL with the memory cache: the cache, which must hear the
+    /// other replicas' writes (it serves once it listens).
+    follower: Option<Arc<dyn ChangeFollower>>,
 }
 
 /// The stock cache `config.cache` describes.
@@ -246,11 +251,9 @@ fn open_cache(
                 !follows,
                 Some(metrics.clone()),
             ));
-            let listener =
-                follows.then(|| Listener::start(config.database.dsn.clone(), memory.clone()));
             Ok(OpenedCache {
-                cache: Some(memory),
-                _listener: listener,
+                cache: Some(memory.clone()),
+                follower: follows.then_some(memory as Arc<dyn ChangeFollower>),
             })
         }
         config::CacheType::Redis => {
@@ -263,7 +266,7 @@ fn open_cache(
             .map_err(|e| ServeError::Cache(format!("cache.redis_url: {e}")))?;
             Ok(OpenedCache {
                 cache: Some(Arc::new(redis)),
-                _listener: None,
+                follower: None,
             })
         }
     }
@@ -319,6 +322,15 @@ async fn run(
     let store: Arc<dyn InventoryStore> =
         Arc::new(RetryingStore::new(opened.store, retry_policy(&config)));
     let opened_cache = open_cache(&config, telemetry.metrics())?;
+    // On PostgreSQL: hears the other replicas' writes, for the memory cache
+    // and the event hub; stops when dropped.
+    let _listener = (config.database.driver == Driver::Postgres).then(|| {
+        Listener::start(
+            config.database.dsn.clone(),
+            opened_cache.follower.clone(),
+            opened.events.clone(),
+        )
+    });
     let alerts = ReadOnlyAlerts::new(
         config.server.name.clone(),
         telemetry.metrics().clone(),
@@ -336,6 +348,11 @@ async fn run(
             max_reservation_timeout: config.inventory.max_reservation_timeout,
             record_checks: config.inventory.record_checks,
             request_id_ttl: config.inventory.request_id_ttl,
+            events: EventSettings {
+                poll_interval: config.inventory.events.poll_interval,
+                buffer: config.inventory.events.buffer,
+                retention: config.inventory.events.retention,
+            },
             batch: batch.enabled.then_some(BatchSettings {
                 max_size: batch.max_size,
                 max_wait: batch.max_wait,
@@ -352,6 +369,7 @@ async fn run(
             batch_observer: Some(Arc::new(BatchMetrics(telemetry.metrics().clone()))),
             cache: opened_cache.cache.clone(),
             availability_observer: Some(Arc::new(alerts)),
+            event_signal: Some(opened.events.clone()),
         },
     );
 
@@ -418,9 +436,13 @@ async fn run(
     }
     {
         let stop = stop.clone();
+        let inventory = inventory.clone();
         tasks.spawn(async move {
             shutdown.await;
             tracing::info!("shutdown requested; finishing in-flight requests");
+            // Watches would never finish by themselves: end them, each with
+            // the position to resume from.
+            inventory.close_watches();
             stop.cancel();
         });
     }
@@ -478,6 +500,10 @@ async fn run(
                 tonic::Code::FailedPrecondition,
                 http::StatusCode::CONFLICT,
             )],
+            // WatchInventory over SSE: each event's id is its position, and
+            // a browser's EventSource resumes after it by itself.
+            event_id_field: Some("position".to_owned()),
+            resume_field: Some("after".to_owned()),
         },
     )?;
     let transcode = TranscodeLayer::new(transcoder);
@@ -658,7 +684,8 @@ fn cors(config: &Config) -> CorsLayer {
 
 /// Every `interval` (and once at start), releases the reservations whose
 /// timeout has passed and forgets request keys older than
-/// `inventory.request_id_ttl`, until `stop`. Each run is a trace of its own (a root
+/// `inventory.request_id_ttl` and events older than
+/// `inventory.events.retention`, until `stop`. Each run is a trace of its own (a root
 /// span `inventory.expire`), counted in the metrics.
 async fn run_expiry_sweeper(
     inventory: Inventory,
@@ -679,12 +706,15 @@ async fn run_expiry_sweeper(
             inventory.operation = "expire",
             inventory.expired = tracing::field::Empty,
             inventory.request_keys_purged = tracing::field::Empty,
+            inventory.events_purged = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         );
         let outcome = async {
             let expired = inventory.expire_due_reservations(batch_size).await?;
             let purged = inventory.purge_request_keys(batch_size).await?;
             span.record("inventory.request_keys_purged", purged);
+            let events_purged = inventory.purge_events(batch_size).await?;
+            span.record("inventory.events_purged", events_purged);
             Ok::<_, crate::domain::Error>(expired)
         }
         .instrument(span.clone())

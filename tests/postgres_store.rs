@@ -286,6 +286,7 @@ async fn concurrent_duplicate_reservations_create_one() {
             max_reservation_timeout: Duration::from_secs(3600),
             record_checks: false,
             request_id_ttl: Duration::from_secs(3600),
+            events: inventory_service::domain::events::EventSettings::default(),
             batch: None,
         },
     );

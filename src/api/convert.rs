@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 
 use super::observe::{Described, Observed, Subject};
 use crate::domain::{
-    self, CheckOutcome, CommitResult, HistoryEntry, HistoryPage, OrderReleaseItem,
-    OrderReleaseResult, OrderReservationResult, ReleaseResult, Reservation, ReservationResult,
-    ReservationStatus, StockLevel, StockPage, UpdateResult,
+    self, ChangeKind, CheckOutcome, CommitResult, HistoryEntry, HistoryPage, OrderReleaseItem,
+    OrderReleaseResult, OrderReservationResult, PositionedEvent, ReleaseResult, Reservation,
+    ReservationResult, ReservationStatus, StockLevel, StockPage, UpdateResult,
 };
 use crate::pb;
 use crate::telemetry::Metrics;
@@ -511,6 +511,32 @@ impl From<ReservationStatus> for pb::ReservationStatus {
             ReservationStatus::Released => Self::Released,
             ReservationStatus::Expired => Self::Expired,
             ReservationStatus::Committed => Self::Committed,
+        }
+    }
+}
+
+impl From<ChangeKind> for pb::StockChangeKind {
+    fn from(kind: ChangeKind) -> Self {
+        match kind {
+            ChangeKind::Reserve => Self::Reserve,
+            ChangeKind::Release => Self::Release,
+            ChangeKind::Commit => Self::Commit,
+            ChangeKind::Update => Self::Update,
+            ChangeKind::Expire => Self::Expire,
+        }
+    }
+}
+
+impl From<PositionedEvent> for pb::WatchInventoryResponse {
+    fn from(positioned: PositionedEvent) -> Self {
+        let event = positioned.event;
+        Self {
+            position: positioned.position,
+            kind: pb::StockChangeKind::from(event.kind).into(),
+            order_id: event.order_id.unwrap_or_default(),
+            quantity_change: event.quantity_change,
+            stock: Some(event.stock.into()),
+            created_at: Some(timestamp(event.created_at)),
         }
     }
 }

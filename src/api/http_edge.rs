@@ -233,6 +233,7 @@ mod tests {
             max_reservation_timeout: Duration::from_secs(3600),
             record_checks: false,
             request_id_ttl: Duration::from_secs(3600),
+            events: crate::domain::events::EventSettings::default(),
             batch: None,
         };
         let probe = HealthProbe::new(

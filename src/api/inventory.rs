@@ -4,6 +4,7 @@
 //! status of an error and the business counters are recorded once, in
 //! [`handle`]. The rules and validation live in the domain.
 
+use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use super::convert::OrderReservations;
@@ -146,4 +147,28 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let call = self.inventory.list_stock(r.page_size, &r.page_token);
         handle(Operation::List, &r, call).await
     }
+
+    type WatchInventoryStream = EventStream;
+
+    async fn watch_inventory(
+        &self,
+        request: Request<pb::WatchInventoryRequest>,
+    ) -> Answer<EventStream> {
+        let r = request.into_inner();
+        let events = self
+            .inventory
+            .watch(&r.product_ids, r.after)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(Box::pin(events.map(|event| {
+            event
+                .map(pb::WatchInventoryResponse::from)
+                .map_err(Status::from)
+        }))))
+    }
 }
+
+/// The changes a `WatchInventory` call sends, until it fails.
+pub type EventStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<pb::WatchInventoryResponse, Status>> + Send>,
+>;

@@ -23,6 +23,10 @@
 //! | OrderItemsConflict     | ALREADY_EXISTS      | RESERVATION_CONFLICT      |
 //! | VersionMismatch        | ABORTED             | VERSION_MISMATCH          |
 //! | RequestIdReused        | ALREADY_EXISTS      | REQUEST_ID_REUSED         |
+//! | EventsPurged           | OUT_OF_RANGE        | EVENTS_PURGED             |
+//! | PositionAhead          | OUT_OF_RANGE        | POSITION_AHEAD            |
+//! | WatchTooSlow           | RESOURCE_EXHAUSTED  | WATCH_TOO_SLOW (metadata position) |
+//! | ShuttingDown           | UNAVAILABLE         | SHUTTING_DOWN (metadata position) |
 //! | ReadOnly               | UNAVAILABLE         | DATABASE_UNAVAILABLE (+ metadata read_only, since) |
 //! | Store(NotConnected)    | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
 //! | Store(Unavailable)     | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
@@ -239,6 +243,41 @@ impl From<domain::Error> for Status {
                     ("read_only", "true".to_owned()),
                     ("since", since.to_rfc3339()),
                 ]),
+            ),
+            E::EventsPurged {
+                after,
+                purged_through,
+            } => (
+                Code::OutOfRange,
+                "EVENTS_PURGED",
+                metadata([
+                    ("after", after.to_string()),
+                    ("purged_through", purged_through.to_string()),
+                ]),
+            ),
+            E::PositionAhead {
+                after,
+                last_position,
+            } => (
+                Code::OutOfRange,
+                "POSITION_AHEAD",
+                metadata([
+                    ("after", after.to_string()),
+                    ("last_position", last_position.to_string()),
+                ]),
+            ),
+            E::WatchTooSlow { position, behind } => (
+                Code::ResourceExhausted,
+                "WATCH_TOO_SLOW",
+                metadata([
+                    ("position", position.to_string()),
+                    ("behind", behind.to_string()),
+                ]),
+            ),
+            E::ShuttingDown { position } => (
+                Code::Unavailable,
+                "SHUTTING_DOWN",
+                metadata([("position", position.to_string())]),
             ),
             E::Store(store_error) => return store_status(store_error),
         };

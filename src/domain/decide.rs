@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::model::{
-    HistoryEntry, ItemConflict, OperationType, Reservation, ReservationStatus, Shortage,
-    StockChange, StockLevel, new_id,
+    ChangeKind, HistoryEntry, ItemConflict, OperationType, Reservation, ReservationStatus,
+    Shortage, StockChange, StockLevel, new_id,
 };
 use super::port::{KeptRequest, Needs};
 use super::rules::{UpdatePlan, plan_update};
@@ -255,20 +255,24 @@ fn hold(
     };
     state.put_stock(stock.clone());
     state.put_reservation(reservation.clone(), true);
-    state.record(entry(
-        &stock.product_id,
-        OperationType::Reserve,
-        -quantity,
-        Some(order_id),
-        now,
-        json!({
-            "reservation_id": id,
-            "quantity": quantity,
-            "expires_at": expires_at.to_rfc3339(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
-    ));
+    state.record(
+        ChangeKind::Reserve,
+        &stock,
+        entry(
+            &stock.product_id,
+            OperationType::Reserve,
+            -quantity,
+            Some(order_id),
+            now,
+            json!({
+                "reservation_id": id,
+                "quantity": quantity,
+                "expires_at": expires_at.to_rfc3339(),
+                "reserved_quantity": stock.reserved_quantity,
+                "available_quantity": stock.available_quantity(),
+            }),
+        ),
+    );
     (reservation, stock)
 }
 
@@ -402,21 +406,25 @@ pub fn release(state: &mut State, request: &ReleaseRequest) -> Decided<ReleaseOu
     }
     let stock = give_back(state, stock, &reservation, amount)?;
     let now = state.now();
-    state.record(entry(
-        product,
-        OperationType::Release,
-        amount,
-        Some(order),
-        now,
-        json!({
-            "reservation_id": reservation.id,
-            "quantity": amount,
-            "reason": "released",
-            "held_quantity": reservation.held_quantity(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
-    ));
+    state.record(
+        ChangeKind::Release,
+        &stock,
+        entry(
+            product,
+            OperationType::Release,
+            amount,
+            Some(order),
+            now,
+            json!({
+                "reservation_id": reservation.id,
+                "quantity": amount,
+                "reason": "released",
+                "held_quantity": reservation.held_quantity(),
+                "reserved_quantity": stock.reserved_quantity,
+                "available_quantity": stock.available_quantity(),
+            }),
+        ),
+    );
     state.put_reservation(reservation.clone(), false);
     Ok(ReleaseOutcome::Released {
         reservation,
@@ -484,22 +492,26 @@ pub fn commit(state: &mut State, request: &CommitRequest) -> Decided<CommitOutco
     stock.updated_at = touched(&stock, now);
     state.put_stock(stock.clone());
     state.put_reservation(reservation.clone(), false);
-    state.record(entry(
-        product,
-        OperationType::Commit,
-        0,
-        Some(order),
-        now,
-        json!({
-            "reservation_id": reservation.id,
-            "quantity": amount,
-            "reason": "committed",
-            "held_quantity": reservation.held_quantity(),
-            "current_quantity": stock.total_quantity,
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
-    ));
+    state.record(
+        ChangeKind::Commit,
+        &stock,
+        entry(
+            product,
+            OperationType::Commit,
+            0,
+            Some(order),
+            now,
+            json!({
+                "reservation_id": reservation.id,
+                "quantity": amount,
+                "reason": "committed",
+                "held_quantity": reservation.held_quantity(),
+                "current_quantity": stock.total_quantity,
+                "reserved_quantity": stock.reserved_quantity,
+                "available_quantity": stock.available_quantity(),
+            }),
+        ),
+    );
     Ok(CommitOutcome::Committed {
         reservation,
         committed: amount,
@@ -534,21 +546,25 @@ pub fn release_order(state: &mut State, request: &OrderRelease) -> Decided<Relea
         let stock = state.held_stock(&reservation.product_id)?;
         let stock = give_back(state, stock, &reservation, amount)?;
         let now = state.now();
-        state.record(entry(
-            &reservation.product_id,
-            OperationType::Release,
-            amount,
-            Some(&reservation.order_id),
-            now,
-            json!({
-                "reservation_id": reservation.id,
-                "quantity": amount,
-                "reason": "released",
-                "held_quantity": 0,
-                "reserved_quantity": stock.reserved_quantity,
-                "available_quantity": stock.available_quantity(),
-            }),
-        ));
+        state.record(
+            ChangeKind::Release,
+            &stock,
+            entry(
+                &reservation.product_id,
+                OperationType::Release,
+                amount,
+                Some(&reservation.order_id),
+                now,
+                json!({
+                    "reservation_id": reservation.id,
+                    "quantity": amount,
+                    "reason": "released",
+                    "held_quantity": 0,
+                    "reserved_quantity": stock.reserved_quantity,
+                    "available_quantity": stock.available_quantity(),
+                }),
+            ),
+        );
         state.put_reservation(reservation.clone(), false);
         released.push(ReleasedHold {
             reservation,
@@ -596,14 +612,18 @@ pub fn update(state: &mut State, request: &StockUpdate) -> Decided<UpdateOutcome
         },
     };
     state.put_stock(stock.clone());
-    state.record(entry(
-        product,
-        OperationType::Update,
-        plan.delta(),
-        None,
-        now,
-        update_metadata(request.change, &plan, stock.version),
-    ));
+    state.record(
+        ChangeKind::Update,
+        &stock,
+        entry(
+            product,
+            OperationType::Update,
+            plan.delta(),
+            None,
+            now,
+            update_metadata(request.change, &plan, stock.version),
+        ),
+    );
     Ok(UpdateOutcome::Applied { plan, stock })
 }
 
@@ -641,21 +661,25 @@ fn expire(state: &mut State, mut reservation: Reservation) -> Decided<Reservatio
     let stock = state.held_stock(&reservation.product_id)?;
     let stock = give_back(state, stock, &reservation, held)?;
     let now = state.now();
-    state.record(entry(
-        &reservation.product_id,
-        OperationType::Release,
-        held,
-        Some(&reservation.order_id),
-        now,
-        json!({
-            "reservation_id": reservation.id,
-            "quantity": held,
-            "reason": "expired",
-            "expires_at": reservation.expires_at.to_rfc3339(),
-            "reserved_quantity": stock.reserved_quantity,
-            "available_quantity": stock.available_quantity(),
-        }),
-    ));
+    state.record(
+        ChangeKind::Expire,
+        &stock,
+        entry(
+            &reservation.product_id,
+            OperationType::Release,
+            held,
+            Some(&reservation.order_id),
+            now,
+            json!({
+                "reservation_id": reservation.id,
+                "quantity": held,
+                "reason": "expired",
+                "expires_at": reservation.expires_at.to_rfc3339(),
+                "reserved_quantity": stock.reserved_quantity,
+                "available_quantity": stock.available_quantity(),
+            }),
+        ),
+    );
     state.put_reservation(reservation.clone(), false);
     Ok(reservation)
 }

@@ -218,6 +218,50 @@ pub enum Error {
         reason: String,
     },
 
+    /// A watch asked to resume after a position whose following events are
+    /// no longer kept: it would miss some.
+    #[error(
+        "events after position {after} are no longer kept (every event up to position \
+         {purged_through} was forgotten); read the stock again and watch from now on"
+    )]
+    EventsPurged {
+        /// The position asked for.
+        after: i64,
+        /// Every event at or before it is forgotten.
+        purged_through: i64,
+    },
+
+    /// A watch asked to resume after a position no event has reached yet
+    /// (from another database, or made up).
+    #[error("position {after} is past the latest event, at position {last_position}")]
+    PositionAhead {
+        /// The position asked for.
+        after: i64,
+        /// The latest event's position.
+        last_position: i64,
+    },
+
+    /// A watcher did not take its events as fast as they came: it fell
+    /// more than the service buffers behind, and its watch is ended; it can
+    /// resume from the last position it received.
+    #[error(
+        "the watch fell {behind} events behind and was ended; resume after position {position}"
+    )]
+    WatchTooSlow {
+        /// The position of the last event sent.
+        position: i64,
+        /// How many events it missed at once.
+        behind: u64,
+    },
+
+    /// The service is shutting down: a watch ends, and resumes on another
+    /// replica (or after the restart) from the last position it received.
+    #[error("the service is shutting down; resume the watch after position {position}")]
+    ShuttingDown {
+        /// The position of the last event sent.
+        position: i64,
+    },
+
     /// The database failed or could not be reached.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -16,8 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::model::{HistoryCursor, HistoryEntry, Reservation, ReservationStatus, StockLevel};
-use super::port::{Changes, InventoryStore, KeptRequest, Needs, Rows, StoreError, StoreResult};
+use super::events::EventSignal;
+use super::model::{
+    HistoryCursor, HistoryEntry, PositionedEvent, Reservation, ReservationStatus, StockLevel,
+};
+use super::port::{
+    Changes, EventPage, InventoryStore, KeptRequest, Needs, Rows, StoreError, StoreResult,
+};
 use super::work::{Planned, Work, plan_with};
 
 /// The tables, as maps.
@@ -31,6 +36,12 @@ struct Tables {
     history: Vec<HistoryEntry>,
     /// `idempotency_keys`, by request id.
     keys: BTreeMap<String, KeptRequest>,
+    /// `inventory_events`, by position.
+    events: VecDeque<PositionedEvent>,
+    /// The position of the latest event.
+    last_position: i64,
+    /// Every event at or before this position is forgotten.
+    purged_through: i64,
 }
 
 /// An in-memory [`InventoryStore`].
@@ -48,6 +59,8 @@ pub struct MemoryStore {
     /// Products whose stock row the store refuses to write, as a `CHECK`
     /// constraint would: the whole unit of work fails.
     refused: Mutex<Vec<String>>,
+    /// Told the latest position after each unit of work that kept events.
+    signal: EventSignal,
 }
 
 impl MemoryStore {
@@ -67,6 +80,12 @@ impl MemoryStore {
     /// a batch isolates the call at fault).
     pub fn refuse_writes_of(&self, product: &str) {
         lock(&self.refused).push(product.to_owned());
+    }
+
+    /// What the store tells of the events it keeps, for the use cases'
+    /// [`super::events::EventHub`].
+    pub fn signal(&self) -> EventSignal {
+        self.signal.clone()
     }
 
     /// Makes the database unreachable (`true`) or reachable again, as a
@@ -219,6 +238,13 @@ impl Tables {
                 .insert(reservation.id.clone(), reservation.clone());
         }
         self.history.extend(changes.history.iter().cloned());
+        for event in &changes.events {
+            self.last_position += 1;
+            self.events.push_back(PositionedEvent {
+                position: self.last_position,
+                event: event.clone(),
+            });
+        }
         for kept in &changes.keys {
             self.keys.insert(kept.request_id.clone(), kept.clone());
         }
@@ -306,6 +332,35 @@ impl InventoryStore for MemoryStore {
         Ok(due.len())
     }
 
+    async fn events(&self, after: i64, limit: u32) -> StoreResult<EventPage> {
+        let tables = self.open()?;
+        Ok(EventPage {
+            events: tables
+                .events
+                .iter()
+                .filter(|e| e.position > after)
+                .take(limit as usize)
+                .cloned()
+                .collect(),
+            purged_through: tables.purged_through,
+            last_position: tables.last_position,
+        })
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<usize> {
+        let mut tables = self.open()?;
+        let mut purged = 0;
+        while purged < limit as usize
+            && let Some(oldest) = tables.events.front()
+            && oldest.event.created_at < before
+        {
+            tables.purged_through = oldest.position;
+            tables.events.pop_front();
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
     async fn apply(&self, work: &Work) -> StoreResult<Planned> {
         if let Some(failure) = lock(&self.failures).pop_front() {
             return Err(failure);
@@ -330,6 +385,11 @@ impl InventoryStore for MemoryStore {
         }
         drop(refused);
         tables.write(&planned.changes)?;
+        let last_position = tables.last_position;
+        drop(tables);
+        if !planned.changes.events.is_empty() {
+            self.signal.committed(last_position);
+        }
         Ok(planned)
     }
 

@@ -19,6 +19,7 @@
 //!   [`availability`]: read-only mode while the database cannot be reached.
 //! - [`batch`]: group commit; changes of stock that arrive together are
 //!   applied in one transaction, each with its own outcome.
+//! - [`events`]: live stock events, followed from the store's outbox.
 //! - [`Inventory`] (in `service`): the use cases the API calls.
 //! - [`error`]: the one error type.
 
@@ -28,6 +29,7 @@ pub mod batch;
 pub mod cache;
 pub mod decide;
 pub mod error;
+pub mod events;
 pub mod memory;
 pub mod model;
 pub mod port;
@@ -37,8 +39,8 @@ pub mod work;
 
 pub use error::{Error, Result};
 pub use model::{
-    HistoryCursor, HistoryEntry, ItemConflict, OperationType, Reservation, ReservationStatus,
-    Shortage, StockChange, StockLevel, new_id,
+    ChangeKind, HistoryCursor, HistoryEntry, ItemConflict, OperationType, PositionedEvent,
+    Reservation, ReservationStatus, Shortage, StockChange, StockEvent, StockLevel, new_id,
 };
 pub use port::{InventoryStore, StoreError, StoreResult};
 pub use rules::{UpdatePlan, plan_update};

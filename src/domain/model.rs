@@ -234,3 +234,74 @@ pub struct Shortage {
     /// What is available.
     pub available: i32,
 }
+
+/// What caused a change of stock, as the events of [`StockEvent`] name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// Stock held for an order.
+    Reserve,
+    /// Held stock given back by a caller.
+    Release,
+    /// Held stock committed: it left the stock on hand.
+    Commit,
+    /// Stock on hand set, added to or subtracted from.
+    Update,
+    /// Held stock given back by the service when its reservation expired.
+    Expire,
+}
+
+impl ChangeKind {
+    /// Every kind, in the order of their stored names.
+    pub const ALL: [Self; 5] = [
+        Self::Reserve,
+        Self::Release,
+        Self::Commit,
+        Self::Update,
+        Self::Expire,
+    ];
+
+    /// The value stored in the `kind` column of `inventory_events`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserve => "reserve",
+            Self::Release => "release",
+            Self::Commit => "commit",
+            Self::Update => "update",
+            Self::Expire => "expire",
+        }
+    }
+
+    /// Parses a stored `kind` value.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
+/// One change of a product's stock as a unit of work decided it: what
+/// happened and the product's stock right after it. A store keeps it in the
+/// ordered outbox (`inventory_events`) in the same transaction as the
+/// change, where it gets its [`PositionedEvent::position`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockEvent {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The order concerned, if any.
+    pub order_id: Option<String>,
+    /// The signed change of the available quantity, as in the history
+    /// ([`HistoryEntry::quantity_change`]).
+    pub quantity_change: i32,
+    /// The product's stock right after the change.
+    pub stock: StockLevel,
+    /// When the change was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A kept [`StockEvent`] and its place in the outbox: positions grow by one
+/// per event in the order the changes were committed, across every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionedEvent {
+    /// The event's position, from 1.
+    pub position: i64,
+    /// The event.
+    pub event: StockEvent,
+}

@@ -17,7 +17,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+use super::model::{
+    HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockEvent, StockLevel,
+};
 use super::work::{Planned, Work};
 
 /// What went wrong talking to the database, in the kinds the domain and the
@@ -179,6 +181,10 @@ pub struct Changes {
     pub reservations: Vec<Reservation>,
     /// History entries to add, in the order the changes were made.
     pub history: Vec<HistoryEntry>,
+    /// Events to add to the outbox, in the order the changes were made
+    /// (one per history entry of a change of stock); the store gives them
+    /// their positions.
+    pub events: Vec<StockEvent>,
     /// Request keys to keep.
     pub keys: Vec<KeptRequest>,
     /// The time of the work, stamped on every row it changes.
@@ -192,8 +198,22 @@ impl Changes {
             && self.new_reservations.is_empty()
             && self.reservations.is_empty()
             && self.history.is_empty()
+            && self.events.is_empty()
             && self.keys.is_empty()
     }
+}
+
+/// A page of the event outbox, and how much of it is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPage {
+    /// The events asked for, by position.
+    pub events: Vec<PositionedEvent>,
+    /// Every event at or before this position has been forgotten (0: none
+    /// has).
+    pub purged_through: i64,
+    /// The position of the latest event committed (`purged_through` when
+    /// none is kept).
+    pub last_position: i64,
 }
 
 /// The inventory's persistence. Every method is atomic.
@@ -226,6 +246,18 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// Forgets up to `limit` request keys created before `before`. Returns
     /// how many were forgotten.
     async fn purge_request_keys(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<usize>;
+
+    /// Up to `limit` events of the outbox strictly after position `after`,
+    /// by position, with how much of the outbox is kept (read after the
+    /// events, so a purge that overtook the read shows). An event is there
+    /// only once every event before it is: positions are handed out in
+    /// commit order (they may skip a number, never go back).
+    async fn events(&self, after: i64, limit: u32) -> StoreResult<EventPage>;
+
+    /// Forgets the oldest events, up to `limit` of them, as long as they
+    /// were made before `before` (the outbox is only ever cut from its
+    /// start). Returns how many were forgotten.
+    async fn purge_events(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<usize>;
 
     /// Runs `work` in one transaction: reads and locks what its planner asks
     /// for, writes the [`Changes`] it decides, commits, and returns the plan.

@@ -3,6 +3,7 @@
 //! [`super::decide`] run on, has the store apply it in one transaction, and
 //! turns the outcome into a result or an [`Error`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use super::batch::{BatchObserver, BatchSettings, Batcher, apply_racing};
 use super::cache::{CachedStock, StockCache};
 use super::decide::check_entry;
 use super::error::{Error, Result};
-use super::model::{HistoryCursor, HistoryEntry, Reservation, StockLevel, new_id};
+use super::events::{EventHub, EventSettings, EventSignal};
+use super::model::{HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockLevel, new_id};
 use super::port::{InventoryStore, StoreError, StoreResult};
 use super::rules;
 use super::work::{
@@ -39,6 +41,8 @@ pub struct InventorySettings {
     /// Group commit: how changes of stock that arrive together are batched
     /// into one transaction; `None` applies each in its own.
     pub batch: Option<BatchSettings>,
+    /// How live stock events are kept and served.
+    pub events: EventSettings,
 }
 
 /// Where the use cases read the time: the system clock, or a test's.
@@ -72,6 +76,8 @@ pub struct Inventory {
     cache: Option<Arc<dyn StockCache>>,
     /// Whether the database answers (read-only mode).
     availability: Arc<Availability>,
+    /// Follows the outbox of stock events for every watch.
+    events: Arc<EventHub>,
 }
 
 /// What the use cases are built with besides their store and settings; each
@@ -86,6 +92,9 @@ pub struct Parts {
     pub cache: Option<Arc<dyn StockCache>>,
     /// Told of every transition into and out of read-only mode.
     pub availability_observer: Option<Arc<dyn AvailabilityObserver>>,
+    /// Wakes the event hub when events are committed (without it, the hub
+    /// reads the outbox on its timer only).
+    pub event_signal: Option<EventSignal>,
 }
 
 /// The answer to a check.
@@ -286,6 +295,11 @@ impl Inventory {
                 parts.cache.clone(),
             )
         });
+        let events = Arc::new(EventHub::start(
+            store.clone(),
+            &parts.event_signal.unwrap_or_default(),
+            &settings.events,
+        ));
         Self {
             store,
             settings,
@@ -293,6 +307,7 @@ impl Inventory {
             batcher,
             cache: parts.cache,
             availability: Arc::new(Availability::new(parts.availability_observer)),
+            events,
         }
     }
 
@@ -914,6 +929,49 @@ impl Inventory {
         }
     }
 
+    /// The changes of stock of `product_ids` (every product when empty),
+    /// committed after position `after` (from now on when `None`), in
+    /// commit order, as a stream that ends only with an error (see
+    /// [`EventHub::watch`]). Ids are checked and normalized as everywhere.
+    pub async fn watch(
+        &self,
+        product_ids: &[String],
+        after: Option<i64>,
+    ) -> Result<impl futures_util::Stream<Item = Result<PositionedEvent>> + Send + 'static> {
+        let products = product_ids
+            .iter()
+            .map(|id| rules::canonical_id("product_ids", id).map(|id| id.into_owned()))
+            .collect::<Result<BTreeSet<String>>>()?;
+        if let Some(after) = after
+            && after < 0
+        {
+            return Err(Error::invalid("after", "must not be negative"));
+        }
+        self.events.watch(products, after).await
+    }
+
+    /// Ends every watch (the service is shutting down).
+    pub fn close_watches(&self) {
+        self.events.close();
+    }
+
+    /// Forgets the events older than `events.retention`, in batches of
+    /// `batch_size`, from the start of the outbox. Returns how many were
+    /// forgotten.
+    pub async fn purge_events(&self, batch_size: u32) -> Result<usize> {
+        let retention = chrono::Duration::from_std(self.settings.events.retention)
+            .map_err(|_| Error::invalid("events.retention", "is too large"))?;
+        let before = self.now() - retention;
+        let mut total = 0;
+        loop {
+            let purged = self.db(self.store.purge_events(before, batch_size)).await?;
+            total += purged;
+            if purged < batch_size as usize {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Expires every reservation whose timeout has passed, in batches of
     /// `batch_size`. Returns how many were expired.
     pub async fn expire_due_reservations(&self, batch_size: u32) -> Result<usize> {
@@ -986,6 +1044,7 @@ mod tests {
                 max_reservation_timeout: Duration::from_secs(3600),
                 record_checks,
                 request_id_ttl: Duration::from_secs(3600),
+                events: crate::domain::events::EventSettings::default(),
                 batch: None,
             },
             Parts {

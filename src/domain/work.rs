@@ -25,7 +25,8 @@ use serde_json::Value;
 
 use super::error::Error;
 use super::model::{
-    HistoryEntry, ItemConflict, Reservation, ReservationStatus, Shortage, StockChange, StockLevel,
+    ChangeKind, HistoryEntry, ItemConflict, Reservation, ReservationStatus, Shortage, StockChange,
+    StockEvent, StockLevel,
 };
 use super::port::{Changes, KeptRequest, Needs, Rows, StockWrite, StoreError, StoreResult};
 use super::rules::UpdatePlan;
@@ -524,6 +525,8 @@ pub struct State {
     created: BTreeSet<String>,
     /// History entries added, in order.
     history: Vec<HistoryEntry>,
+    /// The events of the changes made, in order.
+    events: Vec<StockEvent>,
     /// Request keys kept, in order.
     kept: Vec<KeptRequest>,
     /// How many writes were made, to tell a decision that wrote before it
@@ -539,6 +542,7 @@ impl State {
             rows: known.clone(),
             created: BTreeSet::new(),
             history: Vec::new(),
+            events: Vec::new(),
             kept: Vec::new(),
             writes: 0,
         }
@@ -715,9 +719,17 @@ impl State {
             .insert(reservation.id.clone(), reservation);
     }
 
-    /// Adds a history entry.
-    pub fn record(&mut self, entry: HistoryEntry) {
+    /// Adds the history entry of a change of stock, and its event: what
+    /// happened (`kind`) and `stock` as the change left it.
+    pub fn record(&mut self, kind: ChangeKind, stock: &StockLevel, entry: HistoryEntry) {
         self.writes += 1;
+        self.events.push(StockEvent {
+            kind,
+            order_id: entry.order_id.clone(),
+            quantity_change: entry.quantity_change,
+            stock: stock.clone(),
+            created_at: entry.created_at,
+        });
         self.history.push(entry);
     }
 
@@ -762,6 +774,7 @@ impl State {
             new_reservations,
             reservations: changed,
             history: self.history,
+            events: self.events,
             keys: self.kept,
             now: self.now,
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::port::{Changes, InventoryStore, StoreError, StoreResult};
+use crate::domain::port::{Changes, EventPage, InventoryStore, StoreError, StoreResult};
 use crate::domain::work::{Planned, Work};
 use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 
@@ -87,6 +87,12 @@ impl InventoryStore for ScriptedStore {
         self.answer(()).await
     }
     async fn purge_request_keys(&self, _: DateTime<Utc>, _: u32) -> StoreResult<usize> {
+        self.answer(0).await
+    }
+    async fn events(&self, _: i64, _: u32) -> StoreResult<EventPage> {
+        self.answer(EventPage::default()).await
+    }
+    async fn purge_events(&self, _: DateTime<Utc>, _: u32) -> StoreResult<usize> {
         self.answer(0).await
     }
     async fn apply(&self, work: &Work) -> StoreResult<Planned> {

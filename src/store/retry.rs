@@ -14,7 +14,8 @@
 //! | stock, order_reservations, list_stock, history | Safe: reads |
 //! | apply, when the work may run twice ([`Work::may_run_twice`]: reservations, expiry, writes with a request key) | Safe: a second run finds the first one's effect |
 //! | apply, otherwise (release, commit, update, order release without a request key) | OnlyIfUnsent |
-//! | purge_request_keys | Safe: a second run handles only what is still due |
+//! | purge_request_keys, purge_events | Safe: a second run handles only what is still due |
+//! | events | Safe: a read |
 //! | record_history | Safe: at worst a check is recorded twice |
 //! | ping | never retried: health wants the database's own answer |
 //!
@@ -32,7 +33,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::domain::batch::full_jitter;
-use crate::domain::port::{InventoryStore, StoreError as Error, StoreResult as Result};
+use crate::domain::port::{EventPage, InventoryStore, StoreError as Error, StoreResult as Result};
 use crate::domain::work::{Planned, Work};
 use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 
@@ -217,6 +218,18 @@ impl InventoryStore for RetryingStore {
         .await
     }
 
+    async fn events(&self, after: i64, limit: u32) -> Result<EventPage> {
+        self.retry("events", Replay::Safe, || self.inner.events(after, limit))
+            .await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.retry("purge_events", Replay::Safe, || {
+            self.inner.purge_events(before, limit)
+        })
+        .await
+    }
+
     async fn apply(&self, work: &Work) -> Result<Planned> {
         let operation = match work.commands.as_slice() {
             [one] => one.name(),
@@ -241,7 +254,7 @@ mod tests {
     };
     use crate::store::fake::ScriptedStore;
 
-    const METHODS: [&str; 18] = [
+    const METHODS: [&str; 20] = [
         "ping",
         "stock",
         "reserve",
@@ -260,6 +273,8 @@ mod tests {
         "history",
         "expire",
         "purge_request_keys",
+        "events",
+        "purge_events",
     ];
 
     fn key(method: &str) -> Option<RequestKey> {
@@ -287,6 +302,8 @@ mod tests {
                     .await;
             }
             "purge_request_keys" => return store.purge_request_keys(now, 10).await.map(drop),
+            "events" => return store.events(0, 10).await.map(drop),
+            "purge_events" => return store.purge_events(now, 10).await.map(drop),
             "reserve" => Command::Reserve(NewReservation {
                 id: "r-1".into(),
                 product_id: p,

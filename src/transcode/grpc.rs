@@ -103,31 +103,10 @@ pub async fn call_unary<S>(
 where
     S: Service<Request<Body>, Response = Response<Body>>,
 {
-    let mut frame = BytesMut::with_capacity(message.len() + 5);
-    frame.put_u8(0);
-    frame.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
-    frame.put_slice(&message);
-
-    let mut request = Request::new(Body::new(Full::new(frame.freeze())));
-    *request.method_mut() = Method::POST;
-    *request.version_mut() = Version::HTTP_2;
-    *request.uri_mut() = match grpc_path.parse() {
-        Ok(uri) => uri,
-        Err(_) => return Ok(GrpcReply::status(Code::Internal, "invalid gRPC path")),
+    let request = match grpc_request(grpc_path, metadata, message, timeout) {
+        Ok(request) => request,
+        Err(reason) => return Ok(GrpcReply::status(Code::Internal, reason)),
     };
-    let headers = request.headers_mut();
-    *headers = metadata;
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    // The router sees the caller's deadline as any gRPC call carries it.
-    if let Some(limit) = timeout
-        && let Ok(value) = HeaderValue::from_str(&format!("{}m", limit.as_millis().max(1)))
-    {
-        headers.insert("grpc-timeout", value);
-    }
 
     let call = async {
         let response = inner.ready().await?.call(request).await?;
@@ -145,20 +124,65 @@ where
     }
 }
 
-async fn collect(response: Response<Body>) -> GrpcReply {
-    let (parts, body) = response.into_parts();
-    let collected = match body.collect().await {
-        Ok(collected) => collected,
-        Err(status) => return GrpcReply::status(status.code(), status.message()),
+/// Calls `inner` with one message for a server-streaming method: its
+/// response, whose body the caller reads, or the reply made here when the
+/// request could not be made.
+pub async fn call_streaming<S>(
+    inner: &mut S,
+    grpc_path: &str,
+    metadata: HeaderMap,
+    message: Bytes,
+) -> Result<Result<Response<Body>, Box<GrpcReply>>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
+    let request = match grpc_request(grpc_path, metadata, message, None) {
+        Ok(request) => request,
+        Err(reason) => return Ok(Err(Box::new(GrpcReply::status(Code::Internal, reason)))),
     };
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    let data = collected.to_bytes();
+    Ok(Ok(inner.ready().await?.call(request).await?))
+}
 
-    // The status is in the trailers, or in the headers of a trailers-only reply.
+/// The gRPC request of one message to `grpc_path`.
+fn grpc_request(
+    grpc_path: &str,
+    metadata: HeaderMap,
+    message: Bytes,
+    timeout: Option<Duration>,
+) -> Result<Request<Body>, &'static str> {
+    let mut frame = BytesMut::with_capacity(message.len() + 5);
+    frame.put_u8(0);
+    frame.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    frame.put_slice(&message);
+
+    let mut request = Request::new(Body::new(Full::new(frame.freeze())));
+    *request.method_mut() = Method::POST;
+    *request.version_mut() = Version::HTTP_2;
+    *request.uri_mut() = grpc_path.parse().map_err(|_| "invalid gRPC path")?;
+    let headers = request.headers_mut();
+    *headers = metadata;
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    // The router sees the caller's deadline as any gRPC call carries it.
+    if let Some(limit) = timeout
+        && let Ok(value) = HeaderValue::from_str(&format!("{}m", limit.as_millis().max(1)))
+    {
+        headers.insert("grpc-timeout", value);
+    }
+    Ok(request)
+}
+
+/// The status of a reply whose headers and trailers are these (the status
+/// is in the trailers, or in the headers of a trailers-only reply), with
+/// its metadata; no payload.
+pub fn reply_of(headers: &HeaderMap, trailers: &HeaderMap) -> GrpcReply {
     let status_source = if trailers.contains_key("grpc-status") {
-        &trailers
+        trailers
     } else {
-        &parts.headers
+        headers
     };
     let code = status_source
         .get("grpc-status")
@@ -174,25 +198,34 @@ async fn collect(response: Response<Body>) -> GrpcReply {
     let details = status_source
         .get("grpc-status-details-bin")
         .and_then(|v| decode_bin(v.as_bytes()));
-
-    let payload = if code == Code::Ok {
-        match unframe(&data) {
-            Some(payload) => Some(payload),
-            None => {
-                return GrpcReply::status(Code::Internal, "the service sent a malformed message");
-            }
-        }
-    } else {
-        None
-    };
     GrpcReply {
         code,
         message,
         details,
-        payload,
-        headers: strip_protocol(parts.headers),
-        trailers: strip_protocol(trailers),
+        payload: None,
+        headers: strip_protocol(headers.clone()),
+        trailers: strip_protocol(trailers.clone()),
     }
+}
+
+async fn collect(response: Response<Body>) -> GrpcReply {
+    let (parts, body) = response.into_parts();
+    let collected = match body.collect().await {
+        Ok(collected) => collected,
+        Err(status) => return GrpcReply::status(status.code(), status.message()),
+    };
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let data = collected.to_bytes();
+    let mut reply = reply_of(&parts.headers, &trailers);
+    if reply.code == Code::Ok {
+        match unframe(&data) {
+            Some(payload) => reply.payload = Some(payload),
+            None => {
+                return GrpcReply::status(Code::Internal, "the service sent a malformed message");
+            }
+        }
+    }
+    reply
 }
 
 /// The one message of a unary response body (an empty body is an empty message).
@@ -217,7 +250,7 @@ pub fn decode_bin(value: &[u8]) -> Option<Bytes> {
         .map(Bytes::from)
 }
 
-fn strip_protocol(headers: HeaderMap) -> HeaderMap {
+pub fn strip_protocol(headers: HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
     for (name, value) in &headers {
         let n = name.as_str();

@@ -54,9 +54,12 @@
 //! # }
 //! ```
 //!
+//! Server-streaming methods are answered as Server-Sent Events or
+//! newline-delimited JSON (`stream.rs`); client streaming is refused at
+//! start.
+//!
 //! # Differences from grpc-gateway
-//! No separate proxy process or network hop; streaming methods are refused
-//! at start; response headers carry metadata as `Grpc-Metadata-<k>` and
+//! No separate proxy process or network hop; response headers carry metadata as `Grpc-Metadata-<k>` and
 //! trailers as `Grpc-Trailer-<k>` (HTTP/1.1 has no trailers after a JSON
 //! body).
 
@@ -73,6 +76,7 @@ mod request;
 mod rest;
 mod routes;
 mod service;
+mod stream;
 pub mod template;
 mod transcoder;
 

@@ -192,6 +192,27 @@ fn operation(route: &Route, ctx: &Ctx<'_>, schemas: &mut BTreeMap<String, Value>
             }
         }
     });
+    if method.is_server_streaming() {
+        // A stream of messages: Server-Sent Events (each event's data one
+        // message) or newline-delimited JSON (each line `{"result": ...}`,
+        // or a last `{"error": ...}`).
+        let message = response_schema(route, ctx, schemas);
+        op["responses"]["200"] = json!({
+            "description": "A stream of messages, one per event or line, as they come: \
+                Server-Sent Events with `Accept: text/event-stream` (an `error` event ends \
+                a failed stream), else newline-delimited JSON.",
+            "content": {
+                "text/event-stream": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {
+                    "type": "object",
+                    "properties": {
+                        "result": message,
+                        "error": reference(ERROR_SCHEMA),
+                    },
+                }},
+            }
+        });
+    }
     let has_body = !matches!(route.body, BodyBinding::None);
     if let Some(Value::Object(responses)) = op.get_mut("responses") {
         for (status, why) in error_statuses(ctx.options, has_body) {

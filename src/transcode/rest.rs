@@ -15,7 +15,7 @@ use super::transcoder::{
     Protocol, TranscodeError, Transcoder, bytes_response, content_type, copy_metadata, header_str,
     is_json, json_response, unsupported_media_type, with_code,
 };
-use super::{grpc, request, routes};
+use super::{grpc, request, routes, stream};
 
 impl Transcoder {
     /// Calls the route's method with the message built from the path,
@@ -52,16 +52,26 @@ impl Transcoder {
                 Err(e) => return Ok(Err(e)),
             }
         };
-        let message = match request::build_message(
-            route,
-            values,
-            parts.uri.query(),
-            json,
-            &self.options.json,
-        ) {
-            Ok(message) => message,
-            Err(e) => return Ok(Err(e)),
+        let streaming = route.grpc.is_server_streaming();
+        let query = if streaming {
+            stream::resumed_query(
+                parts.uri.query(),
+                &parts.headers,
+                self.options.resume_field.as_deref(),
+            )
+        } else {
+            parts.uri.query().map(str::to_owned)
         };
+        let message =
+            match request::build_message(route, values, query.as_deref(), json, &self.options.json)
+            {
+                Ok(message) => message,
+                Err(e) => return Ok(Err(e)),
+            };
+        if streaming {
+            let message = Bytes::from(message.encode_to_vec());
+            return Ok(Ok(self.rest_stream(inner, route, parts, message).await?));
+        }
         // tonic's server also enforces `grpc-timeout`, outside this layer, and
         // would answer a gRPC status in an HTTP 200. Ending 1 ms earlier lets
         // this layer's JSON 504 win: on the same timer tick the inner future
@@ -80,7 +90,11 @@ impl Transcoder {
         Ok(Ok(self.rest_reply(route, reply)))
     }
 
-    fn rest_reply(&self, route: &routes::Route, reply: grpc::GrpcReply) -> Response<Body> {
+    pub(super) fn rest_reply(
+        &self,
+        route: &routes::Route,
+        reply: grpc::GrpcReply,
+    ) -> Response<Body> {
         let mut response = if reply.code == Code::Ok {
             let payload = reply.payload.clone().unwrap_or_default();
             match self.render_output(route, &payload) {

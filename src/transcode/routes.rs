@@ -135,9 +135,9 @@ impl RouteTable {
                     method: method.full_name().to_owned(),
                     reason,
                 };
-                if method.is_client_streaming() || method.is_server_streaming() {
+                if method.is_client_streaming() {
                     return Err(invalid(
-                        "streaming methods cannot be transcoded to REST".to_owned(),
+                        "client streaming methods cannot be transcoded to REST".to_owned(),
                     ));
                 }
                 for binding in std::iter::once(&rule).chain(rule.additional_bindings.iter()) {

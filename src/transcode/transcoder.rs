@@ -52,6 +52,13 @@ pub struct TranscodeOptions {
     /// such as FAILED_PRECONDITION as 409 Conflict. Connect keeps its own
     /// table, as its specification says.
     pub rest_status_overrides: Vec<(Code, StatusCode)>,
+    /// The field of a streamed message sent as its Server-Sent Event `id`
+    /// (when the message has a field of that name).
+    pub event_id_field: Option<String>,
+    /// The request field a streaming call's `Last-Event-ID` header sets
+    /// (when the request has a field of that name and the query does not
+    /// set it).
+    pub resume_field: Option<String>,
 }
 
 impl TranscodeOptions {
@@ -76,6 +83,8 @@ impl Default for TranscodeOptions {
             error_domain: "transcode".to_owned(),
             schema_limits: BTreeMap::new(),
             rest_status_overrides: Vec::new(),
+            event_id_field: None,
+            resume_field: None,
         }
     }
 }

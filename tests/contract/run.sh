@@ -62,9 +62,12 @@ done
 curl -sf "$base/health" >/dev/null || { echo "the service did not start" >&2; cat "$work/service.log" >&2; exit 1; }
 
 status=0
+# GET /api/v1/events (WatchInventory) streams until the client leaves: a
+# request-response checker would wait for its end. tests/events.rs covers it.
 (cd "$work" && timeout 900 "$OLDPWD/$venv/bin/schemathesis" \
   --config-file "$OLDPWD/tests/contract/schemathesis.toml" \
   run "$base/openapi.json" --url "$base" \
+  --exclude-path /api/v1/events \
   --checks all --max-examples "$MAX_EXAMPLES" --seed "$SEED" \
   --no-color) || status=$?
 if ((status != 0)); then

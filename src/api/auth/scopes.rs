@@ -1,6 +1,6 @@
 //! The scope each method needs.
 
-/// Reads: stock, history, reservations.
+/// Reads: stock, history, reservations, stock events.
 pub const READ: &str = "inventory.read";
 /// Reservations: reserve, release, commit, for one product or an order.
 pub const RESERVE: &str = "inventory.reserve";
@@ -18,7 +18,11 @@ pub fn required_scope(path: &str) -> Option<&'static str> {
         .strip_prefix("/inventory.v1.InventoryService/")
         .unwrap_or_default();
     Some(match method {
-        "CheckInventory" | "GetInventoryHistory" | "ListReservations" | "ListInventory" => READ,
+        "CheckInventory"
+        | "GetInventoryHistory"
+        | "ListReservations"
+        | "ListInventory"
+        | "WatchInventory" => READ,
         "ReserveInventory" | "ReserveOrder" | "ReleaseInventory" | "CommitReservation"
         | "ReleaseOrder" => RESERVE,
         _ => ADMIN,
@@ -43,7 +47,8 @@ mod tests {
                 "UpdateInventory" => ADMIN,
                 name if name.starts_with("Check")
                     || name.starts_with("Get")
-                    || name.starts_with("List") =>
+                    || name.starts_with("List")
+                    || name.starts_with("Watch") =>
                 {
                     READ
                 }

@@ -1,8 +1,10 @@
-//! The feed of stock changes between replicas: every transaction that
-//! changes stock sends one `NOTIFY` per row on [`CHANNEL`] (see `work.rs`;
-//! PostgreSQL delivers them at commit, and drops them on rollback), and each
-//! replica `LISTEN`s on a connection of its own and hands what it hears to
-//! its cache. The connection is checked every [`PING_INTERVAL`]; when it is
+//! The feed of changes between replicas: every transaction that changes
+//! stock sends one `NOTIFY` per row on [`CHANNEL`] when replicas keep a
+//! memory cache, and one on [`super::events::CHANNEL`] when it added events
+//! (see `work.rs`; PostgreSQL delivers them at commit, and drops them on
+//! rollback). Each replica `LISTEN`s on a connection of its own, hands the
+//! stock rows it hears to its cache and wakes its event hub
+//! ([`EventSignal`]; the hub reads the outbox itself). The connection is checked every [`PING_INTERVAL`]; when it is
 //! lost the cache is told ([`ChangeFeed::Down`]) and a new one is opened,
 //! with a growing pause, until it is back ([`ChangeFeed::Up`]).
 
@@ -17,6 +19,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::domain::StockLevel;
 use crate::domain::cache::{ChangeFeed, ChangeFollower};
+use crate::domain::events::EventSignal;
 
 /// The channel stock changes are announced on.
 pub const CHANNEL: &str = "inventory_stock";
@@ -82,19 +85,27 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    /// Starts listening on the database at `url`, telling `follower` of
-    /// every change heard, and of the feed going down and up.
-    pub fn start(url: String, follower: Arc<dyn ChangeFollower>) -> Self {
+    /// Starts listening on the database at `url`: telling `follower` (the
+    /// memory cache, if any) of every stock change heard and of the feed
+    /// going down and up, and `events` of every commit that added events
+    /// (and of the feed coming back, when some may have been missed).
+    pub fn start(
+        url: String,
+        follower: Option<Arc<dyn ChangeFollower>>,
+        events: EventSignal,
+    ) -> Self {
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match listen(&url, follower.as_ref()).await {
+                match listen(&url, follower.as_deref(), &events).await {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(error) => {
-                        tracing::warn!(error = %error, "listening for stock changes failed");
+                        tracing::warn!(error = %error, "listening for changes failed");
                     }
                 }
-                follower.follow(ChangeFeed::Down).await;
+                if let Some(follower) = &follower {
+                    follower.follow(ChangeFeed::Down).await;
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -104,7 +115,11 @@ impl Listener {
 }
 
 /// Listens on one connection until it is lost: `Ok` when it was up.
-async fn listen(url: &str, follower: &dyn ChangeFollower) -> Result<(), tokio_postgres::Error> {
+async fn listen(
+    url: &str,
+    follower: Option<&dyn ChangeFollower>,
+    events: &EventSignal,
+) -> Result<(), tokio_postgres::Error> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.application_name(APPLICATION_NAME);
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
@@ -114,7 +129,12 @@ async fn listen(url: &str, follower: &dyn ChangeFollower) -> Result<(), tokio_po
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(notification)) => {
-                    if heard.send(notification.payload().to_owned()).is_err() {
+                    let heard_now = if notification.channel() == CHANNEL {
+                        Heard::Stock(notification.payload().to_owned())
+                    } else {
+                        Heard::Events
+                    };
+                    if heard.send(heard_now).is_err() {
                         return;
                     }
                 }
@@ -127,23 +147,39 @@ async fn listen(url: &str, follower: &dyn ChangeFollower) -> Result<(), tokio_po
         }
     });
     let _driver = AbortOnDrop(driver);
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    follower.follow(ChangeFeed::Up).await;
+    if follower.is_some() {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    }
+    client
+        .batch_execute(&format!("LISTEN {}", super::events::CHANNEL))
+        .await?;
+    if let Some(follower) = follower {
+        follower.follow(ChangeFeed::Up).await;
+    }
+    // Events committed while nobody listened are in the outbox.
+    events.poke();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     loop {
         tokio::select! {
-            payload = hearing.recv() => {
-                let Some(payload) = payload else {
+            heard_now = hearing.recv() => {
+                let Some(first) = heard_now else {
                     return Ok(());
                 };
-                let mut changes: Vec<StockLevel> = parse(&payload).into_iter().collect();
-                while changes.len() < MAX_CHANGES
-                    && let Ok(payload) = hearing.try_recv()
-                {
-                    changes.extend(parse(&payload));
+                let mut changes: Vec<StockLevel> = Vec::new();
+                let mut more = Some(first);
+                while let Some(heard_now) = more.take() {
+                    match heard_now {
+                        Heard::Stock(payload) => changes.extend(parse(&payload)),
+                        Heard::Events => events.poke(),
+                    }
+                    if changes.len() < MAX_CHANGES {
+                        more = hearing.try_recv().ok();
+                    }
                 }
-                if !changes.is_empty() {
+                if let Some(follower) = follower
+                    && !changes.is_empty()
+                {
                     follower.follow(ChangeFeed::Changed(changes)).await;
                 }
             }
@@ -159,6 +195,14 @@ async fn listen(url: &str, follower: &dyn ChangeFollower) -> Result<(), tokio_po
             }
         }
     }
+}
+
+/// A notification heard.
+enum Heard {
+    /// A stock row, as announced on [`CHANNEL`].
+    Stock(String),
+    /// Events were committed.
+    Events,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

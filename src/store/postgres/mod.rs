@@ -26,6 +26,7 @@
 //! [`StoreError::Conflict`]: nothing was written, and the domain runs the
 //! work again.
 
+pub mod events;
 mod fixed;
 pub mod listen;
 mod migrate;
@@ -54,7 +55,8 @@ use tracing::instrument::WithSubscriber as _;
 use self::rows::{HistoryRow, ReservationRow, StockRow};
 use self::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
 use super::PoolStatus;
-use crate::domain::port::{InventoryStore, StoreError, StoreResult as Result};
+use crate::domain::events::EventSignal;
+use crate::domain::port::{EventPage, InventoryStore, StoreError, StoreResult as Result};
 use crate::domain::work::{Planned, Work, plan_with_async};
 use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
 use crate::telemetry::db::{DbTrace, rows_affected};
@@ -196,6 +198,9 @@ pub struct PostgresStore {
     isolation: Isolation,
     /// Whether stock changes are announced on [`listen::CHANNEL`].
     notify: bool,
+    /// Told after each commit that added events (other replicas' commits
+    /// reach it through [`listen::Listener`]).
+    signal: EventSignal,
     /// Where pings go.
     url: String,
     /// How long opening the ping connection may take.
@@ -240,6 +245,7 @@ impl PostgresStore {
             pool,
             isolation: options.isolation,
             notify: options.notify,
+            signal: EventSignal::new(),
             url: options.url,
             connection_timeout: options.connection_timeout,
             ping_connection: tokio::sync::Mutex::new(None),
@@ -277,6 +283,12 @@ impl PostgresStore {
     /// The connection pool's state, for the metrics.
     pub fn pool_status(&self) -> PoolStatus {
         self.pool.status().into()
+    }
+
+    /// What the store tells of the events this replica commits; give it to
+    /// [`listen::Listener`] to hear of the other replicas' too.
+    pub fn event_signal(&self) -> EventSignal {
+        self.signal.clone()
     }
 }
 
@@ -406,7 +418,35 @@ impl InventoryStore for PostgresStore {
         .await
     }
 
+    async fn events(&self, after: i64, limit: u32) -> Result<EventPage> {
+        self.run(move |mut c| async move { events::page(&mut c, after, limit).await })
+            .await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.run(move |mut c| async move { events::purge(&mut c, before, limit).await })
+            .await
+    }
+
     async fn apply(&self, work: &Work) -> Result<Planned> {
+        let planned = self.apply_work(work).await?;
+        if !planned.changes.events.is_empty() {
+            self.signal.poke();
+        }
+        Ok(planned)
+    }
+
+    fn close(&self) {
+        self.pool.close();
+        if let Ok(mut held) = self.ping_connection.try_lock() {
+            held.take();
+        }
+    }
+}
+
+impl PostgresStore {
+    /// [`InventoryStore::apply`] without telling the event signal.
+    async fn apply_work(&self, work: &Work) -> Result<Planned> {
         let work = work.clone();
         let isolation = self.isolation;
         let notify = self.notify;
@@ -446,13 +486,6 @@ impl InventoryStore for PostgresStore {
             planned
         })
         .await
-    }
-
-    fn close(&self) {
-        self.pool.close();
-        if let Ok(mut held) = self.ping_connection.try_lock() {
-            held.take();
-        }
     }
 }
 

@@ -14,7 +14,8 @@
 //!    is one statement whatever the number of rows (`unnest` of arrays, so it
 //!    is prepared once): the stock rows, written at the version they were
 //!    read at; new reservations; changed reservations; history; request
-//!    keys. When a write fails, the server refuses the statements after it
+//!    keys; last, the events (see `events.rs`), which take the outbox's lock
+//!    until the commit. When a write fails, the server refuses the statements after it
 //!    and turns the `COMMIT` into a rollback.
 //!
 //! The transaction is begun and ended here rather than by diesel's
@@ -477,6 +478,18 @@ pub(super) async fn write_and_commit(
             ),),
         );
         statements.push(Statement::new(query.execute(&mut { shared }), None));
+    }
+    if !changes.events.is_empty() {
+        // Last before the commit: the outbox's lock is held from here to the
+        // commit only.
+        statements.push(Statement::new(
+            super::events::insert(&changes.events).execute(&mut { shared }),
+            Some(changes.events.len()),
+        ));
+        statements.push(Statement::new(
+            Fixed::new(super::events::NOTIFY, ()).execute(&mut { shared }),
+            None,
+        ));
     }
     let commit = Fixed::new("COMMIT", ()).execute(&mut { shared });
     let (results, committed) = tokio::join!(

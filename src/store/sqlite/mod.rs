@@ -35,12 +35,16 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
-use self::rows::{HistoryRow, ReservationRow, StockRow};
-use self::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
+use self::rows::{EventRow, HistoryRow, ReservationRow, StockRow};
+use self::schema::{
+    idempotency_keys, inventory, inventory_event_log, inventory_events, inventory_history,
+    inventory_reservations,
+};
 use super::PoolStatus;
-use crate::domain::port::{InventoryStore, StoreError as Error, StoreResult as Result};
+use crate::domain::events::EventSignal;
+use crate::domain::port::{EventPage, InventoryStore, StoreError as Error, StoreResult as Result};
 use crate::domain::work::{Planned, Work, plan_with};
-use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+use crate::domain::{HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockLevel};
 use crate::telemetry::db::{DbTrace, rows_affected};
 
 /// The SQLite migrations, compiled into the binary and applied at start.
@@ -130,6 +134,8 @@ pub struct SqliteStore {
     pool: Pool<Conn>,
     /// The one writer (see [`Writer`]).
     writer: Writer,
+    /// Told the latest event's position after each commit that added events.
+    signal: EventSignal,
 }
 
 /// Settings of the write connection alone. Its page cache holds 16 MiB
@@ -264,7 +270,17 @@ impl SqliteStore {
             options.max_idle_connections,
             super::IDLE_SWEEP,
         );
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            signal: EventSignal::new(),
+        })
+    }
+
+    /// What the store tells of the events it commits (there is no other
+    /// writer: one process owns the file).
+    pub fn event_signal(&self) -> EventSignal {
+        self.signal.clone()
     }
 
     /// Runs write `work` on the writer thread (see [`Writer`]), traced
@@ -430,17 +446,31 @@ impl InventoryStore for SqliteStore {
         .await
     }
 
+    async fn events(&self, after: i64, limit: u32) -> Result<EventPage> {
+        self.read(move |c| events(c, after, limit)).await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.run(move |c| c.immediate_transaction(|c| purge_events(c, before, limit)))
+            .await
+    }
+
     async fn apply(&self, work: &Work) -> Result<Planned> {
         let work = work.clone();
+        let signal = self.signal.clone();
         self.run(move |c| {
-            c.immediate_transaction(|c| {
+            let (planned, last_event) = c.immediate_transaction(|c| {
                 let planned = plan_with(&work, |needs| work::load(c, needs, work.now))?;
                 if work.is_abandoned() {
                     return Err(Error::Abandoned);
                 }
-                work::write(c, &planned.changes)?;
-                Ok(planned)
-            })
+                let last_event = work::write(c, &planned.changes)?;
+                Ok((planned, last_event))
+            })?;
+            if let Some(position) = last_event {
+                signal.committed(position);
+            }
+            Ok(planned)
         })
         .await
     }
@@ -449,6 +479,58 @@ impl InventoryStore for SqliteStore {
         self.writer.close();
         self.pool.close();
     }
+}
+
+/// Up to `limit` events after `after`, then the outbox's bounds.
+fn events(c: &mut SqliteConnection, after: i64, limit: u32) -> Result<EventPage> {
+    use inventory_events::dsl as e;
+    let rows: Vec<EventRow> = inventory_events::table
+        .filter(e::position.gt(after))
+        .order(e::position.asc())
+        .limit(i64::from(limit))
+        .select(EventRow::as_select())
+        .load(c)?;
+    let events = rows
+        .into_iter()
+        .map(PositionedEvent::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    let purged_through: i64 = inventory_event_log::table
+        .find(1)
+        .select(inventory_event_log::purged_through)
+        .first(c)?;
+    let work::Position {
+        position: last_position,
+    } = diesel::sql_query(work::LATEST_POSITION).get_result(c)?;
+    Ok(EventPage {
+        events,
+        purged_through,
+        last_position,
+    })
+}
+
+/// Forgets the oldest events made before `before`, up to `limit`, and
+/// moves the purge mark past them.
+fn purge_events(c: &mut SqliteConnection, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+    use inventory_events::dsl as e;
+    let oldest: Vec<(i64, chrono::NaiveDateTime)> = inventory_events::table
+        .order(e::position.asc())
+        .limit(i64::from(limit))
+        .select((e::position, e::created_at))
+        .load(c)?;
+    let due = oldest
+        .iter()
+        .take_while(|(_, created_at)| *created_at < before.naive_utc())
+        .count();
+    let Some(&(through, _)) = due.checked_sub(1).and_then(|last| oldest.get(last)) else {
+        return Ok(0);
+    };
+    let purged = diesel::delete(inventory_events::table.filter(e::position.le(through)))
+        .execute(c)
+        .map(rows_affected)?;
+    diesel::update(inventory_event_log::table.find(1))
+        .set(inventory_event_log::purged_through.eq(through))
+        .execute(c)?;
+    Ok(purged)
 }
 
 fn history(

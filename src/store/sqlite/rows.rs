@@ -5,10 +5,13 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
+use super::schema::{
+    idempotency_keys, inventory, inventory_events, inventory_history, inventory_reservations,
+};
 use crate::domain::port::KeptRequest;
 use crate::domain::{
-    HistoryEntry, OperationType, Reservation, ReservationStatus, StockLevel, StoreError,
+    ChangeKind, HistoryEntry, OperationType, PositionedEvent, Reservation, ReservationStatus,
+    StockEvent, StockLevel, StoreError,
 };
 
 /// A row of `inventory`.
@@ -188,6 +191,51 @@ impl TryFrom<KeyRow> for KeptRequest {
             request_id: row.request_id,
             method: row.method,
             created_at: row.created_at.and_utc(),
+        })
+    }
+}
+
+/// A row of `inventory_events`.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = inventory_events, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct EventRow {
+    pub position: i64,
+    pub product_id: String,
+    pub kind: String,
+    pub order_id: Option<String>,
+    pub quantity_change: i32,
+    pub total_quantity: i32,
+    pub reserved_quantity: i32,
+    pub version: i64,
+    pub updated_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+}
+
+impl TryFrom<EventRow> for PositionedEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        let kind = ChangeKind::parse(&row.kind).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "event {} has unknown kind {:?}",
+                row.position, row.kind
+            ))
+        })?;
+        Ok(Self {
+            position: row.position,
+            event: StockEvent {
+                kind,
+                order_id: row.order_id,
+                quantity_change: row.quantity_change,
+                stock: StockLevel {
+                    product_id: row.product_id,
+                    total_quantity: row.total_quantity,
+                    reserved_quantity: row.reserved_quantity,
+                    version: row.version,
+                    updated_at: row.updated_at.and_utc(),
+                },
+                created_at: row.created_at.and_utc(),
+            },
         })
     }
 }

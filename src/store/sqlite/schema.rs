@@ -49,5 +49,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    inventory_events (position) {
+        position -> BigInt,
+        product_id -> Text,
+        kind -> Text,
+        order_id -> Nullable<Text>,
+        quantity_change -> Integer,
+        total_quantity -> Integer,
+        reserved_quantity -> Integer,
+        version -> BigInt,
+        updated_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inventory_event_log (id) {
+        id -> Integer,
+        purged_through -> BigInt,
+    }
+}
+
 diesel::joinable!(inventory_reservations -> inventory (product_id));
 diesel::allow_tables_to_appear_in_same_query!(inventory, inventory_reservations, inventory_history);

@@ -19,7 +19,7 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 use super::rows::{KeyRow, ReservationRow, StockRow};
 use super::schema::{idempotency_keys, inventory, inventory_reservations};
 use crate::domain::port::{Changes, KeptRequest, Needs, Rows, StoreError, StoreResult};
-use crate::domain::{Reservation, ReservationStatus, StockLevel};
+use crate::domain::{Reservation, ReservationStatus, StockEvent, StockLevel};
 use crate::telemetry::db::rows_affected;
 
 /// A statement whose binds are added one at a time.
@@ -125,8 +125,24 @@ fn execute(
     Ok(())
 }
 
-/// Writes what the planner decided.
-pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<()> {
+/// The latest event's position (`inventory_events.sql` shares it).
+pub(super) const LATEST_POSITION: &str = "SELECT COALESCE((SELECT MAX(position) FROM inventory_events), \
+     (SELECT purged_through FROM inventory_event_log WHERE id = 1)) AS position";
+
+/// Events inserted by one statement: 10 binds each, well under SQLite's
+/// limit of 32,766 binds a statement.
+const EVENTS_PER_INSERT: usize = 1000;
+
+/// A position read back.
+#[derive(QueryableByName)]
+pub(super) struct Position {
+    #[diesel(sql_type = BigInt)]
+    pub(super) position: i64,
+}
+
+/// Writes what the planner decided. Returns the position of the last event
+/// it added, if it added any.
+pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<Option<i64>> {
     let now = changes.now.naive_utc();
     let (created, changed): (Vec<_>, Vec<_>) = changes
         .stocks
@@ -254,5 +270,41 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
         }
         execute(c, query, keys.len(), "request keys")?;
     }
-    Ok(())
+    write_events(c, &changes.events)
+}
+
+/// Adds `events` to the outbox after the latest one: under the write lock
+/// nobody else can number events meanwhile.
+fn write_events(c: &mut SqliteConnection, events: &[StockEvent]) -> StoreResult<Option<i64>> {
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let Position { position: latest } = diesel::sql_query(LATEST_POSITION).get_result(c)?;
+    let mut position = latest;
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO inventory_events (position, product_id, kind, order_id, \
+             quantity_change, total_quantity, reserved_quantity, version, updated_at, \
+             created_at) VALUES {}",
+            placeholders(chunk.len(), 10)
+        );
+        let mut query: Built<'_> = diesel::sql_query(sql).into_boxed();
+        for event in chunk {
+            position += 1;
+            let stock = &event.stock;
+            query = query
+                .bind::<BigInt, _>(position)
+                .bind::<Text, _>(&stock.product_id)
+                .bind::<Text, _>(event.kind.as_str())
+                .bind::<Nullable<Text>, _>(event.order_id.as_deref())
+                .bind::<Integer, _>(event.quantity_change)
+                .bind::<Integer, _>(stock.total_quantity)
+                .bind::<Integer, _>(stock.reserved_quantity)
+                .bind::<BigInt, _>(stock.version)
+                .bind::<Timestamp, _>(stock.updated_at.naive_utc())
+                .bind::<Timestamp, _>(event.created_at.naive_utc());
+        }
+        execute(c, query, chunk.len(), "events")?;
+    }
+    Ok(Some(position))
 }

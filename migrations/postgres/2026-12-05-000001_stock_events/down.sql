@@ -1,0 +1,4 @@
+DROP TABLE inventory_event_log;
+DROP SEQUENCE inventory_events_position;
+DROP TABLE inventory_events;
+DROP TYPE inventory_event_kind;

@@ -1,0 +1,2 @@
+DROP TABLE inventory_event_log;
+DROP TABLE inventory_events;
