@@ -47,6 +47,7 @@ impl InventoryService for Baseline {
             updated_at: Some(self.updated_at),
             version: 1,
             stale: false,
+            low_stock_threshold: None,
         }))
     }
 
@@ -54,6 +55,27 @@ impl InventoryService for Baseline {
         &self,
         _: Request<pb::ReserveOrderRequest>,
     ) -> Answer<pb::ReserveOrderResponse> {
+        unimplemented()
+    }
+
+    async fn set_low_stock_threshold(
+        &self,
+        _: Request<pb::SetLowStockThresholdRequest>,
+    ) -> Answer<pb::SetLowStockThresholdResponse> {
+        unimplemented()
+    }
+
+    async fn set_product_alternatives(
+        &self,
+        _: Request<pb::SetProductAlternativesRequest>,
+    ) -> Answer<pb::SetProductAlternativesResponse> {
+        unimplemented()
+    }
+
+    async fn list_product_alternatives(
+        &self,
+        _: Request<pb::ListProductAlternativesRequest>,
+    ) -> Answer<pb::ListProductAlternativesResponse> {
         unimplemented()
     }
 

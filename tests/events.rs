@@ -11,12 +11,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backend, TestServer, backend_tests, reason};
+use common::{Backend, TestServer, backend_tests, reason, set_stock};
 use inventory_service::config::Config;
 use inventory_service::pb::{
     self, CommitReservationRequest, GetInventoryHistoryRequest, OrderItem, ReleaseInventoryRequest,
     ReleaseOrderRequest, ReserveInventoryRequest, ReserveOrderRequest, StockChangeKind,
-    UpdateInventoryRequest, WatchInventoryRequest, WatchInventoryResponse,
+    WatchInventoryRequest, WatchInventoryResponse,
 };
 use prost::Message as _;
 use tonic::Code;
@@ -28,6 +28,7 @@ backend_tests!(
     positions_the_outbox_cannot_resume_from_are_refused,
     rest_streams_server_sent_events_and_ndjson,
     shutdown_ends_a_watch_with_its_position,
+    low_stock_thresholds_over_grpc_and_rest,
 );
 
 type Client = pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>;
@@ -37,18 +38,6 @@ type Client = pb::inventory_service_client::InventoryServiceClient<tonic::transp
 fn quick(config: &mut Config) {
     config.inventory.events.poll_interval = Duration::from_millis(100);
     config.inventory.cleanup_interval = Duration::from_millis(200);
-}
-
-async fn set(client: &mut Client, product: &str, quantity: i32) {
-    client
-        .update_inventory(UpdateInventoryRequest {
-            product_id: product.into(),
-            quantity,
-            operation: "set".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("set stock");
 }
 
 async fn watch(client: &mut Client, after: Option<i64>) -> Streaming<WatchInventoryResponse> {
@@ -100,8 +89,8 @@ async fn every_change_is_one_event_in_commit_order(backend: Backend) {
     let server = TestServer::start_with(backend, quick).await;
     let mut client = server.client().await;
     let mut live = watch(&mut client, None).await;
-    set(&mut client, "a", 10).await;
-    set(&mut client, "b", 5).await;
+    set_stock(&mut client, "a", 10).await;
+    set_stock(&mut client, "b", 5).await;
     let reserve =
         |product: &str, order: &str, quantity: i32, timeout: i32| ReserveInventoryRequest {
             product_id: product.into(),
@@ -163,11 +152,14 @@ async fn every_change_is_one_event_in_commit_order(backend: Backend) {
         .await
         .expect("reserve");
 
-    let events = take(&mut live, 10).await;
+    let events = take(&mut live, 12).await;
     use StockChangeKind as K;
     let expected = [
         (K::Update, "a", 10, 10, 0),
+        // A product created with stock comes in stock.
+        (K::BackInStock, "a", 10, 10, 0),
         (K::Update, "b", 5, 5, 0),
+        (K::BackInStock, "b", 5, 5, 0),
         (K::Reserve, "a", -3, 10, 3),
         (K::Release, "a", 1, 10, 2),
         (K::Commit, "a", 0, 8, 0),
@@ -180,7 +172,7 @@ async fn every_change_is_one_event_in_commit_order(backend: Backend) {
     .map(|(k, p, c, t, r)| (k, p.to_owned(), c, t, r));
     assert_eq!(summary(&events), expected);
     assert!(events.windows(2).all(|w| w[0].position < w[1].position));
-    assert_eq!(events[2].order_id, "o1");
+    assert_eq!(events[4].order_id, "o1");
     assert_eq!(events[0].order_id, "");
     let expired = take(&mut live, 1).await;
     assert_eq!(
@@ -189,12 +181,22 @@ async fn every_change_is_one_event_in_commit_order(backend: Backend) {
         "the sweeper's expiry"
     );
     assert_eq!(expired[0].order_id, "o4");
-    // One event per history entry (checks are not recorded by default).
+    // One change event per history entry (checks are not recorded by
+    // default).
     let mut entries = 0;
     for product in ["a", "b"] {
         entries += history_len(&mut client, product).await;
     }
-    assert_eq!(entries, events.len() + expired.len());
+    let changes = events.iter().filter(|e| !is_stock_state(e)).count();
+    assert_eq!(entries, changes + expired.len());
+}
+
+/// Whether an event tells of a product's state rather than a change.
+fn is_stock_state(event: &WatchInventoryResponse) -> bool {
+    matches!(
+        event.kind(),
+        StockChangeKind::LowStock | StockChangeKind::OutOfStock | StockChangeKind::BackInStock
+    )
 }
 
 /// How many history entries a product has.
@@ -220,11 +222,20 @@ async fn history_len(client: &mut Client, product: &str) -> usize {
 }
 
 async fn replicas_see_each_others_changes_and_a_resumed_watch_loses_nothing(backend: Backend) {
-    let a = TestServer::start_with(backend, quick).await;
-    let b = TestServer::start_in(a.database.clone(), quick).await;
+    // Two processes on one SQLite file do not tell each other's caches of
+    // their writes (the memory cache there assumes one process), so the
+    // check of the stock at the end reads the database itself.
+    let config = |config: &mut Config| {
+        quick(config);
+        if backend == Backend::Sqlite {
+            config.cache.enabled = false;
+        }
+    };
+    let a = TestServer::start_with(backend, config).await;
+    let b = TestServer::start_in(a.database.clone(), config).await;
     let products = ["p0", "p1", "p2"];
     for product in products {
-        set(&mut a.client().await, product, 1_000).await;
+        set_stock(&mut a.client().await, product, 1_000).await;
     }
     let mut on_b = watch(&mut b.client().await, Some(0)).await;
 
@@ -269,16 +280,18 @@ async fn replicas_see_each_others_changes_and_a_resumed_watch_loses_nothing(back
         first
     });
     let total_changes = 3 + 8 * 20 + 8 * 10;
+    // Each product's creation brought it in stock; nothing else crosses zero.
+    let total_events = total_changes + products.len();
     let last = seen.last().expect("events").position;
     let mut on_a = watch(&mut a.client().await, Some(last)).await;
-    seen.extend(take(&mut on_a, total_changes - seen.len()).await);
+    seen.extend(take(&mut on_a, total_events - seen.len()).await);
 
     // Strictly increasing: nothing repeated across the cut.
     assert!(seen.windows(2).all(|w| w[0].position < w[1].position));
     // The same as one uninterrupted watch of everything, on either replica.
     let whole = take(
         &mut watch(&mut a.client().await, Some(0)).await,
-        total_changes,
+        total_events,
     )
     .await;
     assert_eq!(seen, whole);
@@ -320,8 +333,8 @@ async fn positions_the_outbox_cannot_resume_from_are_refused(backend: Backend) {
     })
     .await;
     let mut client = server.client().await;
-    set(&mut client, "p", 1).await;
-    set(&mut client, "p", 2).await;
+    set_stock(&mut client, "p", 1).await;
+    set_stock(&mut client, "p", 2).await;
     let ahead = client
         .watch_inventory(WatchInventoryRequest {
             product_ids: Vec::new(),
@@ -368,11 +381,22 @@ async fn positions_the_outbox_cannot_resume_from_are_refused(backend: Backend) {
     assert_eq!(purged.code(), Code::OutOfRange, "{purged:?}");
     assert_eq!(reason(&purged), "EVENTS_PURGED");
     assert!(purged.message().contains("no longer kept"), "{purged:?}");
-    // From the oldest kept (0), a watch starts after what was forgotten.
+    use tonic_types::StatusExt as _;
+    let purged_through: i64 =
+        purged.get_details_error_info().expect("ErrorInfo").metadata["purged_through"]
+            .parse()
+            .expect("a position");
+    // From the oldest kept (0), a watch starts after what was forgotten
+    // (the sweeper may forget more meanwhile), up to the latest change.
     let mut from_oldest = watch(&mut client, Some(0)).await;
-    set(&mut client, "p", 3).await;
-    let next = take(&mut from_oldest, 1).await;
-    assert_eq!(next[0].stock.as_ref().map(|s| s.current_quantity), Some(3));
+    set_stock(&mut client, "p", 3).await;
+    loop {
+        let next = take(&mut from_oldest, 1).await.remove(0);
+        assert!(next.position > purged_through, "{next:?}");
+        if next.stock.as_ref().map(|s| s.current_quantity) == Some(3) {
+            break;
+        }
+    }
 }
 
 /// Runs curl with `args` (bounded in time) and returns its output.
@@ -390,20 +414,22 @@ async fn rest_streams_server_sent_events_and_ndjson(backend: Backend) {
     let server = TestServer::start_with(backend, quick).await;
     let mut client = server.client().await;
     for quantity in 1..=3 {
-        set(&mut client, "sku", quantity).await;
+        set_stock(&mut client, "sku", quantity).await;
     }
     let url = server.http_url("/api/v1/events?after=0");
     // SSE: the position is each event's id.
     let sse = curl(&["-H", "Accept: text/event-stream", &url]).await;
+    // Three updates, and the product came in stock when it was created.
     let ids: Vec<&str> = sse.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
-    assert_eq!(ids.len(), 3, "{sse}");
+    assert_eq!(ids.len(), 4, "{sse}");
     let data: Vec<serde_json::Value> = sse
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str(d).expect("JSON data"))
         .collect();
-    assert_eq!(data[2]["stock"]["current_quantity"], 3);
-    assert_eq!(data[2]["kind"], "STOCK_CHANGE_KIND_UPDATE");
+    assert_eq!(data[3]["stock"]["current_quantity"], 3);
+    assert_eq!(data[3]["kind"], "STOCK_CHANGE_KIND_UPDATE");
+    assert_eq!(data[1]["kind"], "STOCK_CHANGE_KIND_BACK_IN_STOCK");
     assert_eq!(data[0]["position"], ids[0]);
     // Last-Event-ID resumes after that event, as a browser's EventSource does.
     let resumed = curl(&[
@@ -425,14 +451,14 @@ async fn rest_streams_server_sent_events_and_ndjson(backend: Backend) {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(lines.len(), 3, "{ndjson}");
+    assert_eq!(lines.len(), 4, "{ndjson}");
     assert_eq!(lines[0]["result"]["stock"]["current_quantity"], 1);
     // A live change reaches a REST watcher.
     let live_url = server.http_url("/api/v1/events");
     let live_args = [live_url.as_str()];
     let (live, ()) = tokio::join!(curl(&live_args), async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        set(&mut client, "sku", 9).await;
+        set_stock(&mut client, "sku", 9).await;
     });
     assert!(live.contains("\"current_quantity\":9"), "{live}");
     // A refusal before the stream starts is a plain REST error.
@@ -468,7 +494,7 @@ async fn rest_streams_server_sent_events_and_ndjson(backend: Backend) {
     assert_eq!(response.status(), 200);
     let mut buffer = Vec::new();
     let mut quantities = Vec::new();
-    while quantities.len() < 4 {
+    while quantities.len() < 5 {
         let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
             .await
             .expect("a chunk within 10s")
@@ -486,15 +512,16 @@ async fn rest_streams_server_sent_events_and_ndjson(backend: Backend) {
             buffer.drain(..5 + len);
         }
     }
-    assert_eq!(quantities, [1, 2, 3, 9]);
+    assert_eq!(quantities, [1, 1, 2, 3, 9]);
 }
 
 async fn shutdown_ends_a_watch_with_its_position(backend: Backend) {
     let server = TestServer::start_with(backend, quick).await;
     let mut client = server.client().await;
     let mut live = watch(&mut client, None).await;
-    set(&mut client, "p", 1).await;
-    let seen = take(&mut live, 1).await;
+    set_stock(&mut client, "p", 1).await;
+    // The update, and the new product coming in stock.
+    let seen = take(&mut live, 2).await;
     let stopping = tokio::time::Instant::now();
     server.stop().await.expect("clean shutdown");
     // The watch did not hold the shutdown up until its timeout.
@@ -511,5 +538,133 @@ async fn shutdown_ends_a_watch_with_its_position(backend: Backend) {
     assert_eq!(reason(&ended), "SHUTTING_DOWN");
     use tonic_types::StatusExt as _;
     let info = ended.get_details_error_info().expect("ErrorInfo");
-    assert_eq!(info.metadata["position"], seen[0].position.to_string());
+    assert_eq!(info.metadata["position"], seen[1].position.to_string());
+}
+
+async fn low_stock_thresholds_over_grpc_and_rest(backend: Backend) {
+    let server = TestServer::start_with(backend, quick).await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "sku", 10).await;
+    let http = reqwest::Client::new();
+    let url = server.http_url("/api/v1/inventory/sku/low-stock-threshold");
+    let answer = http
+        .put(&url)
+        .json(&serde_json::json!({"low_stock_threshold": 4}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(body["stock"]["low_stock_threshold"], 4, "{body}");
+    let checked: serde_json::Value = reqwest::get(server.http_url("/api/v1/inventory/sku"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(checked["low_stock_threshold"], 4, "{checked}");
+
+    let mut live = watch(&mut client, None).await;
+    let reserve = |order: &str, quantity: i32| ReserveInventoryRequest {
+        product_id: "sku".into(),
+        order_id: order.into(),
+        quantity,
+        reservation_timeout: 0,
+    };
+    client
+        .reserve_inventory(reserve("o1", 5))
+        .await
+        .expect("to 5");
+    client
+        .reserve_inventory(reserve("o2", 1))
+        .await
+        .expect("to 4");
+    client
+        .reserve_inventory(reserve("o3", 4))
+        .await
+        .expect("to 0");
+    client
+        .release_inventory(ReleaseInventoryRequest {
+            product_id: "sku".into(),
+            order_id: "o3".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("back to 4");
+    use StockChangeKind as K;
+    let kinds: Vec<K> = take(&mut live, 7).await.iter().map(|e| e.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            K::Reserve,
+            K::Reserve,
+            K::LowStock,
+            K::Reserve,
+            K::OutOfStock,
+            K::Release,
+            K::BackInStock
+        ]
+    );
+
+    // Errors: an unknown product, a negative threshold; nothing changes.
+    let missing = client
+        .set_low_stock_threshold(pb::SetLowStockThresholdRequest {
+            product_id: "nope".into(),
+            low_stock_threshold: Some(1),
+        })
+        .await
+        .expect_err("unknown product");
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(reason(&missing), "PRODUCT_NOT_FOUND");
+    let negative = http
+        .put(&url)
+        .json(&serde_json::json!({"low_stock_threshold": -1}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(negative.status(), 400);
+    let body: serde_json::Value = negative.json().await.expect("JSON");
+    assert_eq!(body["code"], 3, "{body}");
+    let unknown = http
+        .put(server.http_url("/api/v1/inventory/nope/low-stock-threshold"))
+        .json(&serde_json::json!({"low_stock_threshold": 1}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(unknown.status(), 404);
+
+    // Cleared with an empty body: only zero counts from now on.
+    let cleared: serde_json::Value = http
+        .put(&url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("PUT")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        cleared["stock"]["low_stock_threshold"].is_null(),
+        "{cleared}"
+    );
+    let stock = client
+        .check_inventory(pb::CheckInventoryRequest {
+            product_id: "sku".into(),
+            required_quantity: 1,
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert_eq!(stock.low_stock_threshold, None);
+    assert_eq!(stock.available_quantity, 4);
+    client
+        .reserve_inventory(reserve("o4", 1))
+        .await
+        .expect("to 3");
+    client
+        .reserve_inventory(reserve("o5", 3))
+        .await
+        .expect("to 0");
+    let kinds: Vec<K> = take(&mut live, 3).await.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds, [K::Reserve, K::Reserve, K::OutOfStock]);
 }

@@ -88,6 +88,30 @@ impl Described for pb::UpdateInventoryRequest {
     }
 }
 
+impl Described for pb::SetLowStockThresholdRequest {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            product_id: Some(&self.product_id),
+            quantity: self.low_stock_threshold,
+            ..Subject::default()
+        }
+    }
+}
+
+impl Observed for StockLevel {
+    fn stock_after(&self) -> Option<(i32, i32)> {
+        levels(self)
+    }
+}
+
+impl From<StockLevel> for pb::SetLowStockThresholdResponse {
+    fn from(stock: StockLevel) -> Self {
+        Self {
+            stock: Some(stock.into()),
+        }
+    }
+}
+
 impl Described for pb::GetInventoryHistoryRequest {
     fn subject(&self) -> Subject<'_> {
         Subject {
@@ -140,6 +164,7 @@ impl From<CheckOutcome> for pb::CheckInventoryResponse {
             reserved_quantity,
             updated_at,
             version,
+            low_stock_threshold,
         } = outcome.stock;
         Self {
             available: outcome.available,
@@ -151,6 +176,7 @@ impl From<CheckOutcome> for pb::CheckInventoryResponse {
             product_id,
             updated_at: Some(timestamp(updated_at)),
             version,
+            low_stock_threshold,
         }
     }
 }
@@ -458,6 +484,53 @@ impl From<OrderReservations> for pb::ListReservationsResponse {
     }
 }
 
+/// A product's alternatives with their stock, in order.
+#[derive(Debug)]
+pub struct ProductAlternatives(pub Vec<StockLevel>);
+
+impl Observed for ProductAlternatives {}
+
+impl ProductAlternatives {
+    fn levels(self) -> Vec<pb::StockLevel> {
+        self.0.into_iter().map(pb::StockLevel::from).collect()
+    }
+}
+
+impl From<ProductAlternatives> for pb::SetProductAlternativesResponse {
+    fn from(alternatives: ProductAlternatives) -> Self {
+        Self {
+            alternatives: alternatives.levels(),
+        }
+    }
+}
+
+impl From<ProductAlternatives> for pb::ListProductAlternativesResponse {
+    fn from(alternatives: ProductAlternatives) -> Self {
+        Self {
+            alternatives: alternatives.levels(),
+        }
+    }
+}
+
+impl Described for pb::SetProductAlternativesRequest {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            product_id: Some(&self.product_id),
+            items: Some(self.alternative_ids.len()),
+            ..Subject::default()
+        }
+    }
+}
+
+impl Described for pb::ListProductAlternativesRequest {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            product_id: Some(&self.product_id),
+            ..Subject::default()
+        }
+    }
+}
+
 impl Observed for StockPage {
     fn stale(&self) -> Option<std::time::Duration> {
         self.stale
@@ -483,6 +556,7 @@ impl From<StockLevel> for pb::StockLevel {
             reserved_quantity: stock.reserved_quantity,
             updated_at: Some(timestamp(stock.updated_at)),
             version: stock.version,
+            low_stock_threshold: stock.low_stock_threshold,
         }
     }
 }
@@ -523,6 +597,9 @@ impl From<ChangeKind> for pb::StockChangeKind {
             ChangeKind::Commit => Self::Commit,
             ChangeKind::Update => Self::Update,
             ChangeKind::Expire => Self::Expire,
+            ChangeKind::LowStock => Self::LowStock,
+            ChangeKind::OutOfStock => Self::OutOfStock,
+            ChangeKind::BackInStock => Self::BackInStock,
         }
     }
 }

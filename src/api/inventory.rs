@@ -7,7 +7,7 @@
 use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
-use super::convert::OrderReservations;
+use super::convert::{OrderReservations, ProductAlternatives};
 use super::observe::{Operation, handle};
 use crate::domain::Inventory;
 use crate::pb;
@@ -146,6 +146,45 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let r = request.into_inner();
         let call = self.inventory.list_stock(r.page_size, &r.page_token);
         handle(Operation::List, &r, call).await
+    }
+
+    async fn set_low_stock_threshold(
+        &self,
+        request: Request<pb::SetLowStockThresholdRequest>,
+    ) -> Answer<pb::SetLowStockThresholdResponse> {
+        let r = request.into_inner();
+        let call = self
+            .inventory
+            .set_low_stock_threshold(&r.product_id, r.low_stock_threshold);
+        handle(Operation::SetThreshold, &r, call).await
+    }
+
+    async fn set_product_alternatives(
+        &self,
+        request: Request<pb::SetProductAlternativesRequest>,
+    ) -> Answer<pb::SetProductAlternativesResponse> {
+        let r = request.into_inner();
+        let call = async {
+            self.inventory
+                .set_alternatives(&r.product_id, &r.alternative_ids)
+                .await
+                .map(ProductAlternatives)
+        };
+        handle(Operation::SetAlternatives, &r, call).await
+    }
+
+    async fn list_product_alternatives(
+        &self,
+        request: Request<pb::ListProductAlternativesRequest>,
+    ) -> Answer<pb::ListProductAlternativesResponse> {
+        let r = request.into_inner();
+        let call = async {
+            self.inventory
+                .alternatives(&r.product_id)
+                .await
+                .map(ProductAlternatives)
+        };
+        handle(Operation::ListAlternatives, &r, call).await
     }
 
     type WatchInventoryStream = EventStream;

@@ -45,6 +45,12 @@ pub enum Operation {
     ListReservations,
     /// `ListInventory`.
     List,
+    /// `SetLowStockThreshold`.
+    SetThreshold,
+    /// `SetProductAlternatives`.
+    SetAlternatives,
+    /// `ListProductAlternatives`.
+    ListAlternatives,
 }
 
 /// A business span named `$name`, with every field an RPC may record.
@@ -83,6 +89,18 @@ impl Operation {
                 business_span!("inventory.list_reservations", "list_reservations")
             }
             Self::List => business_span!("inventory.list", "list"),
+            Self::SetThreshold => {
+                business_span!(
+                    "inventory.set_low_stock_threshold",
+                    "set_low_stock_threshold"
+                )
+            }
+            Self::SetAlternatives => {
+                business_span!("inventory.set_alternatives", "set_alternatives")
+            }
+            Self::ListAlternatives => {
+                business_span!("inventory.list_alternatives", "list_alternatives")
+            }
         }
     }
 }

@@ -39,6 +39,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::domain::{self, StoreError};
+use crate::pb;
 
 /// The `domain` of every ErrorInfo this service returns.
 pub const ERROR_DOMAIN: &str = "inventory-service";
@@ -78,15 +79,20 @@ impl From<domain::Error> for Status {
                 product_id,
                 requested,
                 available,
-            } => (
-                Code::FailedPrecondition,
-                "INSUFFICIENT_STOCK",
-                metadata([
-                    ("product_id", product_id),
-                    ("requested", requested.to_string()),
-                    ("available", available.to_string()),
-                ]),
-            ),
+                alternatives,
+            } => {
+                let details = ErrorDetails::with_error_info(
+                    "INSUFFICIENT_STOCK",
+                    ERROR_DOMAIN,
+                    metadata([
+                        ("product_id", product_id),
+                        ("requested", requested.to_string()),
+                        ("available", available.to_string()),
+                    ]),
+                );
+                let status = Status::with_error_details(Code::FailedPrecondition, message, details);
+                return with_alternatives(status, alternatives);
+            }
             E::ReservationConflict {
                 product_id,
                 order_id,
@@ -286,6 +292,36 @@ impl From<domain::Error> for Status {
     }
 }
 
+/// `status` with an [`pb::Alternatives`] added to its details (when there
+/// are alternatives): the products that could fill the refused request.
+fn with_alternatives(status: Status, alternatives: Vec<domain::Alternative>) -> Status {
+    use prost::{Message as _, Name as _};
+    if alternatives.is_empty() {
+        return status;
+    }
+    let Ok(mut rpc_status) = tonic_types::Status::decode(status.details()) else {
+        return status;
+    };
+    let alternatives = pb::Alternatives {
+        alternatives: alternatives
+            .into_iter()
+            .map(|a| pb::Alternative {
+                product_id: a.product_id,
+                available_quantity: a.available,
+            })
+            .collect(),
+    };
+    rpc_status.details.push(prost_types::Any {
+        type_url: format!("type.googleapis.com/{}", pb::Alternatives::full_name()),
+        value: alternatives.encode_to_vec(),
+    });
+    Status::with_details(
+        status.code(),
+        status.message(),
+        rpc_status.encode_to_vec().into(),
+    )
+}
+
 fn store_status(error: StoreError) -> Status {
     let (code, reason, message) = match &error {
         StoreError::NotConnected(cause) | StoreError::Unavailable(cause) => {
@@ -338,6 +374,7 @@ mod tests {
                 product_id: p(),
                 requested: 5,
                 available: 2,
+                alternatives: Vec::new(),
             },
             "conflict" => E::ReservationConflict {
                 product_id: p(),

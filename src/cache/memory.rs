@@ -149,6 +149,7 @@ mod tests {
             total_quantity: total,
             reserved_quantity: 0,
             version: 1,
+            low_stock_threshold: None,
             updated_at: at,
         }
     }

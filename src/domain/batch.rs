@@ -186,6 +186,8 @@ fn lane_of(command: &Command, lanes: usize) -> usize {
         Command::Release(r) => r.product_id.hash(&mut hasher),
         Command::Commit(r) => r.product_id.hash(&mut hasher),
         Command::Update(r) => r.product_id.hash(&mut hasher),
+        Command::SetThreshold(r) => r.product_id.hash(&mut hasher),
+        Command::SetAlternatives(r) => r.product_id.hash(&mut hasher),
         Command::ReserveOrder(r) => match r.items.first() {
             Some(item) => item.product_id.hash(&mut hasher),
             None => r.order_id.hash(&mut hasher),

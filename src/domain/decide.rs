@@ -18,10 +18,10 @@ use super::model::{
 use super::port::{KeptRequest, Needs};
 use super::rules::{UpdatePlan, plan_update};
 use super::work::{
-    Command, CommitOutcome, CommitRequest, Keyed, NewOrderReservation, NewReservation,
-    OrderRelease, Outcome, PlanError, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest,
-    ReleasedHold, RequestKey, ReserveOrderOutcome, ReserveOutcome, ReservedItem, State,
-    StockUpdate, UpdateOutcome,
+    AlternativesOutcome, AlternativesUpdate, Command, CommitOutcome, CommitRequest, Keyed,
+    NewOrderReservation, NewReservation, OrderRelease, Outcome, PlanError, ReleaseOrderOutcome,
+    ReleaseOutcome, ReleaseRequest, ReleasedHold, RequestKey, ReserveOrderOutcome, ReserveOutcome,
+    ReservedItem, State, StockUpdate, ThresholdUpdate, UpdateOutcome,
 };
 
 type Decided<T> = Result<T, PlanError>;
@@ -46,8 +46,49 @@ pub fn decide(state: &mut State, command: &Command) -> Decided<Outcome> {
         Command::Update(request) => {
             Outcome::Update(keyed(state, request.key.as_ref(), |s| update(s, request))?)
         }
+        Command::SetThreshold(request) => Outcome::SetThreshold(set_threshold(state, request)?),
+        Command::SetAlternatives(request) => {
+            Outcome::SetAlternatives(set_alternatives(state, request)?)
+        }
         Command::Expire { limit } => Outcome::Expire(expire_due(state, *limit)?),
     })
+}
+
+/// Sets or clears a product's low-stock threshold. It changes no quantity,
+/// so it records no history and raises no event; later changes that cross
+/// it do.
+pub fn set_threshold(state: &mut State, request: &ThresholdUpdate) -> Decided<Option<StockLevel>> {
+    let Some(mut stock) = state.stock(&request.product_id)?.cloned() else {
+        return Ok(None);
+    };
+    if stock.low_stock_threshold != request.threshold {
+        stock.low_stock_threshold = request.threshold;
+        stock.updated_at = touched(&stock, state.now());
+        state.put_stock(stock.clone());
+    }
+    Ok(Some(stock))
+}
+
+/// Replaces a product's alternatives, if the product and every alternative
+/// exist (the rows are read locked, so none can vanish before the commit).
+pub fn set_alternatives(
+    state: &mut State,
+    request: &AlternativesUpdate,
+) -> Decided<AlternativesOutcome> {
+    if state.stock(&request.product_id)?.is_none() {
+        return Ok(AlternativesOutcome::ProductNotFound);
+    }
+    let mut unknown = Vec::new();
+    for alternative in &request.alternatives {
+        if state.stock(alternative)?.is_none() {
+            unknown.push(alternative.clone());
+        }
+    }
+    if !unknown.is_empty() {
+        return Ok(AlternativesOutcome::UnknownAlternatives(unknown));
+    }
+    state.put_alternatives(&request.product_id, request.alternatives.clone());
+    Ok(AlternativesOutcome::Set)
 }
 
 /// What a command reads whatever it finds, asked for up front so that one
@@ -86,6 +127,17 @@ fn first_needs(command: &Command) -> Needs {
         Command::ReleaseOrder(r) => Needs {
             orders: [r.order_id.clone()].into(),
             keys: key(&r.key),
+            ..Needs::default()
+        },
+        Command::SetThreshold(r) => Needs {
+            stocks: [r.product_id.clone()].into(),
+            ..Needs::default()
+        },
+        Command::SetAlternatives(r) => Needs {
+            stocks: std::iter::once(&r.product_id)
+                .chain(&r.alternatives)
+                .cloned()
+                .collect(),
             ..Needs::default()
         },
         Command::Update(r) => Needs {
@@ -609,6 +661,7 @@ pub fn update(state: &mut State, request: &StockUpdate) -> Decided<UpdateOutcome
             reserved_quantity: 0,
             updated_at: now,
             version: 1,
+            low_stock_threshold: None,
         },
     };
     state.put_stock(stock.clone());

@@ -13,7 +13,7 @@
 //!   time (made before refusing a reservation for lack of stock), which the
 //!   sweeper would have made anyway.
 
-use super::model::{ItemConflict, Shortage};
+use super::model::{Alternative, ItemConflict, Shortage};
 use super::port::StoreError;
 
 /// Why an inventory operation did not happen.
@@ -55,6 +55,9 @@ pub enum Error {
         requested: i32,
         /// What was available when the request was decided.
         available: i32,
+        /// The product's alternatives that could fill the request now, in
+        /// their stated order.
+        alternatives: Vec<Alternative>,
     },
 
     /// The order already holds a reservation of this product for another quantity.

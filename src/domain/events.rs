@@ -489,11 +489,13 @@ mod tests {
             .update("p1", "subtract", 100, None, "")
             .await
             .expect_err("below");
-        let events = take(&mut live, 5).await;
+        let events = take(&mut live, 6).await;
         assert_eq!(
             summary(&events),
             [
                 (ChangeKind::Update, "p1", 10, 10, 0),
+                // Created with stock: its available stock rose from zero.
+                (ChangeKind::BackInStock, "p1", 10, 10, 0),
                 (ChangeKind::Reserve, "p1", -3, 10, 3),
                 (ChangeKind::Release, "p1", 1, 10, 2),
                 (ChangeKind::Commit, "p1", 0, 8, 0),
@@ -501,7 +503,7 @@ mod tests {
             ]
         );
         assert!(events.windows(2).all(|w| w[0].position < w[1].position));
-        assert_eq!(events[1].event.order_id.as_deref(), Some("o1"));
+        assert_eq!(events[2].event.order_id.as_deref(), Some("o1"));
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(
             inventory.expire_due_reservations(10).await.expect("sweep"),
@@ -523,15 +525,16 @@ mod tests {
                 .await
                 .expect("add");
         }
+        // Six updates, and each product's creation brought it in stock.
         let all = take(
             &mut Box::pin(inventory.watch(&[], Some(0)).await.expect("watch")),
-            6,
+            8,
         )
         .await;
-        for cut in 0..6 {
+        for cut in 0..8 {
             let after = all[cut].position;
             let mut rest = Box::pin(inventory.watch(&[], Some(after)).await.expect("watch"));
-            assert_eq!(take(&mut rest, 5 - cut).await, all[cut + 1..]);
+            assert_eq!(take(&mut rest, 7 - cut).await, all[cut + 1..]);
         }
         let mut even = Box::pin(
             inventory
@@ -539,7 +542,7 @@ mod tests {
                 .await
                 .expect("watch"),
         );
-        let evens = take(&mut even, 3).await;
+        let evens = take(&mut even, 4).await;
         assert!(evens.iter().all(|e| e.event.stock.product_id == "even"));
         // Live events after the catch-up, without a gap or a repeat.
         inventory
@@ -574,10 +577,11 @@ mod tests {
                 .await
                 .expect("add");
         }
-        match inventory.watch(&[], Some(5)).await.map(drop) {
+        // Four updates, and the product's creation brought it in stock.
+        match inventory.watch(&[], Some(6)).await.map(drop) {
             Err(Error::PositionAhead {
-                after: 5,
-                last_position: 4,
+                after: 6,
+                last_position: 5,
             }) => {}
             other => panic!("expected PositionAhead, got {other:?}"),
         }
@@ -634,7 +638,8 @@ mod tests {
         assert_eq!(Some(position), received.last().map(|e| e.position));
         assert!(slow.next().await.is_none(), "the watch has ended");
         // Resuming from there gives every other event once.
-        let missing = 40 - received.len();
+        // (each product's creation is an update and its coming in stock)
+        let missing = 80 - received.len();
         let rest = take(
             &mut Box::pin(inventory.watch(&[], Some(position)).await.expect("watch")),
             missing,
@@ -645,7 +650,98 @@ mod tests {
             .chain(&rest)
             .map(|e| e.event.stock.product_id.clone())
             .collect();
-        let expected: Vec<String> = (0..40).map(|n| format!("p{n:02}")).collect();
+        let expected: Vec<String> = (0..80).map(|n| format!("p{:02}", n / 2)).collect();
         assert_eq!(products, expected);
+    }
+
+    #[tokio::test]
+    async fn crossing_the_threshold_or_zero_raises_stock_state_events() {
+        use ChangeKind::{BackInStock, LowStock, OutOfStock, Release, Reserve, Update};
+        let store = Arc::new(MemoryStore::new());
+        let inventory = inventory(&store, 64);
+        inventory
+            .update("p1", "set", 10, None, "")
+            .await
+            .expect("set");
+        let stock = inventory
+            .set_low_stock_threshold("p1", Some(3))
+            .await
+            .expect("threshold");
+        assert_eq!(stock.low_stock_threshold, Some(3));
+        let mut live = Box::pin(inventory.watch(&[], None).await.expect("watch"));
+        inventory
+            .reserve("p1", "o1", 5, 0)
+            .await
+            .expect("above the threshold");
+        inventory.reserve("p1", "o2", 3, 0).await.expect("to 2");
+        inventory.reserve("p1", "o3", 2, 0).await.expect("to 0");
+        inventory
+            .release("p1", "o3", 0, "")
+            .await
+            .expect("back to 2");
+        inventory
+            .update("p1", "add", 10, None, "")
+            .await
+            .expect("to 12");
+        inventory
+            .update("p1", "subtract", 10, None, "")
+            .await
+            .expect("to 2");
+        let kinds: Vec<ChangeKind> = take(&mut live, 10)
+            .await
+            .iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Reserve,
+                Reserve,
+                LowStock,
+                Reserve,
+                OutOfStock,
+                Release,
+                BackInStock,
+                Update,
+                Update,
+                LowStock
+            ]
+        );
+        // Cleared: only zero counts.
+        let cleared = inventory
+            .set_low_stock_threshold("p1", None)
+            .await
+            .expect("clear");
+        assert_eq!(cleared.low_stock_threshold, None);
+        inventory
+            .update("p1", "add", 5, None, "")
+            .await
+            .expect("to 7");
+        inventory.reserve("p1", "o4", 7, 0).await.expect("to 0");
+        let kinds: Vec<ChangeKind> = take(&mut live, 3)
+            .await
+            .iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(kinds, [Update, Reserve, OutOfStock]);
+        match inventory.set_low_stock_threshold("nope", Some(1)).await {
+            Err(Error::ProductNotFound { product_id }) => assert_eq!(product_id, "nope"),
+            other => panic!("expected ProductNotFound, got {other:?}"),
+        }
+        assert!(
+            inventory
+                .set_low_stock_threshold("p1", Some(-1))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            inventory
+                .check("p1", 1)
+                .await
+                .expect("check")
+                .stock
+                .low_stock_threshold,
+            None
+        );
     }
 }

@@ -36,6 +36,8 @@ struct Tables {
     history: Vec<HistoryEntry>,
     /// `idempotency_keys`, by request id.
     keys: BTreeMap<String, KeptRequest>,
+    /// `product_alternatives`: each product's alternatives, in order.
+    alternatives: BTreeMap<String, Vec<String>>,
     /// `inventory_events`, by position.
     events: VecDeque<PositionedEvent>,
     /// The position of the latest event.
@@ -182,6 +184,17 @@ impl Tables {
         }
         let exists =
             |product: &str| stocks.contains_key(product) || self.stocks.contains_key(product);
+        for (product, alternatives) in &changes.alternatives {
+            if let Some(missing) = std::iter::once(product)
+                .chain(alternatives)
+                .find(|p| !exists(p))
+            {
+                return broken(format!("alternatives name a missing product {missing:?}"));
+            }
+            if alternatives.contains(product) {
+                return broken(format!("{product:?} is its own alternative"));
+            }
+        }
         for reservation in changes.new_reservations.iter().chain(&changes.reservations) {
             if reservation.quantity <= 0
                 || reservation.released_quantity < 0
@@ -238,6 +251,14 @@ impl Tables {
                 .insert(reservation.id.clone(), reservation.clone());
         }
         self.history.extend(changes.history.iter().cloned());
+        for (product, alternatives) in &changes.alternatives {
+            if alternatives.is_empty() {
+                self.alternatives.remove(product);
+            } else {
+                self.alternatives
+                    .insert(product.clone(), alternatives.clone());
+            }
+        }
         for event in &changes.events {
             self.last_position += 1;
             self.events.push_back(PositionedEvent {
@@ -309,6 +330,22 @@ impl InventoryStore for MemoryStore {
         entries.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         entries.truncate(limit as usize);
         Ok(Some(entries))
+    }
+
+    async fn alternatives(&self, product_id: &str) -> StoreResult<Option<Vec<StockLevel>>> {
+        let tables = self.open()?;
+        if !tables.stocks.contains_key(product_id) {
+            return Ok(None);
+        }
+        Ok(Some(
+            tables
+                .alternatives
+                .get(product_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| tables.stocks.get(id).cloned())
+                .collect(),
+        ))
     }
 
     async fn record_history(&self, entry: HistoryEntry) -> StoreResult<()> {

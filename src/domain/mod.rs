@@ -39,8 +39,9 @@ pub mod work;
 
 pub use error::{Error, Result};
 pub use model::{
-    ChangeKind, HistoryCursor, HistoryEntry, ItemConflict, OperationType, PositionedEvent,
-    Reservation, ReservationStatus, Shortage, StockChange, StockEvent, StockLevel, new_id,
+    Alternative, ChangeKind, HistoryCursor, HistoryEntry, ItemConflict, OperationType,
+    PositionedEvent, Reservation, ReservationStatus, Shortage, StockChange, StockEvent, StockLevel,
+    new_id,
 };
 pub use port::{InventoryStore, StoreError, StoreResult};
 pub use rules::{UpdatePlan, plan_update};

@@ -29,6 +29,11 @@ pub struct StockLevel {
     /// 1 for a new product, 0 for one that does not exist. The specification's
     /// optimistic lock: `UpdateInventory` may name the version it expects.
     pub version: i64,
+    /// At or below this available quantity the product is low on stock:
+    /// a change that crosses it downward raises a
+    /// [`ChangeKind::LowStock`] event. `None`: no threshold.
+    #[serde(default)]
+    pub low_stock_threshold: Option<i32>,
 }
 
 impl StockLevel {
@@ -224,6 +229,16 @@ pub struct ItemConflict {
     pub requested: i32,
 }
 
+/// A product named as an alternative to another, with what it has
+/// available now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternative {
+    /// The alternative product.
+    pub product_id: String,
+    /// Its available stock when the refusal was answered.
+    pub available: i32,
+}
+
 /// A product without enough available stock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortage {
@@ -248,16 +263,26 @@ pub enum ChangeKind {
     Update,
     /// Held stock given back by the service when its reservation expired.
     Expire,
+    /// Available stock fell to or below the product's low-stock threshold
+    /// (it was above): follows the change that did it.
+    LowStock,
+    /// Available stock fell to zero: follows the change that did it.
+    OutOfStock,
+    /// Available stock rose from zero: follows the change that did it.
+    BackInStock,
 }
 
 impl ChangeKind {
     /// Every kind, in the order of their stored names.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 8] = [
         Self::Reserve,
         Self::Release,
         Self::Commit,
         Self::Update,
         Self::Expire,
+        Self::LowStock,
+        Self::OutOfStock,
+        Self::BackInStock,
     ];
 
     /// The value stored in the `kind` column of `inventory_events`.
@@ -268,7 +293,16 @@ impl ChangeKind {
             Self::Commit => "commit",
             Self::Update => "update",
             Self::Expire => "expire",
+            Self::LowStock => "low_stock",
+            Self::OutOfStock => "out_of_stock",
+            Self::BackInStock => "back_in_stock",
         }
+    }
+
+    /// Whether the event says what a change did to the product's state
+    /// (low, out of, back in stock) rather than being the change itself.
+    pub fn is_stock_state(self) -> bool {
+        matches!(self, Self::LowStock | Self::OutOfStock | Self::BackInStock)
     }
 
     /// Parses a stored `kind` value.
@@ -288,7 +322,8 @@ pub struct StockEvent {
     /// The order concerned, if any.
     pub order_id: Option<String>,
     /// The signed change of the available quantity, as in the history
-    /// ([`HistoryEntry::quantity_change`]).
+    /// ([`HistoryEntry::quantity_change`]); for a stock-state event, that of
+    /// the change it follows.
     pub quantity_change: i32,
     /// The product's stock right after the change.
     pub stock: StockLevel,

@@ -187,6 +187,9 @@ pub struct Changes {
     pub events: Vec<StockEvent>,
     /// Request keys to keep.
     pub keys: Vec<KeptRequest>,
+    /// Products whose alternatives are replaced, each with its new list in
+    /// order (empty: none).
+    pub alternatives: Vec<(String, Vec<String>)>,
     /// The time of the work, stamped on every row it changes.
     pub now: DateTime<Utc>,
 }
@@ -200,6 +203,7 @@ impl Changes {
             && self.history.is_empty()
             && self.events.is_empty()
             && self.keys.is_empty()
+            && self.alternatives.is_empty()
     }
 }
 
@@ -239,6 +243,10 @@ pub trait InventoryStore: Send + Sync + 'static {
         after: Option<HistoryCursor>,
         limit: u32,
     ) -> StoreResult<Option<Vec<HistoryEntry>>>;
+
+    /// The stock of a product's alternatives, in their order; `None` when
+    /// the product does not exist.
+    async fn alternatives(&self, product_id: &str) -> StoreResult<Option<Vec<StockLevel>>>;
 
     /// Adds one history entry that goes with no change of stock (a check).
     async fn record_history(&self, entry: HistoryEntry) -> StoreResult<()>;

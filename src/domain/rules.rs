@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 
 use super::error::{Error, Result};
-use super::model::{HistoryCursor, StockChange, StockLevel};
+use super::model::{Alternative, ChangeKind, HistoryCursor, StockChange, StockLevel};
 
 /// History entries per page when the request leaves `page_size` at 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -318,11 +318,165 @@ pub fn check_message(stock: &StockLevel, required: i32) -> String {
     }
 }
 
+/// The stock-state events of a change of available stock from `before` to
+/// `after`, in this order: [`ChangeKind::LowStock`] when it fell to or
+/// below `threshold` from above it, [`ChangeKind::OutOfStock`] when it fell
+/// to zero, [`ChangeKind::BackInStock`] when it rose from zero. A change
+/// that crosses nothing raises none.
+pub fn stock_state_changes(before: i32, after: i32, threshold: Option<i32>) -> Vec<ChangeKind> {
+    let mut changes = Vec::new();
+    if let Some(threshold) = threshold
+        && before > threshold
+        && after <= threshold
+    {
+        changes.push(ChangeKind::LowStock);
+    }
+    if before > 0 && after <= 0 {
+        changes.push(ChangeKind::OutOfStock);
+    }
+    if before <= 0 && after > 0 {
+        changes.push(ChangeKind::BackInStock);
+    }
+    changes
+}
+
+/// Most alternatives a product may name.
+pub const MAX_ALTERNATIVES: usize = 20;
+
+/// A product's alternatives as asked for, in their order: each named once,
+/// never the product itself, at most [`MAX_ALTERNATIVES`]. (Whether they
+/// exist is decided against the database, in the transaction.)
+pub fn alternatives(product_id: &str, alternatives: &[String]) -> Result<Vec<String>> {
+    if alternatives.len() > MAX_ALTERNATIVES {
+        return Err(Error::invalid(
+            "alternative_ids",
+            format!(
+                "names {} products; at most {MAX_ALTERNATIVES}",
+                alternatives.len()
+            ),
+        ));
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(alternatives.len());
+    for raw in alternatives {
+        let id = canonical_id("alternative_ids", raw)?.into_owned();
+        if id == product_id {
+            return Err(Error::invalid(
+                "alternative_ids",
+                format!("a product cannot be its own alternative ({id:?})"),
+            ));
+        }
+        if kept.contains(&id) {
+            return Err(Error::invalid(
+                "alternative_ids",
+                format!("names {id:?} twice"),
+            ));
+        }
+        kept.push(id);
+    }
+    Ok(kept)
+}
+
+/// The alternatives (in their order, with their stock) that could fill a
+/// request for `requested` now.
+pub fn fillable_alternatives(alternatives: &[StockLevel], requested: i32) -> Vec<Alternative> {
+    alternatives
+        .iter()
+        .filter(|stock| stock.available_quantity() >= requested)
+        .map(|stock| Alternative {
+            product_id: stock.product_id.clone(),
+            available: stock.available_quantity(),
+        })
+        .collect()
+}
+
+/// A product's low-stock threshold as asked for: none, or at least 0.
+pub fn low_stock_threshold(raw: Option<i32>) -> Result<Option<i32>> {
+    match raw {
+        Some(threshold) if threshold < 0 => Err(Error::invalid(
+            "low_stock_threshold",
+            format!("must not be negative, got {threshold}"),
+        )),
+        other => Ok(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
 
     use super::*;
+
+    #[test]
+    fn stock_state_changes_are_raised_only_by_crossings() {
+        use ChangeKind::{BackInStock, LowStock, OutOfStock};
+        let cases: [(i32, i32, Option<i32>, &[ChangeKind]); 12] = [
+            (10, 5, Some(5), &[LowStock]),
+            (10, 6, Some(5), &[]),
+            (5, 4, Some(5), &[]),
+            (4, 6, Some(5), &[]),
+            (10, 0, Some(5), &[LowStock, OutOfStock]),
+            (3, 0, Some(5), &[OutOfStock]),
+            (1, 0, None, &[OutOfStock]),
+            (0, 0, None, &[]),
+            (0, 3, None, &[BackInStock]),
+            (0, 9, Some(5), &[BackInStock]),
+            (10, 0, Some(0), &[LowStock, OutOfStock]),
+            (7, 8, None, &[]),
+        ];
+        for (before, after, threshold, expected) in cases {
+            assert_eq!(
+                stock_state_changes(before, after, threshold),
+                expected,
+                "{before} -> {after} with {threshold:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn alternatives_are_distinct_other_products_and_few() {
+        let ids = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            alternatives("p", &ids(&["b", "a"])).expect("two"),
+            ids(&["b", "a"])
+        );
+        assert_eq!(alternatives("p", &[]).expect("none"), Vec::<String>::new());
+        assert!(alternatives("p", &ids(&["a", "p"])).is_err(), "itself");
+        assert!(alternatives("p", &ids(&["a", "a"])).is_err(), "twice");
+        // NFC and NFD of one id are the same id.
+        assert!(alternatives("p", &ids(&["\u{e9}", "e\u{301}"])).is_err());
+        let many: Vec<String> = (0..=MAX_ALTERNATIVES).map(|n| format!("a{n}")).collect();
+        assert!(alternatives("p", &many).is_err(), "too many");
+    }
+
+    #[test]
+    fn fillable_alternatives_keep_their_order() {
+        let level = |id: &str, total: i32, reserved: i32| StockLevel {
+            product_id: id.to_owned(),
+            ..stock(total, reserved)
+        };
+        let found =
+            fillable_alternatives(&[level("c", 10, 9), level("b", 5, 0), level("a", 3, 0)], 3);
+        assert_eq!(
+            found,
+            [
+                Alternative {
+                    product_id: "b".into(),
+                    available: 5
+                },
+                Alternative {
+                    product_id: "a".into(),
+                    available: 3
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_threshold_is_none_or_not_negative() {
+        assert_eq!(low_stock_threshold(None).expect("none"), None);
+        assert_eq!(low_stock_threshold(Some(0)).expect("zero"), Some(0));
+        assert!(low_stock_threshold(Some(-1)).is_err());
+    }
 
     fn stock(total: i32, reserved: i32) -> StockLevel {
         StockLevel {
@@ -331,6 +485,7 @@ mod tests {
             reserved_quantity: reserved,
             updated_at: Utc::now(),
             version: 1,
+            low_stock_threshold: None,
         }
     }
 

@@ -17,13 +17,16 @@ use super::cache::{CachedStock, StockCache};
 use super::decide::check_entry;
 use super::error::{Error, Result};
 use super::events::{EventHub, EventSettings, EventSignal};
-use super::model::{HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockLevel, new_id};
+use super::model::{
+    Alternative, HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockLevel, new_id,
+};
 use super::port::{InventoryStore, StoreError, StoreResult};
 use super::rules;
 use super::work::{
-    Command, CommitOutcome, CommitRequest, Keyed, NewOrderReservation, NewReservation, OrderItem,
-    OrderRelease, Outcome, ReleaseOrderOutcome, ReleaseOutcome, ReleaseRequest, RequestKey,
-    ReserveOrderOutcome, ReserveOutcome, StockUpdate, UpdateOutcome, Work,
+    AlternativesOutcome, AlternativesUpdate, Command, CommitOutcome, CommitRequest, Keyed,
+    NewOrderReservation, NewReservation, OrderItem, OrderRelease, Outcome, ReleaseOrderOutcome,
+    ReleaseOutcome, ReleaseRequest, RequestKey, ReserveOrderOutcome, ReserveOutcome, StockUpdate,
+    ThresholdUpdate, UpdateOutcome, Work,
 };
 
 /// The inventory settings the rules depend on (the `inventory` config section).
@@ -512,8 +515,60 @@ impl Inventory {
                 product_id: product_id.to_owned(),
                 requested: quantity,
                 available: stock.available_quantity(),
+                alternatives: self.fillable_alternatives(product_id, quantity).await,
             }),
         }
+    }
+
+    /// The alternatives of a product that could fill `requested` now, for
+    /// a refusal. Read after the refusal, outside its transaction: a
+    /// suggestion, not a hold. A failure to read them leaves them out
+    /// rather than turning the refusal into another error.
+    async fn fillable_alternatives(&self, product_id: &str, requested: i32) -> Vec<Alternative> {
+        match self.store.alternatives(product_id).await {
+            Ok(Some(stocks)) => rules::fillable_alternatives(&stocks, requested),
+            Ok(None) => Vec::new(),
+            Err(error) => {
+                tracing::warn!(%error, "reading the alternatives of a short product failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Replaces a product's alternatives (in order; empty: none). Each must
+    /// exist, be named once and not be the product itself. Answers their
+    /// stock, in order.
+    pub async fn set_alternatives(
+        &self,
+        product_id: &str,
+        alternative_ids: &[String],
+    ) -> Result<Vec<StockLevel>> {
+        let product_id = rules::canonical_id("product_id", product_id)?.into_owned();
+        let alternatives = rules::alternatives(&product_id, alternative_ids)?;
+        let command = Command::SetAlternatives(AlternativesUpdate {
+            product_id: product_id.clone(),
+            alternatives,
+        });
+        let Outcome::SetAlternatives(outcome) = self.run(command).await? else {
+            return Err(mismatched("set_alternatives"));
+        };
+        match outcome {
+            AlternativesOutcome::Set => self.alternatives(&product_id).await,
+            AlternativesOutcome::ProductNotFound => Err(Error::ProductNotFound { product_id }),
+            AlternativesOutcome::UnknownAlternatives(product_ids) => {
+                Err(Error::ProductsNotFound { product_ids })
+            }
+        }
+    }
+
+    /// A product's alternatives with their stock, in order.
+    pub async fn alternatives(&self, product_id: &str) -> Result<Vec<StockLevel>> {
+        let product_id = rules::canonical_id("product_id", product_id)?;
+        self.db(self.store.alternatives(&product_id))
+            .await?
+            .ok_or_else(|| Error::ProductNotFound {
+                product_id: product_id.into_owned(),
+            })
     }
 
     /// How long a reservation asked for `timeout_seconds` lives.
@@ -876,6 +931,28 @@ impl Inventory {
         }
     }
 
+    /// Sets a product's low-stock threshold (`None`: clears it): changes
+    /// that take its available stock from above the threshold to it or
+    /// below raise a low-stock event. Answers the product's stock.
+    pub async fn set_low_stock_threshold(
+        &self,
+        product_id: &str,
+        threshold: Option<i32>,
+    ) -> Result<StockLevel> {
+        let product_id = rules::canonical_id("product_id", product_id)?;
+        let threshold = rules::low_stock_threshold(threshold)?;
+        let command = Command::SetThreshold(ThresholdUpdate {
+            product_id: product_id.clone().into_owned(),
+            threshold,
+        });
+        let Outcome::SetThreshold(stock) = self.run(command).await? else {
+            return Err(mismatched("set_threshold"));
+        };
+        stock.ok_or_else(|| Error::ProductNotFound {
+            product_id: product_id.into_owned(),
+        })
+    }
+
     /// One page of a product's history, newest first.
     pub async fn history(
         &self,
@@ -1137,6 +1214,81 @@ mod tests {
             60
         );
         assert_eq!(levels(&f).await, (10, 4));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_for_lack_of_stock_names_the_alternatives_that_could_fill_it() {
+        let f = stocked(1).await;
+        for (product, quantity) in [("big", 10), ("small", 1), ("other", 5)] {
+            f.inventory
+                .update(product, "set", quantity, None, "")
+                .await
+                .expect("stock");
+        }
+        let ids = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let set = f
+            .inventory
+            .set_alternatives("p1", &ids(&["small", "other", "big"]))
+            .await
+            .expect("set");
+        let named: Vec<&str> = set.iter().map(|s| s.product_id.as_str()).collect();
+        assert_eq!(named, ["small", "other", "big"]);
+        match f.inventory.reserve("p1", "o1", 3, 0).await {
+            Err(Error::InsufficientStock { alternatives, .. }) => assert_eq!(
+                alternatives,
+                [
+                    Alternative {
+                        product_id: "other".into(),
+                        available: 5
+                    },
+                    Alternative {
+                        product_id: "big".into(),
+                        available: 10
+                    }
+                ]
+            ),
+            other => panic!("expected InsufficientStock, got {other:?}"),
+        }
+        // Unknown products, itself, twice: refused, nothing changed.
+        match f
+            .inventory
+            .set_alternatives("p1", &ids(&["nope", "big", "gone"]))
+            .await
+        {
+            Err(Error::ProductsNotFound { product_ids }) => {
+                assert_eq!(product_ids, ["nope", "gone"]);
+            }
+            other => panic!("expected ProductsNotFound, got {other:?}"),
+        }
+        assert!(
+            f.inventory
+                .set_alternatives("p1", &ids(&["p1"]))
+                .await
+                .is_err()
+        );
+        assert!(
+            f.inventory
+                .set_alternatives("p1", &ids(&["big", "big"]))
+                .await
+                .is_err()
+        );
+        match f.inventory.set_alternatives("nope", &ids(&["big"])).await {
+            Err(Error::ProductNotFound { .. }) => {}
+            other => panic!("expected ProductNotFound, got {other:?}"),
+        }
+        assert_eq!(f.inventory.alternatives("p1").await.expect("list").len(), 3);
+        // Cleared.
+        assert!(
+            f.inventory
+                .set_alternatives("p1", &[])
+                .await
+                .expect("clear")
+                .is_empty()
+        );
+        match f.inventory.reserve("p1", "o1", 3, 0).await {
+            Err(Error::InsufficientStock { alternatives, .. }) => assert!(alternatives.is_empty()),
+            other => panic!("expected InsufficientStock, got {other:?}"),
+        }
     }
 
     #[tokio::test]

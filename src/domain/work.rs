@@ -93,6 +93,13 @@ impl Work {
                 Command::ReserveOrder(r) => {
                     products.extend(r.items.iter().map(|i| i.product_id.as_str()));
                 }
+                Command::SetThreshold(r) => {
+                    products.insert(r.product_id.as_str());
+                }
+                Command::SetAlternatives(r) => {
+                    products.insert(r.product_id.as_str());
+                    products.extend(r.alternatives.iter().map(String::as_str));
+                }
                 Command::ReleaseOrder(_) | Command::Expire { .. } => {}
             }
         }
@@ -123,6 +130,10 @@ pub enum Command {
     ReleaseOrder(OrderRelease),
     /// Set, add to or subtract from the stock on hand.
     Update(StockUpdate),
+    /// Set or clear a product's low-stock threshold.
+    SetThreshold(ThresholdUpdate),
+    /// Replace a product's alternatives.
+    SetAlternatives(AlternativesUpdate),
     /// Expire up to `limit` reservations whose timeout has passed.
     Expire {
         /// Most reservations to expire.
@@ -140,6 +151,8 @@ impl Command {
             Self::Commit(_) => "commit",
             Self::ReleaseOrder(_) => "release_order",
             Self::Update(_) => "update",
+            Self::SetThreshold(_) => "set_threshold",
+            Self::SetAlternatives(_) => "set_alternatives",
             Self::Expire { .. } => "expire",
         }
     }
@@ -148,13 +161,47 @@ impl Command {
     /// [`Work::may_run_twice`]).
     pub fn may_run_twice(&self) -> bool {
         match self {
-            Self::Reserve(_) | Self::ReserveOrder(_) | Self::Expire { .. } => true,
+            Self::Reserve(_)
+            | Self::ReserveOrder(_)
+            | Self::SetThreshold(_)
+            | Self::SetAlternatives(_)
+            | Self::Expire { .. } => true,
             Self::Release(r) => r.key.is_some(),
             Self::Commit(r) => r.key.is_some(),
             Self::ReleaseOrder(r) => r.key.is_some(),
             Self::Update(r) => r.key.is_some(),
         }
     }
+}
+
+/// A product's low-stock threshold to set (`None`: to clear).
+#[derive(Debug, Clone)]
+pub struct ThresholdUpdate {
+    /// The product.
+    pub product_id: String,
+    /// The threshold, at least 0; `None` clears it.
+    pub threshold: Option<i32>,
+}
+
+/// A product's alternatives to set, in their order (already checked by
+/// [`super::rules::alternatives`]).
+#[derive(Debug, Clone)]
+pub struct AlternativesUpdate {
+    /// The product.
+    pub product_id: String,
+    /// Its alternatives, in order; empty clears them.
+    pub alternatives: Vec<String>,
+}
+
+/// What setting a product's alternatives decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlternativesOutcome {
+    /// Set.
+    Set,
+    /// The product does not exist.
+    ProductNotFound,
+    /// These alternatives do not exist (in the order given); nothing set.
+    UnknownAlternatives(Vec<String>),
 }
 
 /// A client's idempotency key and the request it came with.
@@ -269,6 +316,11 @@ pub enum Outcome {
     ReleaseOrder(Keyed<ReleaseOrderOutcome>),
     /// Of [`Command::Update`].
     Update(Keyed<UpdateOutcome>),
+    /// Of [`Command::SetThreshold`]: the stock with its new threshold, or
+    /// `None` when the product does not exist.
+    SetThreshold(Option<StockLevel>),
+    /// Of [`Command::SetAlternatives`].
+    SetAlternatives(AlternativesOutcome),
     /// Of [`Command::Expire`]: the reservations expired.
     Expire(Vec<Reservation>),
 }
@@ -529,6 +581,8 @@ pub struct State {
     events: Vec<StockEvent>,
     /// Request keys kept, in order.
     kept: Vec<KeptRequest>,
+    /// Products whose alternatives are replaced, with the new list.
+    alternatives: Vec<(String, Vec<String>)>,
     /// How many writes were made, to tell a decision that wrote before it
     /// had read everything.
     writes: usize,
@@ -544,6 +598,7 @@ impl State {
             history: Vec::new(),
             events: Vec::new(),
             kept: Vec::new(),
+            alternatives: Vec::new(),
             writes: 0,
         }
     }
@@ -721,16 +776,32 @@ impl State {
 
     /// Adds the history entry of a change of stock, and its event: what
     /// happened (`kind`) and `stock` as the change left it.
+    /// The change's stock-state events (low, out of, back in stock) follow
+    /// it, decided by [`super::rules::stock_state_changes`] from the
+    /// available quantity before it (after, less the entry's change).
     pub fn record(&mut self, kind: ChangeKind, stock: &StockLevel, entry: HistoryEntry) {
         self.writes += 1;
-        self.events.push(StockEvent {
-            kind,
-            order_id: entry.order_id.clone(),
-            quantity_change: entry.quantity_change,
-            stock: stock.clone(),
-            created_at: entry.created_at,
-        });
+        let after = stock.available_quantity();
+        let before = after - entry.quantity_change;
+        let states = super::rules::stock_state_changes(before, after, stock.low_stock_threshold);
+        for kind in std::iter::once(kind).chain(states) {
+            self.events.push(StockEvent {
+                kind,
+                order_id: entry.order_id.clone(),
+                quantity_change: entry.quantity_change,
+                stock: stock.clone(),
+                created_at: entry.created_at,
+            });
+        }
         self.history.push(entry);
+    }
+
+    /// Replaces a product's alternatives.
+    pub fn put_alternatives(&mut self, product_id: &str, alternatives: Vec<String>) {
+        self.writes += 1;
+        self.alternatives.retain(|(p, _)| p != product_id);
+        self.alternatives
+            .push((product_id.to_owned(), alternatives));
     }
 
     /// Keeps a request's result under its key.
@@ -776,6 +847,7 @@ impl State {
             history: self.history,
             events: self.events,
             keys: self.kept,
+            alternatives: self.alternatives,
             now: self.now,
         }
     }

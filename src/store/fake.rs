@@ -83,6 +83,9 @@ impl InventoryStore for ScriptedStore {
     ) -> StoreResult<Option<Vec<HistoryEntry>>> {
         self.answer(None).await
     }
+    async fn alternatives(&self, _: &str) -> StoreResult<Option<Vec<StockLevel>>> {
+        self.answer(None).await
+    }
     async fn record_history(&self, _: HistoryEntry) -> StoreResult<()> {
         self.answer(()).await
     }

@@ -11,7 +11,7 @@
 //!
 //! | method | replay |
 //! |---|---|
-//! | stock, order_reservations, list_stock, history | Safe: reads |
+//! | stock, order_reservations, list_stock, history, alternatives | Safe: reads |
 //! | apply, when the work may run twice ([`Work::may_run_twice`]: reservations, expiry, writes with a request key) | Safe: a second run finds the first one's effect |
 //! | apply, otherwise (release, commit, update, order release without a request key) | OnlyIfUnsent |
 //! | purge_request_keys, purge_events | Safe: a second run handles only what is still due |
@@ -204,6 +204,13 @@ impl InventoryStore for RetryingStore {
         .await
     }
 
+    async fn alternatives(&self, product_id: &str) -> Result<Option<Vec<StockLevel>>> {
+        self.retry("alternatives", Replay::Safe, || {
+            self.inner.alternatives(product_id)
+        })
+        .await
+    }
+
     async fn record_history(&self, entry: HistoryEntry) -> Result<()> {
         self.retry("record_history", Replay::Safe, || {
             self.inner.record_history(entry.clone())
@@ -254,7 +261,7 @@ mod tests {
     };
     use crate::store::fake::ScriptedStore;
 
-    const METHODS: [&str; 20] = [
+    const METHODS: [&str; 21] = [
         "ping",
         "stock",
         "reserve",
@@ -275,6 +282,7 @@ mod tests {
         "purge_request_keys",
         "events",
         "purge_events",
+        "alternatives",
     ];
 
     fn key(method: &str) -> Option<RequestKey> {
@@ -303,6 +311,7 @@ mod tests {
             }
             "purge_request_keys" => return store.purge_request_keys(now, 10).await.map(drop),
             "events" => return store.events(0, 10).await.map(drop),
+            "alternatives" => return store.alternatives(&p).await.map(drop),
             "purge_events" => return store.purge_events(now, 10).await.map(drop),
             "reserve" => Command::Reserve(NewReservation {
                 id: "r-1".into(),

@@ -388,6 +388,19 @@ impl TestServer {
     }
 }
 
+/// Sets a product's stock on hand over gRPC (creating it if needed).
+pub async fn set_stock(client: &mut InventoryServiceClient<Channel>, product: &str, quantity: i32) {
+    client
+        .update_inventory(inventory_service::pb::UpdateInventoryRequest {
+            product_id: product.into(),
+            quantity,
+            operation: "set".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("set stock");
+}
+
 /// Polls `/health` until it answers 200 (at most 10s).
 async fn wait_until_healthy(http_addr: SocketAddr) {
     let client = reqwest::Client::new();

@@ -14,7 +14,11 @@
 -- `repeatable_read` or `serializable` every concurrent writer would fail to
 -- serialize on it.) Positions may skip a number where a COMMIT failed after
 -- taking them. With group commit on, a replica takes the lock once per batch.
-CREATE TYPE inventory_event_kind AS ENUM ('reserve', 'release', 'commit', 'update', 'expire');
+-- A change that takes a product's available stock to or below its low-stock
+-- threshold, to zero, or back from zero adds a stock-state event right
+-- after its own.
+CREATE TYPE inventory_event_kind AS ENUM ('reserve', 'release', 'commit', 'update', 'expire',
+    'low_stock', 'out_of_stock', 'back_in_stock');
 
 CREATE TABLE inventory_events (
     position BIGINT NOT NULL PRIMARY KEY,
@@ -28,6 +32,7 @@ CREATE TABLE inventory_events (
     total_quantity INT NOT NULL,
     reserved_quantity INT NOT NULL,
     version BIGINT NOT NULL,
+    low_stock_threshold INT,
     updated_at TIMESTAMPTZ NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     CONSTRAINT inventory_events_position_positive CHECK (position >= 1),
@@ -51,3 +56,9 @@ CREATE TABLE inventory_event_log (
 );
 
 INSERT INTO inventory_event_log (id) VALUES (1);
+
+-- Per product, an optional low-stock threshold: changes that take the
+-- available stock from above it to it or below raise a low_stock event.
+ALTER TABLE inventory
+    ADD COLUMN low_stock_threshold INT,
+    ADD CONSTRAINT inventory_low_stock_threshold_non_negative CHECK (low_stock_threshold >= 0);

@@ -5,7 +5,9 @@
 -- the change, with the stock as the change left it. SQLite has one writer at
 -- a time: a transaction numbers its events on from the latest position under
 -- the write lock, so positions follow commit order. A watch resumes from the
--- last position it saw.
+-- last position it saw. A change that takes a product's available stock
+-- to or below its low-stock threshold, to zero, or back from zero adds a
+-- stock-state event right after its own.
 CREATE TABLE inventory_events (
     position INTEGER NOT NULL PRIMARY KEY,
     product_id VARCHAR(255) NOT NULL,
@@ -18,11 +20,13 @@ CREATE TABLE inventory_events (
     total_quantity INTEGER NOT NULL,
     reserved_quantity INTEGER NOT NULL,
     version BIGINT NOT NULL,
+    low_stock_threshold INTEGER,
     updated_at TIMESTAMP NOT NULL,
     created_at TIMESTAMP NOT NULL,
     CONSTRAINT inventory_events_position_positive CHECK (position >= 1),
     CONSTRAINT inventory_events_kind
-        CHECK (kind IN ('reserve', 'release', 'commit', 'update', 'expire')),
+        CHECK (kind IN ('reserve', 'release', 'commit', 'update', 'expire', 'low_stock',
+                        'out_of_stock', 'back_in_stock')),
     CONSTRAINT inventory_events_stock
         CHECK (reserved_quantity >= 0 AND reserved_quantity <= total_quantity)
 );
@@ -38,3 +42,9 @@ CREATE TABLE inventory_event_log (
 );
 
 INSERT INTO inventory_event_log (id) VALUES (1);
+
+-- Per product, an optional low-stock threshold: changes that take the
+-- available stock from above it to it or below raise a low_stock event.
+ALTER TABLE inventory
+    ADD COLUMN low_stock_threshold INTEGER
+    CONSTRAINT inventory_low_stock_threshold_non_negative CHECK (low_stock_threshold >= 0);

@@ -4,7 +4,7 @@
 pub const READ: &str = "inventory.read";
 /// Reservations: reserve, release, commit, for one product or an order.
 pub const RESERVE: &str = "inventory.reserve";
-/// Changes of the stock on hand.
+/// Changes of the stock on hand, and of products' settings.
 pub const ADMIN: &str = "inventory.admin";
 
 /// The scope a call to `path` (`/package.Service/Method`) needs, `None` for
@@ -22,6 +22,7 @@ pub fn required_scope(path: &str) -> Option<&'static str> {
         | "GetInventoryHistory"
         | "ListReservations"
         | "ListInventory"
+        | "ListProductAlternatives"
         | "WatchInventory" => READ,
         "ReserveInventory" | "ReserveOrder" | "ReleaseInventory" | "CommitReservation"
         | "ReleaseOrder" => RESERVE,
@@ -44,7 +45,7 @@ mod tests {
             let path = format!("/{}/{}", service.full_name(), method.name());
             let scope = required_scope(&path).expect("inventory calls need a token");
             let expected = match method.name() {
-                "UpdateInventory" => ADMIN,
+                "UpdateInventory" | "SetLowStockThreshold" | "SetProductAlternatives" => ADMIN,
                 name if name.starts_with("Check")
                     || name.starts_with("Get")
                     || name.starts_with("List")

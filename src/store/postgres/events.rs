@@ -26,19 +26,21 @@ pub const CHANNEL: &str = "inventory_events";
 /// Adds a work's events to the outbox: under the lock, takes the next
 /// position and moves the sequence past the last one the work needs (nobody
 /// else takes positions meanwhile), then inserts the events in their order.
-const INSERT: &str = "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($10)), \
+const INSERT: &str = "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($11)), \
      first AS MATERIALIZED (SELECT nextval('inventory_events_position') AS position \
       FROM locked), \
      reserved AS MATERIALIZED (SELECT setval('inventory_events_position', \
       first.position + cardinality($1::varchar[]) - 1) FROM first) \
      INSERT INTO inventory_events (position, product_id, kind, order_id, quantity_change, \
-      total_quantity, reserved_quantity, version, updated_at, created_at) \
+      total_quantity, reserved_quantity, version, updated_at, created_at, \
+      low_stock_threshold) \
      SELECT first.position + v.n - 1, v.product_id, v.kind::inventory_event_kind, v.order_id, \
-      v.change, v.total, v.reserved, v.version, v.updated_at, v.created_at \
+      v.change, v.total, v.reserved, v.version, v.updated_at, v.created_at, v.threshold \
      FROM first, reserved, unnest($1::varchar[], $2::text[], $3::varchar[], $4::int4[], \
-      $5::int4[], $6::int4[], $7::int8[], $8::timestamptz[], $9::timestamptz[]) \
+      $5::int4[], $6::int4[], $7::int8[], $8::timestamptz[], $9::timestamptz[], \
+      $10::int4[]) \
       WITH ORDINALITY AS v(product_id, kind, order_id, change, total, reserved, version, \
-      updated_at, created_at, n)";
+      updated_at, created_at, threshold, n)";
 
 /// Wakes the other replicas' watchers, at commit.
 pub(super) const NOTIFY: &str = "SELECT pg_notify('inventory_events', '')";
@@ -82,6 +84,12 @@ pub(super) fn insert(events: &[StockEvent]) -> Fixed<impl Binds + Send + use<>> 
                     .collect::<Vec<_>>(),
             ),
             bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.created_at).collect::<Vec<_>>()),
+            bind::<Array<Nullable<Integer>>, _>(
+                events
+                    .iter()
+                    .map(|e| e.stock.low_stock_threshold)
+                    .collect::<Vec<_>>(),
+            ),
             bind::<BigInt, _>(LOCK_KEY),
         ),
     )
@@ -106,6 +114,8 @@ struct EventRow {
     reserved_quantity: i32,
     #[diesel(sql_type = BigInt)]
     version: i64,
+    #[diesel(sql_type = Nullable<Integer>)]
+    low_stock_threshold: Option<i32>,
     #[diesel(sql_type = Timestamptz)]
     updated_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
@@ -133,6 +143,7 @@ impl TryFrom<EventRow> for PositionedEvent {
                     total_quantity: row.total_quantity,
                     reserved_quantity: row.reserved_quantity,
                     version: row.version,
+                    low_stock_threshold: row.low_stock_threshold,
                     updated_at: row.updated_at,
                 },
                 created_at: row.created_at,
@@ -143,8 +154,8 @@ impl TryFrom<EventRow> for PositionedEvent {
 
 /// Events after a position.
 const SELECT: &str = "SELECT position, product_id, kind::text AS kind, order_id, \
-     quantity_change, total_quantity, reserved_quantity, version, updated_at, created_at \
-     FROM inventory_events WHERE position > $1 ORDER BY position LIMIT $2";
+     quantity_change, total_quantity, reserved_quantity, version, low_stock_threshold, \
+     updated_at, created_at FROM inventory_events WHERE position > $1 ORDER BY position LIMIT $2";
 
 /// The outbox's bounds (read after its events).
 const BOUNDS: &str = "SELECT l.purged_through, \

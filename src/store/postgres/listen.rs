@@ -46,6 +46,9 @@ struct Payload {
     v: i64,
     /// `updated_at`, microseconds since the epoch.
     u: i64,
+    /// The low-stock threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    h: Option<i32>,
 }
 
 /// The announcement of `stock`.
@@ -56,6 +59,7 @@ pub(super) fn payload(stock: &StockLevel) -> String {
         r: stock.reserved_quantity,
         v: stock.version,
         u: stock.updated_at.timestamp_micros(),
+        h: stock.low_stock_threshold,
     };
     serde_json::to_string(&payload).unwrap_or_default()
 }
@@ -68,6 +72,7 @@ fn parse(payload: &str) -> Option<StockLevel> {
         total_quantity: payload.t,
         reserved_quantity: payload.r,
         version: payload.v,
+        low_stock_threshold: payload.h,
         updated_at: DateTime::<Utc>::from_timestamp_micros(payload.u)?,
     })
 }
@@ -224,6 +229,7 @@ mod tests {
             total_quantity: 10,
             reserved_quantity: 3,
             version: 4,
+            low_stock_threshold: Some(3),
             updated_at: DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456)
                 .expect("time"),
         };

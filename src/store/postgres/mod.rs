@@ -53,7 +53,9 @@ use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
 use self::rows::{HistoryRow, ReservationRow, StockRow};
-use self::schema::{idempotency_keys, inventory, inventory_history, inventory_reservations};
+use self::schema::{
+    idempotency_keys, inventory, inventory_history, inventory_reservations, product_alternatives,
+};
 use super::PoolStatus;
 use crate::domain::events::EventSignal;
 use crate::domain::port::{EventPage, InventoryStore, StoreError, StoreResult as Result};
@@ -381,6 +383,29 @@ impl InventoryStore for PostgresStore {
         let product_id = product_id.to_owned();
         self.run(move |c| async move { history(&c, &product_id, after, limit).await })
             .await
+    }
+
+    async fn alternatives(&self, product_id: &str) -> Result<Option<Vec<StockLevel>>> {
+        let product_id = product_id.to_owned();
+        self.run(move |mut c| async move {
+            use product_alternatives::dsl as a;
+            let exists: bool =
+                diesel::select(diesel::dsl::exists(inventory::table.find(&product_id)))
+                    .get_result(&mut c)
+                    .await?;
+            if !exists {
+                return Ok(None);
+            }
+            let rows: Vec<StockRow> = a::product_alternatives
+                .inner_join(inventory::table.on(inventory::product_id.eq(a::alternative_id)))
+                .filter(a::product_id.eq(&product_id))
+                .order(a::rank.asc())
+                .select(StockRow::as_select())
+                .load(&mut c)
+                .await?;
+            Ok(Some(rows.into_iter().map(StockLevel::from).collect()))
+        })
+        .await
     }
 
     async fn record_history(&self, entry: HistoryEntry) -> Result<()> {

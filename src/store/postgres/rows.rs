@@ -69,6 +69,7 @@ pub struct StockRow {
     pub reserved_quantity: i32,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    pub low_stock_threshold: Option<i32>,
 }
 
 impl From<StockRow> for StockLevel {
@@ -79,6 +80,7 @@ impl From<StockRow> for StockLevel {
             reserved_quantity: row.reserved_quantity,
             version: row.version,
             updated_at: row.updated_at,
+            low_stock_threshold: row.low_stock_threshold,
         }
     }
 }

@@ -16,6 +16,14 @@ pub mod sql_types {
 }
 
 diesel::table! {
+    product_alternatives (product_id, rank) {
+        product_id -> Varchar,
+        rank -> Int4,
+        alternative_id -> Varchar,
+    }
+}
+
+diesel::table! {
     inventory (product_id) {
         product_id -> Varchar,
         total_quantity -> Int4,
@@ -23,6 +31,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int8,
+        low_stock_threshold -> Nullable<Int4>,
     }
 }
 
@@ -70,4 +79,9 @@ diesel::table! {
 }
 
 diesel::joinable!(inventory_reservations -> inventory (product_id));
-diesel::allow_tables_to_appear_in_same_query!(inventory, inventory_reservations, inventory_history);
+diesel::allow_tables_to_appear_in_same_query!(
+    inventory,
+    inventory_reservations,
+    inventory_history,
+    product_alternatives
+);

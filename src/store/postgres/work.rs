@@ -62,18 +62,21 @@ const NOTIFY: &str = "SELECT pg_notify('inventory_stock', p) FROM unnest($1::tex
 
 /// New products.
 const INSERT_STOCK: &str = "INSERT INTO inventory \
-     (product_id, total_quantity, reserved_quantity, version, created_at, updated_at) \
+     (product_id, total_quantity, reserved_quantity, version, created_at, updated_at, \
+      low_stock_threshold) \
      SELECT * FROM unnest($1::varchar[], $2::int4[], $3::int4[], $4::int8[], \
-     $5::timestamptz[], $6::timestamptz[])";
+     $5::timestamptz[], $6::timestamptz[], $7::int4[])";
 
 /// Changed stock rows, each only at the version it was read at. A row that
 /// moved under its lock (a bug) fails the statement, and so the transaction
 /// (the `COMMIT` sent after it rolls back) rather than commit the others:
 /// the cast of a sentence to a boolean is how plain SQL raises an error.
 const UPDATE_STOCK: &str = "UPDATE inventory AS i SET total_quantity = v.total, \
-     reserved_quantity = v.reserved, version = v.version, updated_at = v.updated_at \
+     reserved_quantity = v.reserved, version = v.version, updated_at = v.updated_at, \
+     low_stock_threshold = v.threshold \
      FROM unnest($1::varchar[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], \
-     $6::timestamptz[]) AS v(product_id, total, reserved, version, read_version, updated_at) \
+     $6::timestamptz[], $7::int4[]) \
+      AS v(product_id, total, reserved, version, read_version, updated_at, threshold) \
      WHERE i.product_id = v.product_id AND CASE WHEN i.version = v.read_version THEN true \
       ELSE CAST('the stock of ' || i.product_id || ' moved from version ' || v.read_version \
        || ' to ' || i.version || ' under its lock' AS boolean) END";
@@ -105,6 +108,15 @@ const INSERT_HISTORY: &str = "INSERT INTO inventory_history \
      FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::int4[], $5::varchar[], \
       $6::timestamptz[], $7::text[]) \
       AS v(id, product_id, operation, change, order_id, created_at, metadata)";
+
+/// The alternatives of products that are replaced.
+const DELETE_ALTERNATIVES: &str =
+    "DELETE FROM product_alternatives WHERE product_id = ANY($1::varchar[])";
+
+/// Products' new alternatives, each with its rank.
+const INSERT_ALTERNATIVES: &str = "INSERT INTO product_alternatives \
+     (product_id, rank, alternative_id) \
+     SELECT * FROM unnest($1::varchar[], $2::int4[], $3::varchar[])";
 
 /// Kept request keys.
 const INSERT_KEYS: &str = "INSERT INTO idempotency_keys \
@@ -277,6 +289,12 @@ pub(super) async fn write_and_commit(
                         .map(|w| w.stock.updated_at)
                         .collect::<Vec<_>>(),
                 ),
+                bind::<Array<Nullable<Integer>>, _>(
+                    created
+                        .iter()
+                        .map(|w| w.stock.low_stock_threshold)
+                        .collect::<Vec<_>>(),
+                ),
             ),
         );
         statements.push(Statement::new(
@@ -319,6 +337,12 @@ pub(super) async fn write_and_commit(
                     changed
                         .iter()
                         .map(|w| w.stock.updated_at)
+                        .collect::<Vec<_>>(),
+                ),
+                bind::<Array<Nullable<Integer>>, _>(
+                    changed
+                        .iter()
+                        .map(|w| w.stock.low_stock_threshold)
                         .collect::<Vec<_>>(),
                 ),
             ),
@@ -478,6 +502,46 @@ pub(super) async fn write_and_commit(
             ),),
         );
         statements.push(Statement::new(query.execute(&mut { shared }), None));
+    }
+    if !changes.alternatives.is_empty() {
+        let products: Vec<String> = changes
+            .alternatives
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        let rows: Vec<(String, i32, String)> = changes
+            .alternatives
+            .iter()
+            .flat_map(|(product, alternatives)| {
+                alternatives
+                    .iter()
+                    .enumerate()
+                    .map(move |(rank, alternative)| {
+                        (
+                            product.clone(),
+                            i32::try_from(rank).unwrap_or(i32::MAX),
+                            alternative.clone(),
+                        )
+                    })
+            })
+            .collect();
+        statements.push(Statement::new(
+            Fixed::new(DELETE_ALTERNATIVES, (bind::<Array<Text>, _>(products),))
+                .execute(&mut { shared }),
+            None,
+        ));
+        if !rows.is_empty() {
+            let count = rows.len();
+            let query = Fixed::new(
+                INSERT_ALTERNATIVES,
+                (
+                    bind::<Array<Text>, _>(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
+                    bind::<Array<Integer>, _>(rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+                    bind::<Array<Text>, _>(rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>()),
+                ),
+            );
+            statements.push(Statement::new(query.execute(&mut { shared }), Some(count)));
+        }
     }
     if !changes.events.is_empty() {
         // Last before the commit: the outbox's lock is held from here to the

@@ -38,7 +38,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 use self::rows::{EventRow, HistoryRow, ReservationRow, StockRow};
 use self::schema::{
     idempotency_keys, inventory, inventory_event_log, inventory_events, inventory_history,
-    inventory_reservations,
+    inventory_reservations, product_alternatives,
 };
 use super::PoolStatus;
 use crate::domain::events::EventSignal;
@@ -412,6 +412,27 @@ impl InventoryStore for SqliteStore {
         let product_id = product_id.to_owned();
         self.read(move |c| history(c, &product_id, after, limit))
             .await
+    }
+
+    async fn alternatives(&self, product_id: &str) -> Result<Option<Vec<StockLevel>>> {
+        let product_id = product_id.to_owned();
+        self.read(move |c| {
+            use product_alternatives::dsl as a;
+            let exists: bool =
+                diesel::select(diesel::dsl::exists(inventory::table.find(&product_id)))
+                    .get_result(c)?;
+            if !exists {
+                return Ok(None);
+            }
+            let rows: Vec<StockRow> = a::product_alternatives
+                .inner_join(inventory::table.on(inventory::product_id.eq(a::alternative_id)))
+                .filter(a::product_id.eq(&product_id))
+                .order(a::rank.asc())
+                .select(StockRow::as_select())
+                .load(c)?;
+            Ok(Some(rows.into_iter().map(StockLevel::from).collect()))
+        })
+        .await
     }
 
     async fn record_history(&self, entry: HistoryEntry) -> Result<()> {

@@ -23,6 +23,7 @@ pub struct StockRow {
     pub reserved_quantity: i32,
     pub updated_at: NaiveDateTime,
     pub version: i64,
+    pub low_stock_threshold: Option<i32>,
 }
 
 impl From<StockRow> for StockLevel {
@@ -33,6 +34,7 @@ impl From<StockRow> for StockLevel {
             reserved_quantity: row.reserved_quantity,
             version: row.version,
             updated_at: row.updated_at.and_utc(),
+            low_stock_threshold: row.low_stock_threshold,
         }
     }
 }
@@ -207,6 +209,7 @@ pub struct EventRow {
     pub total_quantity: i32,
     pub reserved_quantity: i32,
     pub version: i64,
+    pub low_stock_threshold: Option<i32>,
     pub updated_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
 }
@@ -232,6 +235,7 @@ impl TryFrom<EventRow> for PositionedEvent {
                     total_quantity: row.total_quantity,
                     reserved_quantity: row.reserved_quantity,
                     version: row.version,
+                    low_stock_threshold: row.low_stock_threshold,
                     updated_at: row.updated_at.and_utc(),
                 },
                 created_at: row.created_at.and_utc(),

@@ -9,6 +9,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> BigInt,
+        low_stock_threshold -> Nullable<Integer>,
     }
 }
 
@@ -59,6 +60,7 @@ diesel::table! {
         total_quantity -> Integer,
         reserved_quantity -> Integer,
         version -> BigInt,
+        low_stock_threshold -> Nullable<Integer>,
         updated_at -> Timestamp,
         created_at -> Timestamp,
     }
@@ -71,5 +73,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    product_alternatives (product_id, rank) {
+        product_id -> Text,
+        rank -> Integer,
+        alternative_id -> Text,
+    }
+}
+
 diesel::joinable!(inventory_reservations -> inventory (product_id));
-diesel::allow_tables_to_appear_in_same_query!(inventory, inventory_reservations, inventory_history);
+diesel::allow_tables_to_appear_in_same_query!(
+    inventory,
+    inventory_reservations,
+    inventory_history,
+    product_alternatives
+);

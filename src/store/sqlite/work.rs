@@ -129,7 +129,7 @@ fn execute(
 pub(super) const LATEST_POSITION: &str = "SELECT COALESCE((SELECT MAX(position) FROM inventory_events), \
      (SELECT purged_through FROM inventory_event_log WHERE id = 1)) AS position";
 
-/// Events inserted by one statement: 10 binds each, well under SQLite's
+/// Events inserted by one statement: 11 binds each, well under SQLite's
 /// limit of 32,766 binds a statement.
 const EVENTS_PER_INSERT: usize = 1000;
 
@@ -151,8 +151,8 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
     if !created.is_empty() {
         let sql = format!(
             "INSERT INTO inventory (product_id, total_quantity, reserved_quantity, version, \
-             created_at, updated_at) VALUES {}",
-            placeholders(created.len(), 6)
+             created_at, updated_at, low_stock_threshold) VALUES {}",
+            placeholders(created.len(), 7)
         );
         let mut query: Built<'_> = diesel::sql_query(sql).into_boxed();
         for write in &created {
@@ -163,7 +163,8 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
                 .bind::<Integer, _>(stock.reserved_quantity)
                 .bind::<BigInt, _>(stock.version)
                 .bind::<Timestamp, _>(now)
-                .bind::<Timestamp, _>(stock.updated_at.naive_utc());
+                .bind::<Timestamp, _>(stock.updated_at.naive_utc())
+                .bind::<Nullable<Integer>, _>(stock.low_stock_threshold);
         }
         execute(c, query, created.len(), "new products")?;
     }
@@ -172,9 +173,10 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
         // it cannot have moved, and if it had, the transaction rolls back.
         let sql = format!(
             "UPDATE inventory SET total_quantity = v.column2, reserved_quantity = v.column3, \
-             version = v.column4, updated_at = v.column6 FROM (VALUES {}) AS v \
+             version = v.column4, updated_at = v.column6, low_stock_threshold = v.column7 \
+             FROM (VALUES {}) AS v \
              WHERE inventory.product_id = v.column1 AND inventory.version = v.column5",
-            placeholders(changed.len(), 6)
+            placeholders(changed.len(), 7)
         );
         let mut query: Built<'_> = diesel::sql_query(sql).into_boxed();
         for write in &changed {
@@ -185,7 +187,8 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
                 .bind::<Integer, _>(stock.reserved_quantity)
                 .bind::<BigInt, _>(stock.version)
                 .bind::<BigInt, _>(write.read_version.unwrap_or_default())
-                .bind::<Timestamp, _>(stock.updated_at.naive_utc());
+                .bind::<Timestamp, _>(stock.updated_at.naive_utc())
+                .bind::<Nullable<Integer>, _>(stock.low_stock_threshold);
         }
         execute(c, query, changed.len(), "stock rows at the version read")?;
     }
@@ -270,6 +273,27 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
         }
         execute(c, query, keys.len(), "request keys")?;
     }
+    for (product, alternatives) in &changes.alternatives {
+        diesel::sql_query("DELETE FROM product_alternatives WHERE product_id = ?")
+            .bind::<Text, _>(product)
+            .execute(c)
+            .map(rows_affected)?;
+        if alternatives.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO product_alternatives (product_id, rank, alternative_id) VALUES {}",
+            placeholders(alternatives.len(), 3)
+        );
+        let mut query: Built<'_> = diesel::sql_query(sql).into_boxed();
+        for (rank, alternative) in alternatives.iter().enumerate() {
+            query = query
+                .bind::<Text, _>(product)
+                .bind::<Integer, _>(i32::try_from(rank).unwrap_or(i32::MAX))
+                .bind::<Text, _>(alternative);
+        }
+        execute(c, query, alternatives.len(), "alternatives")?;
+    }
     write_events(c, &changes.events)
 }
 
@@ -285,8 +309,8 @@ fn write_events(c: &mut SqliteConnection, events: &[StockEvent]) -> StoreResult<
         let sql = format!(
             "INSERT INTO inventory_events (position, product_id, kind, order_id, \
              quantity_change, total_quantity, reserved_quantity, version, updated_at, \
-             created_at) VALUES {}",
-            placeholders(chunk.len(), 10)
+             created_at, low_stock_threshold) VALUES {}",
+            placeholders(chunk.len(), 11)
         );
         let mut query: Built<'_> = diesel::sql_query(sql).into_boxed();
         for event in chunk {
@@ -302,7 +326,8 @@ fn write_events(c: &mut SqliteConnection, events: &[StockEvent]) -> StoreResult<
                 .bind::<Integer, _>(stock.reserved_quantity)
                 .bind::<BigInt, _>(stock.version)
                 .bind::<Timestamp, _>(stock.updated_at.naive_utc())
-                .bind::<Timestamp, _>(event.created_at.naive_utc());
+                .bind::<Timestamp, _>(event.created_at.naive_utc())
+                .bind::<Nullable<Integer>, _>(stock.low_stock_threshold);
         }
         execute(c, query, chunk.len(), "events")?;
     }
