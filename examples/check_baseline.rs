@@ -79,6 +79,13 @@ impl InventoryService for Baseline {
         unimplemented()
     }
 
+    async fn set_unit_cost(
+        &self,
+        _: Request<pb::SetUnitCostRequest>,
+    ) -> Answer<pb::SetUnitCostResponse> {
+        unimplemented()
+    }
+
     type WatchInventoryStream =
         futures_util::stream::Empty<Result<pb::WatchInventoryResponse, Status>>;
 

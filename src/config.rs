@@ -576,6 +576,10 @@ pub struct InventoryConfig {
     pub batch: BatchConfig,
     /// Live stock events (WatchInventory).
     pub events: EventsConfig,
+    /// How often the whole stock is read for the stock value and units
+    /// gauges (`inventory_stock_value_minor_units`, `inventory_stock_units`).
+    #[serde(with = "humantime_serde")]
+    pub stock_value_interval: Duration,
     /// Stock set at start for products that do not exist yet (product id to
     /// quantity). The shipped config file stocks the specification's example products
     /// so its curl examples work on a fresh database; the default is none.
@@ -593,6 +597,7 @@ impl Default for InventoryConfig {
             request_id_ttl: Duration::from_secs(24 * 3600),
             batch: BatchConfig::default(),
             events: EventsConfig::default(),
+            stock_value_interval: Duration::from_secs(30),
             initial_stock: std::collections::BTreeMap::new(),
         }
     }
@@ -921,6 +926,10 @@ impl Config {
             (
                 "inventory.events.retention",
                 self.inventory.events.retention,
+            ),
+            (
+                "inventory.stock_value_interval",
+                self.inventory.stock_value_interval,
             ),
             (
                 "inventory.events.poll_interval",

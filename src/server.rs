@@ -464,6 +464,15 @@ async fn run(
         )
         .with_current_subscriber(),
     );
+    tasks.spawn(
+        read_stock_totals(
+            inventory.clone(),
+            telemetry.metrics().clone(),
+            config.inventory.stock_value_interval,
+            stop.clone(),
+        )
+        .with_current_subscriber(),
+    );
     tasks.close();
 
     tracing::info!(
@@ -684,6 +693,31 @@ fn cors(config: &Config) -> CorsLayer {
 
 /// Every `interval` (and once at start), releases the reservations whose
 /// timeout has passed and forgets request keys older than
+/// Reads the whole stock (units, and value at unit cost) for its gauges at
+/// start and every `interval`, until `stop`: two aggregate queries per
+/// interval however often `/metrics` is scraped.
+async fn read_stock_totals(
+    inventory: Inventory,
+    metrics: Arc<crate::telemetry::Metrics>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match inventory.stock_totals().await {
+            Ok(totals) => metrics.stock_totals(totals),
+            Err(error) => {
+                tracing::debug!(%error, "reading the stock totals failed; trying again next interval");
+            }
+        }
+    }
+}
+
 /// `inventory.request_id_ttl` and events older than
 /// `inventory.events.retention`, until `stop`. Each run is a trace of its own (a root
 /// span `inventory.expire`), counted in the metrics.

@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{Backend, TestServer};
-use inventory_service::pb::{ReserveInventoryRequest, UpdateInventoryRequest};
+use inventory_service::pb::{
+    CommitReservationRequest, Money, ReserveInventoryRequest, SetUnitCostRequest,
+    UpdateInventoryRequest,
+};
 
 /// The `inventory_*` metric names in the rules (expressions and
 /// descriptions; comments aside).
@@ -43,6 +46,7 @@ async fn every_metric_the_alerts_name_is_exported() {
     );
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         config.inventory.cleanup_interval = Duration::from_millis(100);
+        config.inventory.stock_value_interval = Duration::from_millis(100);
     })
     .await;
     let mut client = server.client().await;
@@ -64,6 +68,33 @@ async fn every_metric_the_alerts_name_is_exported() {
         })
         .await
         .expect("reserve");
+    client
+        .reserve_inventory(ReserveInventoryRequest {
+            product_id: "p".into(),
+            quantity: 1,
+            order_id: "paid".into(),
+            reservation_timeout: 0,
+        })
+        .await
+        .expect("reserve");
+    client
+        .commit_reservation(CommitReservationRequest {
+            product_id: "p".into(),
+            order_id: "paid".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("commit");
+    client
+        .set_unit_cost(SetUnitCostRequest {
+            product_id: "p".into(),
+            unit_cost: Some(Money {
+                currency_code: "EUR".into(),
+                minor_units: 250,
+            }),
+        })
+        .await
+        .expect("unit cost");
     client
         .reserve_inventory(ReserveInventoryRequest {
             product_id: "p".into(),

@@ -684,7 +684,7 @@ async fn metrics_count_the_calls_made(backend: Backend) {
     assert_eq!(delta("inventory_insufficient_stock_total"), 1.0);
     assert_eq!(
         delta(&format!(
-            r#"inventory_product_reservations_total{{product_id="{product}"}}"#
+            r#"inventory_hot_product_reservations{{product_id="{product}"}}"#
         )),
         2.0
     );

@@ -318,7 +318,7 @@ impl Observed for CommitResult {
 
     fn count(&self, metrics: &Metrics) {
         if self.committed > 0 && !self.replayed {
-            metrics.reservation_committed();
+            metrics.reservation_committed(self.committed);
         }
     }
 }
@@ -480,6 +480,38 @@ impl From<OrderReservations> for pb::ListReservationsResponse {
                 .into_iter()
                 .map(pb::Reservation::from)
                 .collect(),
+        }
+    }
+}
+
+/// A product's unit cost as set.
+#[derive(Debug)]
+pub struct UnitCost {
+    /// The product.
+    pub product_id: String,
+    /// Its cost, if it has one.
+    pub cost: Option<domain::Money>,
+}
+
+impl Observed for UnitCost {}
+
+impl From<UnitCost> for pb::SetUnitCostResponse {
+    fn from(cost: UnitCost) -> Self {
+        Self {
+            product_id: cost.product_id,
+            unit_cost: cost.cost.map(|money| pb::Money {
+                currency_code: money.currency,
+                minor_units: money.minor_units,
+            }),
+        }
+    }
+}
+
+impl Described for pb::SetUnitCostRequest {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            product_id: Some(&self.product_id),
+            ..Subject::default()
         }
     }
 }

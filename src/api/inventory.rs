@@ -7,7 +7,7 @@
 use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
-use super::convert::{OrderReservations, ProductAlternatives};
+use super::convert::{OrderReservations, ProductAlternatives, UnitCost};
 use super::observe::{Operation, handle};
 use crate::domain::Inventory;
 use crate::pb;
@@ -185,6 +185,25 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
                 .map(ProductAlternatives)
         };
         handle(Operation::ListAlternatives, &r, call).await
+    }
+
+    async fn set_unit_cost(
+        &self,
+        request: Request<pb::SetUnitCostRequest>,
+    ) -> Answer<pb::SetUnitCostResponse> {
+        let r = request.into_inner();
+        let call = async {
+            let cost = r
+                .unit_cost
+                .as_ref()
+                .map(|money| (money.currency_code.as_str(), money.minor_units));
+            let set = self.inventory.set_unit_cost(&r.product_id, cost).await?;
+            Ok(UnitCost {
+                product_id: r.product_id.clone(),
+                cost: set,
+            })
+        };
+        handle(Operation::SetUnitCost, &r, call).await
     }
 
     type WatchInventoryStream = EventStream;

@@ -51,6 +51,8 @@ pub enum Operation {
     SetAlternatives,
     /// `ListProductAlternatives`.
     ListAlternatives,
+    /// `SetUnitCost`.
+    SetUnitCost,
 }
 
 /// A business span named `$name`, with every field an RPC may record.
@@ -101,6 +103,7 @@ impl Operation {
             Self::ListAlternatives => {
                 business_span!("inventory.list_alternatives", "list_alternatives")
             }
+            Self::SetUnitCost => business_span!("inventory.set_unit_cost", "set_unit_cost"),
         }
     }
 }

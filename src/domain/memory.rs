@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 
 use super::events::EventSignal;
 use super::model::{
-    HistoryCursor, HistoryEntry, PositionedEvent, Reservation, ReservationStatus, StockLevel,
+    HistoryCursor, HistoryEntry, Money, PositionedEvent, Reservation, ReservationStatus,
+    StockLevel, StockTotals,
 };
 use super::port::{
     Changes, EventPage, InventoryStore, KeptRequest, Needs, Rows, StoreError, StoreResult,
@@ -38,6 +39,8 @@ struct Tables {
     keys: BTreeMap<String, KeptRequest>,
     /// `product_alternatives`: each product's alternatives, in order.
     alternatives: BTreeMap<String, Vec<String>>,
+    /// `product_costs`, by product id.
+    costs: BTreeMap<String, Money>,
     /// `inventory_events`, by position.
     events: VecDeque<PositionedEvent>,
     /// The position of the latest event.
@@ -346,6 +349,31 @@ impl InventoryStore for MemoryStore {
                 .filter_map(|id| tables.stocks.get(id).cloned())
                 .collect(),
         ))
+    }
+
+    async fn set_unit_cost(&self, product_id: &str, cost: Option<Money>) -> StoreResult<bool> {
+        let mut tables = self.open()?;
+        if !tables.stocks.contains_key(product_id) {
+            return Ok(false);
+        }
+        match cost {
+            Some(cost) => tables.costs.insert(product_id.to_owned(), cost),
+            None => tables.costs.remove(product_id),
+        };
+        Ok(true)
+    }
+
+    async fn stock_totals(&self) -> StoreResult<StockTotals> {
+        let tables = self.open()?;
+        let mut totals = StockTotals::default();
+        for stock in tables.stocks.values() {
+            totals.units += i64::from(stock.total_quantity);
+            if let Some(cost) = tables.costs.get(&stock.product_id) {
+                *totals.value.entry(cost.currency.clone()).or_default() +=
+                    i64::from(stock.total_quantity) * cost.minor_units;
+            }
+        }
+        Ok(totals)
     }
 
     async fn record_history(&self, entry: HistoryEntry) -> StoreResult<()> {

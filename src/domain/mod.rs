@@ -39,9 +39,9 @@ pub mod work;
 
 pub use error::{Error, Result};
 pub use model::{
-    Alternative, ChangeKind, HistoryCursor, HistoryEntry, ItemConflict, OperationType,
+    Alternative, ChangeKind, HistoryCursor, HistoryEntry, ItemConflict, Money, OperationType,
     PositionedEvent, Reservation, ReservationStatus, Shortage, StockChange, StockEvent, StockLevel,
-    new_id,
+    StockTotals, new_id,
 };
 pub use port::{InventoryStore, StoreError, StoreResult};
 pub use rules::{UpdatePlan, plan_update};

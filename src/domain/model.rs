@@ -229,6 +229,26 @@ pub struct ItemConflict {
     pub requested: i32,
 }
 
+/// An amount of money: an integer number of the currency's minor units
+/// (cents for EUR or USD, yen for JPY), never a float.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    /// ISO 4217 code, three capital letters (`EUR`).
+    pub currency: String,
+    /// The amount in minor units, 0 or more.
+    pub minor_units: i64,
+}
+
+/// The whole stock at one moment: units on hand, and their value at unit
+/// cost per currency (products without a cost count in `units` only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockTotals {
+    /// Units on hand over every product.
+    pub units: i64,
+    /// Units on hand times their unit cost, in minor units, by currency.
+    pub value: std::collections::BTreeMap<String, i64>,
+}
+
 /// A product named as an alternative to another, with what it has
 /// available now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockEvent, StockLevel,
+    HistoryCursor, HistoryEntry, Money, PositionedEvent, Reservation, StockEvent, StockLevel,
+    StockTotals,
 };
 use super::work::{Planned, Work};
 
@@ -247,6 +248,14 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// The stock of a product's alternatives, in their order; `None` when
     /// the product does not exist.
     async fn alternatives(&self, product_id: &str) -> StoreResult<Option<Vec<StockLevel>>>;
+
+    /// Sets (or, with `None`, clears) a product's unit cost. False when the
+    /// product does not exist (nothing written).
+    async fn set_unit_cost(&self, product_id: &str, cost: Option<Money>) -> StoreResult<bool>;
+
+    /// The whole stock now: units on hand, and their value at unit cost by
+    /// currency.
+    async fn stock_totals(&self) -> StoreResult<StockTotals>;
 
     /// Adds one history entry that goes with no change of stock (a check).
     async fn record_history(&self, entry: HistoryEntry) -> StoreResult<()>;

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 
 use super::error::{Error, Result};
-use super::model::{Alternative, ChangeKind, HistoryCursor, StockChange, StockLevel};
+use super::model::{Alternative, ChangeKind, HistoryCursor, Money, StockChange, StockLevel};
 
 /// History entries per page when the request leaves `page_size` at 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -389,6 +389,31 @@ pub fn fillable_alternatives(alternatives: &[StockLevel], requested: i32) -> Vec
         .collect()
 }
 
+/// The largest unit cost, in minor units: 10^12 (ten billion euros), so
+/// that stock times cost stays far within 64 bits.
+pub const MAX_UNIT_COST_MINOR: i64 = 1_000_000_000_000;
+
+/// A unit cost as asked for: an ISO 4217 code (three capital letters) and
+/// 0 to [`MAX_UNIT_COST_MINOR`] minor units.
+pub fn unit_cost(currency: &str, minor_units: i64) -> Result<Money> {
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Error::invalid(
+            "unit_cost.currency_code",
+            format!("must be an ISO 4217 code of three capital letters, got {currency:?}"),
+        ));
+    }
+    if !(0..=MAX_UNIT_COST_MINOR).contains(&minor_units) {
+        return Err(Error::invalid(
+            "unit_cost.minor_units",
+            format!("must be between 0 and {MAX_UNIT_COST_MINOR}, got {minor_units}"),
+        ));
+    }
+    Ok(Money {
+        currency: currency.to_owned(),
+        minor_units,
+    })
+}
+
 /// A product's low-stock threshold as asked for: none, or at least 0.
 pub fn low_stock_threshold(raw: Option<i32>) -> Result<Option<i32>> {
     match raw {
@@ -469,6 +494,23 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn a_unit_cost_is_an_iso_code_and_whole_minor_units() {
+        assert_eq!(
+            unit_cost("EUR", 1_999).expect("cost"),
+            Money {
+                currency: "EUR".into(),
+                minor_units: 1_999
+            }
+        );
+        assert!(unit_cost("JPY", 0).is_ok());
+        for bad in ["eur", "EU", "EURO", "E1R", ""] {
+            assert!(unit_cost(bad, 1).is_err(), "{bad:?}");
+        }
+        assert!(unit_cost("EUR", -1).is_err());
+        assert!(unit_cost("EUR", MAX_UNIT_COST_MINOR + 1).is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::decide::check_entry;
 use super::error::{Error, Result};
 use super::events::{EventHub, EventSettings, EventSignal};
 use super::model::{
-    Alternative, HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockLevel, new_id,
+    Alternative, HistoryCursor, HistoryEntry, Money, PositionedEvent, Reservation, StockLevel,
+    StockTotals, new_id,
 };
 use super::port::{InventoryStore, StoreError, StoreResult};
 use super::rules;
@@ -559,6 +560,34 @@ impl Inventory {
                 Err(Error::ProductsNotFound { product_ids })
             }
         }
+    }
+
+    /// Sets a product's unit cost (`None`: clears it), for the stock value
+    /// the metrics show. Answers the cost as set.
+    pub async fn set_unit_cost(
+        &self,
+        product_id: &str,
+        cost: Option<(&str, i64)>,
+    ) -> Result<Option<Money>> {
+        let product_id = rules::canonical_id("product_id", product_id)?;
+        let cost = cost
+            .map(|(currency, minor_units)| rules::unit_cost(currency, minor_units))
+            .transpose()?;
+        if self
+            .db(self.store.set_unit_cost(&product_id, cost.clone()))
+            .await?
+        {
+            Ok(cost)
+        } else {
+            Err(Error::ProductNotFound {
+                product_id: product_id.into_owned(),
+            })
+        }
+    }
+
+    /// The whole stock now, for the metrics.
+    pub async fn stock_totals(&self) -> Result<StockTotals> {
+        self.db(self.store.stock_totals()).await
     }
 
     /// A product's alternatives with their stock, in order.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::port::{Changes, EventPage, InventoryStore, StoreError, StoreResult};
 use crate::domain::work::{Planned, Work};
-use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+use crate::domain::{HistoryCursor, HistoryEntry, Money, Reservation, StockLevel, StockTotals};
 
 /// Fails its calls with the errors it was given, in order, then succeeds
 /// with an empty outcome; counts the calls.
@@ -85,6 +85,12 @@ impl InventoryStore for ScriptedStore {
     }
     async fn alternatives(&self, _: &str) -> StoreResult<Option<Vec<StockLevel>>> {
         self.answer(None).await
+    }
+    async fn set_unit_cost(&self, _: &str, _: Option<Money>) -> StoreResult<bool> {
+        self.answer(false).await
+    }
+    async fn stock_totals(&self) -> StoreResult<StockTotals> {
+        self.answer(StockTotals::default()).await
     }
     async fn record_history(&self, _: HistoryEntry) -> StoreResult<()> {
         self.answer(()).await

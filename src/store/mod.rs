@@ -14,6 +14,7 @@
 //! total_quantity`, one reservation per order and product), so a bug in a
 //! rule cannot oversell.
 
+mod costs;
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;

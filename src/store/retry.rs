@@ -11,7 +11,8 @@
 //!
 //! | method | replay |
 //! |---|---|
-//! | stock, order_reservations, list_stock, history, alternatives | Safe: reads |
+//! | stock, order_reservations, list_stock, history, alternatives, stock_totals | Safe: reads |
+//! | set_unit_cost | Safe: setting the same cost twice is setting it once |
 //! | apply, when the work may run twice ([`Work::may_run_twice`]: reservations, expiry, writes with a request key) | Safe: a second run finds the first one's effect |
 //! | apply, otherwise (release, commit, update, order release without a request key) | OnlyIfUnsent |
 //! | purge_request_keys, purge_events | Safe: a second run handles only what is still due |
@@ -35,7 +36,7 @@ use tokio::time::Instant;
 use crate::domain::batch::full_jitter;
 use crate::domain::port::{EventPage, InventoryStore, StoreError as Error, StoreResult as Result};
 use crate::domain::work::{Planned, Work};
-use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+use crate::domain::{HistoryCursor, HistoryEntry, Money, Reservation, StockLevel, StockTotals};
 
 /// How often and how long to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +212,18 @@ impl InventoryStore for RetryingStore {
         .await
     }
 
+    async fn set_unit_cost(&self, product_id: &str, cost: Option<Money>) -> Result<bool> {
+        self.retry("set_unit_cost", Replay::Safe, || {
+            self.inner.set_unit_cost(product_id, cost.clone())
+        })
+        .await
+    }
+
+    async fn stock_totals(&self) -> Result<StockTotals> {
+        self.retry("stock_totals", Replay::Safe, || self.inner.stock_totals())
+            .await
+    }
+
     async fn record_history(&self, entry: HistoryEntry) -> Result<()> {
         self.retry("record_history", Replay::Safe, || {
             self.inner.record_history(entry.clone())
@@ -261,7 +274,7 @@ mod tests {
     };
     use crate::store::fake::ScriptedStore;
 
-    const METHODS: [&str; 21] = [
+    const METHODS: [&str; 23] = [
         "ping",
         "stock",
         "reserve",
@@ -283,6 +296,8 @@ mod tests {
         "events",
         "purge_events",
         "alternatives",
+        "set_unit_cost",
+        "stock_totals",
     ];
 
     fn key(method: &str) -> Option<RequestKey> {
@@ -312,6 +327,8 @@ mod tests {
             "purge_request_keys" => return store.purge_request_keys(now, 10).await.map(drop),
             "events" => return store.events(0, 10).await.map(drop),
             "alternatives" => return store.alternatives(&p).await.map(drop),
+            "set_unit_cost" => return store.set_unit_cost(&p, None).await.map(drop),
+            "stock_totals" => return store.stock_totals().await.map(drop),
             "purge_events" => return store.purge_events(now, 10).await.map(drop),
             "reserve" => Command::Reserve(NewReservation {
                 id: "r-1".into(),

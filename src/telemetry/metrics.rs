@@ -29,14 +29,16 @@
 //! | `inventory_connections_open` | | Connections open over both ports |
 //! | `inventory_connections_refused_total` | | Connections closed at once: `server.max_connections` were open |
 //! | `inventory_connections_idle_closed_total` | | Connections closed after `server.idle_timeout` without traffic |
-//! | `inventory_product_reservations_total` | `product_id` | Reservations per product: the first [`HOT_PRODUCTS`] products seen by name, the rest as `other` |
+//! | `inventory_hot_product_reservations` | `product_id` | The [`HOT_PRODUCTS`] most reserved products in the current and the previous [`HOT_WINDOW`] (see [`super::hot`]) |
+//! | `inventory_committed_units_total` | | Units committed (left the stock on hand): turnover's numerator |
+//! | `inventory_stock_units` | | Units on hand over every product (read every `inventory.stock_value_interval`) |
+//! | `inventory_stock_value_minor_units` | `currency` | Stock on hand at unit cost, in minor units (cents), per currency (same reading) |
 //!
 //! `protocol` is `grpc`, `grpc-web`, `rest` or `connect`; `method` the gRPC
 //! method (`inventory.v1.InventoryService/ReserveInventory`, or `unknown`
 //! for a path no service answers); `code` the gRPC status name (`OK`,
 //! `FAILED_PRECONDITION`, ...). Every label has a bounded set of values.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,9 +47,23 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-/// How many products get a label of their own in
-/// `inventory_product_reservations_total`.
-pub const HOT_PRODUCTS: usize = 20;
+use super::hot::HotProducts;
+use crate::domain::StockTotals;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many products `inventory_hot_product_reservations` shows.
+pub const HOT_PRODUCTS: usize = 10;
+
+/// The window of `inventory_hot_product_reservations`.
+pub const HOT_WINDOW: Duration = Duration::from_secs(300);
+
+/// Products counted per window for `inventory_hot_product_reservations`.
+const HOT_CAPACITY: usize = 1_000;
 
 /// Buckets of the latency histograms, in seconds (100 µs to 10 s).
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -95,7 +111,7 @@ pub struct Metrics {
     /// `inventory.expiry.sweeps`.
     expiry_sweeps: Counter<u64>,
     /// `inventory.product.reservations`.
-    product_reservations: Counter<u64>,
+    committed_units: Counter<u64>,
     /// `inventory.cache.hits`.
     cache_hits: Counter<u64>,
     /// `inventory.cache.misses`.
@@ -119,7 +135,10 @@ pub struct Metrics {
     /// `inventory.batch.wait.duration`.
     batch_wait: Histogram<f64>,
     /// The products with a label of their own.
-    hot_products: Mutex<HashSet<String>>,
+    /// The most reserved products, for their gauge.
+    hot_products: Arc<HotProducts>,
+    /// The latest stock totals, for their gauges.
+    stock_totals: Arc<Mutex<Option<StockTotals>>>,
     /// `inventory.requests.shed`.
     requests_shed: Counter<u64>,
     /// `inventory.connections.open`.
@@ -174,10 +193,57 @@ impl Metrics {
                 "Reservations refused for lack of available stock",
             ),
             expiry_sweeps: counter("inventory.expiry.sweeps", "Expiry sweeper runs"),
-            product_reservations: counter(
-                "inventory.product.reservations",
-                "Reservations per product (the first products seen; the rest as other)",
+            committed_units: counter(
+                "inventory.committed.units",
+                "Units committed: they left the stock on hand",
             ),
+            hot_products: {
+                let hot = Arc::new(HotProducts::new(HOT_WINDOW, HOT_CAPACITY, HOT_PRODUCTS));
+                let read = hot.clone();
+                let _gauge = meter
+                    .u64_observable_gauge("inventory.hot_product.reservations")
+                    .with_description(
+                        "Reservations of the most reserved products in the current and the previous window",
+                    )
+                    .with_callback(move |observer| {
+                        for (product, count) in read.top(std::time::Instant::now()) {
+                            observer.observe(count, &[KeyValue::new("product_id", product)]);
+                        }
+                    })
+                    .build();
+                hot
+            },
+            stock_totals: {
+                let totals: Arc<Mutex<Option<StockTotals>>> = Arc::new(Mutex::new(None));
+                let units = totals.clone();
+                let _units = meter
+                    .i64_observable_gauge("inventory.stock.units")
+                    .with_description("Units on hand over every product")
+                    .with_callback(move |observer| {
+                        if let Some(totals) = lock(&units).as_ref() {
+                            observer.observe(totals.units, &[]);
+                        }
+                    })
+                    .build();
+                let value = totals.clone();
+                let _value = meter
+                    .i64_observable_gauge("inventory.stock.value_minor_units")
+                    .with_description(
+                        "Stock on hand at unit cost, in minor units (cents), per currency",
+                    )
+                    .with_callback(move |observer| {
+                        if let Some(totals) = lock(&value).as_ref() {
+                            for (currency, minor_units) in &totals.value {
+                                observer.observe(
+                                    *minor_units,
+                                    &[KeyValue::new("currency", currency.clone())],
+                                );
+                            }
+                        }
+                    })
+                    .build();
+                totals
+            },
             cache_hits: counter("inventory.cache.hits", "Stock lookups the cache answered"),
             cache_misses: counter(
                 "inventory.cache.misses",
@@ -240,7 +306,6 @@ impl Metrics {
                 "inventory.batch.wait.duration",
                 "A call's wait for its batch to start",
             ),
-            hot_products: Mutex::new(HashSet::new()),
             requests_shed: counter(
                 "inventory.requests.shed",
                 "Calls refused for load (RESOURCE_EXHAUSTED)",
@@ -384,9 +449,8 @@ impl Metrics {
     /// Counts a new reservation of `product_id`.
     pub fn reservation_created(&self, product_id: &str) {
         self.reservations_created.add(1, &[]);
-        let label = self.product_label(product_id);
-        self.product_reservations
-            .add(1, &[KeyValue::new("product_id", label)]);
+        self.hot_products
+            .record(product_id, std::time::Instant::now());
     }
 
     /// Counts a release that gave stock back.
@@ -394,9 +458,16 @@ impl Metrics {
         self.reservations_released.add(1, &[]);
     }
 
-    /// Counts a commit that took stock.
-    pub fn reservation_committed(&self) {
+    /// Counts a commit that took `units` of stock.
+    pub fn reservation_committed(&self, units: i32) {
         self.reservations_committed.add(1, &[]);
+        self.committed_units
+            .add(u64::try_from(units).unwrap_or_default(), &[]);
+    }
+
+    /// The stock totals the gauges show from now on.
+    pub fn stock_totals(&self, totals: StockTotals) {
+        *lock(&self.stock_totals) = Some(totals);
     }
 
     /// Counts a reservation refused for lack of stock.
@@ -410,23 +481,6 @@ impl Metrics {
         if expired > 0 {
             self.reservations_expired.add(expired as u64, &[]);
         }
-    }
-
-    /// `product_id` if it is (or now becomes) one of the [`HOT_PRODUCTS`]
-    /// labelled products, else `other`.
-    fn product_label(&self, product_id: &str) -> String {
-        let mut hot = self
-            .hot_products
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if hot.contains(product_id) {
-            return product_id.to_owned();
-        }
-        if hot.len() < HOT_PRODUCTS {
-            hot.insert(product_id.to_owned());
-            return product_id.to_owned();
-        }
-        "other".to_owned()
     }
 
     /// The Prometheus text exposition of every instrument.
@@ -467,15 +521,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn product_labels_are_bounded() {
-        let metrics = Metrics::new(
-            &SdkMeterProvider::builder().build(),
-            prometheus::Registry::new(),
+    fn the_stock_gauges_show_the_latest_totals() {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .expect("exporter");
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let metrics = Metrics::new(&provider, registry);
+        metrics.stock_totals(StockTotals {
+            units: 42,
+            value: [("EUR".to_owned(), 1_250)].into(),
+        });
+        metrics.reservation_created("p1");
+        let text = metrics.render();
+        assert!(text.contains("inventory_stock_units 42"), "{text}");
+        assert!(
+            text.contains(r#"inventory_stock_value_minor_units{currency="EUR"} 1250"#),
+            "{text}"
         );
-        for i in 0..HOT_PRODUCTS {
-            assert_eq!(metrics.product_label(&format!("p{i}")), format!("p{i}"));
-        }
-        assert_eq!(metrics.product_label("late"), "other");
-        assert_eq!(metrics.product_label("p0"), "p0");
+        assert!(
+            text.contains(r#"inventory_hot_product_reservations{product_id="p1"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod alerts;
 pub mod db;
+pub mod hot;
 pub mod layer;
 mod logs;
 pub mod metrics;

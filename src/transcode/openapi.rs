@@ -255,8 +255,22 @@ fn operation(route: &Route, ctx: &Ctx<'_>, schemas: &mut BTreeMap<String, Value>
         BodyBinding::Field(field) => Some(field_schema(field, ctx, schemas)),
     };
     if let Some(schema) = body_schema {
+        // A missing body is the empty message: required only when the
+        // message has a field that must be given.
+        let required = match &route.body {
+            BodyBinding::Field(field) => is_required(field, ctx),
+            BodyBinding::Whole | BodyBinding::None => schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit('/').next())
+                .and_then(|name| schemas.get(name))
+                .unwrap_or(&schema)
+                .get("required")
+                .and_then(Value::as_array)
+                .is_some_and(|required| !required.is_empty()),
+        };
         op["requestBody"] = json!({
-            "required": true,
+            "required": required,
             "content": {"application/json": {"schema": schema}}
         });
     }

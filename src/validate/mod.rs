@@ -15,7 +15,8 @@
 //! - `string`: `min_len`, `max_len`, `pattern` (Rust `regex` syntax, which
 //!   reads RE2 patterns), `in`;
 //! - `int32`, `int64`, `uint32`, `uint64`: `gt`, `gte`, `lt`, `lte`;
-//! - `repeated`: `min_items`, `max_items`, `items` (the rules of each item);
+//! - `repeated`: `min_items`, `max_items`, `unique` (scalar items), `items`
+//!   (the rules of each item);
 //! - message fields: the rules of the nested message, item by item for
 //!   repeated ones.
 //!
@@ -121,6 +122,8 @@ struct IntegerRules {
 struct RepeatedRules {
     min_items: Option<u64>,
     max_items: Option<u64>,
+    /// `unique`: no item twice (scalar items).
+    unique: bool,
     items: Option<Box<FieldRules>>,
 }
 
@@ -425,6 +428,17 @@ impl FieldRules {
                 if let Some((rule, reason)) = rules.check_len(items.len()) {
                     push(rule, reason);
                 }
+                if rules.unique
+                    && let Some((index, _)) = items
+                        .iter()
+                        .enumerate()
+                        .find(|(index, item)| items[..*index].contains(item))
+                {
+                    push(
+                        "repeated.unique",
+                        format!("must not list an item twice; item {index} repeats an earlier one"),
+                    );
+                }
                 if let Some(item_rules) = &rules.items {
                     for (index, item) in items.iter().enumerate() {
                         item_rules.check_value(item, &format!("{path}[{index}]"), out);
@@ -438,7 +452,30 @@ impl FieldRules {
     /// `maxLength`, `pattern`, `enum`, `minimum`/`maximum` (with
     /// `exclusiveMinimum`/`exclusiveMaximum`), `minItems`, `maxItems`, and the
     /// items' keywords under `items`. `required` is the parent's business.
+    /// A field whose zero value skips the rules (`ignore:
+    /// IGNORE_IF_ZERO_VALUE`) gets them as `anyOf` the zero value or them,
+    /// since the zero value is accepted whatever they say.
     pub fn json_schema(&self) -> Map<String, Json> {
+        let keywords = self.keywords();
+        if !self.ignore_if_zero || keywords.is_empty() {
+            return keywords;
+        }
+        let zero = match &self.kind {
+            KindRules::String(_) => json!(""),
+            KindRules::Integer(_) => json!(0),
+            KindRules::Repeated(_) => json!([]),
+            KindRules::None => return keywords,
+        };
+        let mut out = Map::new();
+        out.insert(
+            "anyOf".into(),
+            json!([{"enum": [zero]}, Json::Object(keywords)]),
+        );
+        out
+    }
+
+    /// The rules' own keywords (see [`FieldRules::json_schema`]).
+    fn keywords(&self) -> Map<String, Json> {
         let mut out = Map::new();
         match &self.kind {
             KindRules::None => {}
@@ -482,6 +519,9 @@ impl FieldRules {
                 }
                 if let Some(n) = rules.max_items {
                     out.insert("maxItems".into(), json!(n));
+                }
+                if rules.unique {
+                    out.insert("uniqueItems".into(), json!(true));
                 }
                 if let Some(items) = &rules.items {
                     out.insert("items".into(), Json::Object(items.json_schema()));
@@ -710,6 +750,15 @@ impl RepeatedRules {
             match rule.name() {
                 "min_items" => out.min_items = value.as_u64(),
                 "max_items" => out.max_items = value.as_u64(),
+                "unique" => {
+                    if field.kind().as_message().is_some() {
+                        return Err(RuleError {
+                            at: at.to_owned(),
+                            reason: "`repeated.unique` is enforced for scalar items only".into(),
+                        });
+                    }
+                    out.unique = value.as_bool().unwrap_or(false);
+                }
                 "items" => {
                     if let Some(items) = value.as_message() {
                         out.items = Some(Box::new(FieldRules::read(

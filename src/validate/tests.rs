@@ -23,7 +23,10 @@ message Order {
   optional int64 version = 4 [(buf.validate.field).int64.gte = 0];
   Item gift = 5;
   string kind = 6 [(buf.validate.field).string = {in: ["a", "b"]}];
-  repeated string tags = 7 [(buf.validate.field).repeated.items.string.max_len = 2];
+  repeated string tags = 7 [(buf.validate.field).repeated = {
+    unique: true
+    items: {string: {max_len: 2}}
+  }];
 }
 message Plain { string anything = 1; }
 "#;
@@ -113,6 +116,17 @@ fn zero_values_break_rules_unless_ignored_and_unset_optionals_are_skipped() {
 }
 
 #[test]
+fn unique_items_are_checked() {
+    let pool = pool(PROTO);
+    let validator = Validator::new(&pool).expect("rules");
+    let twice = order(
+        &pool,
+        r#"{"id": "a", "items": [{"sku": "a", "quantity": 1}], "kind": "a", "tags": ["x", "y", "x"]}"#,
+    );
+    assert_eq!(violations(&validator, &twice), ["tags repeated.unique"]);
+}
+
+#[test]
 fn messages_without_rules_are_not_looked_at() {
     let pool = pool(PROTO);
     let validator = Validator::new(&pool).expect("rules");
@@ -195,7 +209,12 @@ fn json_schema_keywords_follow_the_rules() {
     assert_eq!(schema("kind"), serde_json::json!({"enum": ["a", "b"]}));
     assert_eq!(
         schema("tags"),
-        serde_json::json!({"items": {"maxLength": 2}})
+        serde_json::json!({"items": {"maxLength": 2}, "uniqueItems": true})
+    );
+    // Ignored when zero: the zero value is valid whatever the rules say.
+    assert_eq!(
+        schema("note"),
+        serde_json::json!({"anyOf": [{"enum": [""]}, {"minLength": 2}]})
     );
     assert_eq!(schema("version"), serde_json::json!({"minimum": 0}));
     let required = |name: &str| {

@@ -427,19 +427,25 @@ impl Drop for TestServer {
 /// The sum of a metric's samples on the service's `/metrics` (every label
 /// set), 0 when it has none.
 pub async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(server.http_url("/metrics"))
+    metrics_text(server)
         .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("/metrics body");
-    text.lines()
+        .lines()
         .filter(|line| {
             line.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The service's `/metrics` page.
+pub async fn metrics_text(server: &TestServer) -> String {
+    reqwest::get(server.http_url("/metrics"))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("/metrics body")
 }
 
 /// The ErrorInfo reason of a status, if it carries one.

@@ -45,7 +45,10 @@ mod tests {
             let path = format!("/{}/{}", service.full_name(), method.name());
             let scope = required_scope(&path).expect("inventory calls need a token");
             let expected = match method.name() {
-                "UpdateInventory" | "SetLowStockThreshold" | "SetProductAlternatives" => ADMIN,
+                "UpdateInventory"
+                | "SetLowStockThreshold"
+                | "SetProductAlternatives"
+                | "SetUnitCost" => ADMIN,
                 name if name.starts_with("Check")
                     || name.starts_with("Get")
                     || name.starts_with("List")

@@ -57,10 +57,11 @@ use self::schema::{
     idempotency_keys, inventory, inventory_history, inventory_reservations, product_alternatives,
 };
 use super::PoolStatus;
+use super::costs;
 use crate::domain::events::EventSignal;
 use crate::domain::port::{EventPage, InventoryStore, StoreError, StoreResult as Result};
 use crate::domain::work::{Planned, Work, plan_with_async};
-use crate::domain::{HistoryCursor, HistoryEntry, Reservation, StockLevel};
+use crate::domain::{HistoryCursor, HistoryEntry, Money, Reservation, StockLevel, StockTotals};
 use crate::telemetry::db::{DbTrace, rows_affected};
 
 pub use self::migrate::{MIGRATION_LOCK_KEY, MIGRATIONS};
@@ -404,6 +405,49 @@ impl InventoryStore for PostgresStore {
                 .load(&mut c)
                 .await?;
             Ok(Some(rows.into_iter().map(StockLevel::from).collect()))
+        })
+        .await
+    }
+
+    async fn set_unit_cost(&self, product_id: &str, cost: Option<Money>) -> Result<bool> {
+        use diesel::sql_types::{BigInt, Text};
+        let product_id = product_id.to_owned();
+        self.run(move |mut c| async move {
+            let Some(cost) = cost else {
+                diesel::sql_query(costs::CLEAR)
+                    .bind::<Text, _>(&product_id)
+                    .execute(&mut c)
+                    .await
+                    .map(rows_affected)?;
+                let found: costs::Found = diesel::sql_query(costs::EXISTS)
+                    .bind::<Text, _>(&product_id)
+                    .get_result(&mut c)
+                    .await?;
+                return Ok(found.found);
+            };
+            let written = diesel::sql_query(costs::SET)
+                .bind::<Text, _>(&product_id)
+                .bind::<Text, _>(&cost.currency)
+                .bind::<BigInt, _>(cost.minor_units)
+                .execute(&mut c)
+                .await
+                .map(rows_affected)?;
+            Ok(written == 1)
+        })
+        .await
+    }
+
+    async fn stock_totals(&self) -> Result<StockTotals> {
+        self.run(|mut c| async move {
+            let units: costs::Units = diesel::sql_query(costs::UNITS).get_result(&mut c).await?;
+            let value: Vec<costs::Value> = diesel::sql_query(costs::VALUE).load(&mut c).await?;
+            Ok(StockTotals {
+                units: units.units,
+                value: value
+                    .into_iter()
+                    .map(|v| (v.currency, v.minor_units))
+                    .collect(),
+            })
         })
         .await
     }

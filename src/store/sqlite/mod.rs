@@ -41,10 +41,13 @@ use self::schema::{
     inventory_reservations, product_alternatives,
 };
 use super::PoolStatus;
+use super::costs;
 use crate::domain::events::EventSignal;
 use crate::domain::port::{EventPage, InventoryStore, StoreError as Error, StoreResult as Result};
 use crate::domain::work::{Planned, Work, plan_with};
-use crate::domain::{HistoryCursor, HistoryEntry, PositionedEvent, Reservation, StockLevel};
+use crate::domain::{
+    HistoryCursor, HistoryEntry, Money, PositionedEvent, Reservation, StockLevel, StockTotals,
+};
 use crate::telemetry::db::{DbTrace, rows_affected};
 
 /// The SQLite migrations, compiled into the binary and applied at start.
@@ -431,6 +434,46 @@ impl InventoryStore for SqliteStore {
                 .select(StockRow::as_select())
                 .load(c)?;
             Ok(Some(rows.into_iter().map(StockLevel::from).collect()))
+        })
+        .await
+    }
+
+    async fn set_unit_cost(&self, product_id: &str, cost: Option<Money>) -> Result<bool> {
+        use diesel::sql_types::{BigInt, Text};
+        let product_id = product_id.to_owned();
+        self.run(move |c| {
+            let Some(cost) = cost else {
+                diesel::sql_query(costs::CLEAR)
+                    .bind::<Text, _>(&product_id)
+                    .execute(c)
+                    .map(rows_affected)?;
+                let found: costs::Found = diesel::sql_query(costs::EXISTS)
+                    .bind::<Text, _>(&product_id)
+                    .get_result(c)?;
+                return Ok(found.found);
+            };
+            let written = diesel::sql_query(costs::SET)
+                .bind::<Text, _>(&product_id)
+                .bind::<Text, _>(&cost.currency)
+                .bind::<BigInt, _>(cost.minor_units)
+                .execute(c)
+                .map(rows_affected)?;
+            Ok(written == 1)
+        })
+        .await
+    }
+
+    async fn stock_totals(&self) -> Result<StockTotals> {
+        self.read(|c| {
+            let units: costs::Units = diesel::sql_query(costs::UNITS).get_result(c)?;
+            let value: Vec<costs::Value> = diesel::sql_query(costs::VALUE).load(c)?;
+            Ok(StockTotals {
+                units: units.units,
+                value: value
+                    .into_iter()
+                    .map(|v| (v.currency, v.minor_units))
+                    .collect(),
+            })
         })
         .await
     }
