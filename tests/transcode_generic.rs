@@ -1,6 +1,6 @@
 //! The REST layer is generic: a second, test-only service (`tests/proto/echo`)
 //! with its own HttpRules (additional_bindings, a body field, response_body,
-//! `**`, a custom verb, DELETE, a custom method) is served by the same
+//! `**`, a custom verb, DELETE, a custom method, a server stream) is served by the same
 //! `TranscodeLayer`, over a real socket, with nothing inventory-specific.
 
 use std::time::Duration;
@@ -24,7 +24,7 @@ mod echo {
 const ECHO_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/echo_descriptor.bin"));
 
 use echo::echo_service_server::{EchoService, EchoServiceServer};
-use echo::{EchoRequest, EchoResponse, FailRequest, FileRequest};
+use echo::{EchoRequest, EchoResponse, FailRequest, FileRequest, RepeatRequest, Tick};
 
 struct Echo;
 
@@ -85,6 +85,38 @@ impl EchoService for Echo {
     async fn probe(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         answer("Probe", request)
     }
+    type RepeatStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Tick, Status>> + Send + 'static>>;
+
+    async fn repeat(
+        &self,
+        request: Request<RepeatRequest>,
+    ) -> Result<Response<Self::RepeatStream>, Status> {
+        let r = request.into_inner();
+        if r.count == 0 && r.fail_code != 0 {
+            return Err(Status::new(
+                tonic::Code::from_i32(r.fail_code),
+                "nothing to repeat",
+            ));
+        }
+        let text = r.text.clone();
+        let ticks = (r.after + 1..=i64::from(r.count)).map(move |seq| {
+            Ok(Tick {
+                seq,
+                text: text.clone(),
+            })
+        });
+        let end = (r.fail_code != 0).then(|| {
+            Err(Status::new(
+                tonic::Code::from_i32(r.fail_code),
+                "stopped on purpose",
+            ))
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            ticks.chain(end),
+        ))))
+    }
+
     async fn fail(&self, request: Request<FailRequest>) -> Result<Response<EchoResponse>, Status> {
         use tonic_types::{ErrorDetails, StatusExt as _};
         let code = tonic::Code::from_i32(request.into_inner().code);
@@ -351,6 +383,96 @@ fn conflicting_rules_are_refused_naming_both_methods() {
 fn the_route_table_holds_every_binding() {
     let transcoder =
         Transcoder::new(ECHO_DESCRIPTORS, TranscodeOptions::default()).expect("routes");
-    // Echo has three bindings; the six other methods one each.
-    assert_eq!(transcoder.routes().routes().len(), 9);
+    // Echo has three bindings; the seven other methods one each.
+    assert_eq!(transcoder.routes().routes().len(), 10);
+}
+
+#[tokio::test]
+async fn server_streams_are_server_sent_events_or_ndjson() {
+    let base = serve_echo(TranscodeOptions {
+        event_id_field: Some("seq".to_owned()),
+        resume_field: Some("after".to_owned()),
+        ..TranscodeOptions::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = client.get(format!("{base}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, content_type, response.text().await.expect("body"))
+        }
+    };
+
+    // SSE: one event per message, the configured field as its id.
+    let (status, content_type, body) =
+        get("/v1/repeat/hi?count=3", &[("accept", "text/event-stream")]).await;
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    let event = |seq: u32| format!("id: {seq}\ndata: {{\"seq\":\"{seq}\",\"text\":\"hi\"}}\n\n");
+    assert_eq!(body, [event(1), event(2), event(3)].concat());
+    // Last-Event-ID sets the resume field; the query wins when it sets it.
+    let (_, _, resumed) = get(
+        "/v1/repeat/hi?count=3",
+        &[("accept", "text/event-stream"), ("last-event-id", "2")],
+    )
+    .await;
+    assert_eq!(resumed, event(3));
+    let (_, _, query_wins) = get(
+        "/v1/repeat/hi?count=3&after=1",
+        &[("accept", "text/event-stream"), ("last-event-id", "2")],
+    )
+    .await;
+    assert_eq!(query_wins, [event(2), event(3)].concat());
+
+    // NDJSON (anything else), grpc-gateway's shape.
+    let (status, content_type, body) = get("/v1/repeat/yo?count=2", &[]).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/x-ndjson")
+    );
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"result": {"seq": "1", "text": "yo"}}),
+            json!({"result": {"seq": "2", "text": "yo"}})
+        ]
+    );
+
+    // A failure after the first message ends the stream with an error
+    // record; one before it is a plain REST error.
+    let (_, _, ended) = get("/v1/repeat/x?count=1&fail_code=14", &[]).await;
+    let last: Value = serde_json::from_str(ended.lines().last().expect("lines")).expect("JSON");
+    assert_eq!(last["error"]["code"], 14, "{ended}");
+    assert_eq!(last["error"]["message"], "stopped on purpose");
+    assert_eq!(
+        last["error"]["details"][0]["reason"], "UNAVAILABLE",
+        "{ended}"
+    );
+    let (_, _, ended) = get(
+        "/v1/repeat/x?count=1&fail_code=14",
+        &[("accept", "text/event-stream")],
+    )
+    .await;
+    assert!(
+        ended.ends_with("\n\n") && ended.contains("event: error\ndata: {"),
+        "{ended}"
+    );
+    let (status, content_type, body) = get("/v1/repeat/x?count=0&fail_code=5", &[]).await;
+    assert_eq!((status, content_type.as_str()), (404, "application/json"));
+    let error: Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(error["message"], "nothing to repeat");
 }

@@ -563,6 +563,10 @@ describe(`web console (${MODE} mode) against ${BIN}`, { timeout: WATCHDOG_MS }, 
       assert.ok(result.current > 0, `stock on hand ${result.current}`);
       assert.equal(result.refusal, "INSUFFICIENT_STOCK");
       assert.match(result.available, /^\d+$/);
+      // A server stream (WatchInventory) over gRPC-Web, followed by the
+      // same generated client.
+      assert.equal(result.watched, "RESERVE");
+      assert.equal(result.watchedAvailable, Number(result.available) - 1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -7,7 +7,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb";
-import { InventoryService } from "../src/gen/inventory/v1/inventory_pb";
+import { InventoryService, StockChangeKind } from "../src/gen/inventory/v1/inventory_pb";
 
 export interface NodeCallResult {
   /** Stock on hand of the product. */
@@ -16,6 +16,10 @@ export interface NodeCallResult {
   refusal: string;
   /** What the refusal said was available. */
   available: string;
+  /** The kind of the event a watch of the product saw for its reservation. */
+  watched: string;
+  /** The available stock that event reported. */
+  watchedAvailable: number;
 }
 
 export async function run(baseUrl: string, productId: string): Promise<NodeCallResult> {
@@ -30,10 +34,44 @@ export async function run(baseUrl: string, productId: string): Promise<NodeCallR
       throw refused;
     }
     const info = refused.findDetails(ErrorInfoSchema)[0];
+    const seen = await watchOwnReservation(client, productId);
     return {
       current: stock.currentQuantity,
       refusal: info?.reason ?? "",
       available: info?.metadata["available"] ?? "",
+      ...seen,
     };
+  }
+}
+
+/**
+ * Reserves one unit, then follows the product's changes from the oldest
+ * kept (a server stream over gRPC-Web) until the reservation's event
+ * arrives; gives the unit back.
+ */
+async function watchOwnReservation(
+  client: ReturnType<typeof createClient<typeof InventoryService>>,
+  productId: string,
+): Promise<{ watched: string; watchedAvailable: number }> {
+  const orderId = "node-watch";
+  await client.reserveInventory({ productId, quantity: 1, orderId });
+  const abort = new AbortController();
+  try {
+    const events = client.watchInventory(
+      { productIds: [productId], after: 0n },
+      { signal: abort.signal, timeoutMs: 10_000 },
+    );
+    for await (const event of events) {
+      if (event.orderId === orderId) {
+        return {
+          watched: StockChangeKind[event.kind],
+          watchedAvailable: event.stock?.availableQuantity ?? -1,
+        };
+      }
+    }
+    throw new Error("the watch ended without the reservation's event");
+  } finally {
+    abort.abort();
+    await client.releaseInventory({ productId, orderId });
   }
 }
