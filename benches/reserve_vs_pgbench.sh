@@ -3,7 +3,12 @@
 # the identical SQL, one reservation per transaction (benches/pgbench/reserve.sql),
 # at the same concurrency: spread over 1,000 products and on one hot product,
 # at 16 and 64 clients; then the service with group commit off, for
-# comparison. Each figure is the median of ROUNDS runs (default 3), the
+# comparison. pgbench runs twice: the reservation alone
+# (benches/pgbench/reserve.sql) and with the stock event the service has
+# written since its events outbox (reserve_with_event.sql). The service runs
+# without its read cache: the stock is reset behind its back between runs,
+# and the final check reads it back. Each figure is the median of ROUNDS
+# runs (default 3), the
 # service's and pgbench's alternating, since this machine's speed drifts from
 # minute to minute. Prints each ratio, the service's p99 latency and its
 # peak RSS.
@@ -46,6 +51,7 @@ start_server() { # $1: group commit on (true) or off (false)
   DATABASE_URL="$PG/$DB" \
   INVENTORY_DATABASE__MAX_CONNECTIONS=16 \
   INVENTORY_INVENTORY__BATCH__ENABLED="$1" \
+  INVENTORY_CACHE__ENABLED=false \
   INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
   INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
   INVENTORY_SERVER__HOST=127.0.0.1 \
@@ -61,7 +67,7 @@ start_server() { # $1: group commit on (true) or off (false)
 
 stock() { # Fresh stock and no reservations before every run.
   psql -q "$PG/$DB" <<SQL
-TRUNCATE inventory_history, inventory_reservations, inventory, idempotency_keys CASCADE;
+TRUNCATE inventory_history, inventory_reservations, inventory, idempotency_keys, inventory_events CASCADE;
 INSERT INTO inventory (product_id, total_quantity)
   SELECT 'bench-' || g, 1000000000 FROM generate_series(1, 1000) g;
 VACUUM ANALYZE;
@@ -76,8 +82,8 @@ service_run() { # $1 clients, $2 distribution; prints "tx/s p99_ms"
   python3 -c 'import json,sys; r=json.load(sys.stdin); assert not r["mismatches"], r["mismatches"]; print(round(r["ok"]/r["seconds"]), r["latency_ms"]["p99"])' <<<"$json"
 }
 
-pgbench_run() { # $1 clients, $2 products; prints tx/s
-  pgbench -n -f benches/pgbench/reserve.sql -D products="$2" -c "$1" -j 2 -T "$SECONDS_PER_RUN" "$PG/$DB" 2>&1 \
+pgbench_run() { # $1 clients, $2 products, $3 script (default reserve); prints tx/s
+  pgbench -n -f "benches/pgbench/${3:-reserve}.sql" -D products="$2" -c "$1" -j 2 -T "$SECONDS_PER_RUN" "$PG/$DB" 2>&1 \
     | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
 }
 
@@ -86,17 +92,18 @@ peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$server/status"; 
 median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 compare() { # $1 clients, $2 products, $3 group commit label: one row of medians
-  local clients="$1" products="$2" distribution=uniform services=() p99s=() pgbenches=()
+  local clients="$1" products="$2" distribution=uniform services=() p99s=() pgbenches=() evented=()
   [[ "$products" == 1 ]] && distribution=hot
   for round in $(seq 1 "$ROUNDS"); do
     stock; read -r service p99 < <(service_run "$clients" "$distribution")
     stock; pgbench="$(pgbench_run "$clients" "$products")"
+    stock; with_event="$(pgbench_run "$clients" "$products" reserve_with_event)"
     echo "  round $round, products $products, $clients clients, group commit $3:" \
-      "service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s" >&2
-    services+=("$service"); p99s+=("$p99"); pgbenches+=("$pgbench")
+      "service $service tx/s (p99 $p99 ms), pgbench $pgbench tx/s, with the event $with_event tx/s" >&2
+    services+=("$service"); p99s+=("$p99"); pgbenches+=("$pgbench"); evented+=("$with_event")
   done
   echo "$products $clients $(echo "${services[*]}" | median) $(echo "${pgbenches[*]}" | median)" \
-    "$(echo "${p99s[*]}" | median) $3"
+    "$(echo "${p99s[*]}" | median) $3 $(echo "${evented[*]}" | median)"
 }
 
 rows=()
@@ -117,17 +124,18 @@ stop_server
 
 echo
 echo "Medians of $ROUNDS rounds of ${SECONDS_PER_RUN} s:"
-echo "| Products | Clients | Group commit | Service | pgbench | Service / pgbench | Service p99 |"
-echo "|---|---|---|---|---|---|---|"
+echo "| Products | Clients | Group commit | Service | pgbench | Service / pgbench | pgbench with the event | Service / that | Service p99 |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
-  read -r products clients service pgbench p99 batching <<<"$row"
-  python3 - "$products" "$clients" "$service" "$pgbench" "$p99" "$batching" <<'PY'
+  read -r products clients service pgbench p99 batching with_event <<<"$row"
+  python3 - "$products" "$clients" "$service" "$pgbench" "$p99" "$batching" "$with_event" <<'PY'
 import sys
-products, clients, service, pgbench, p99, batching = sys.argv[1:]
-service, pgbench = float(service), float(pgbench)
+products, clients, service, pgbench, p99, batching, with_event = sys.argv[1:]
+service, pgbench, with_event = float(service), float(pgbench), float(with_event)
 label = "1 (hot)" if products == "1" else f"{int(products):,}"
 print(f"| {label} | {clients} | {batching} | {service:,.0f} tx/s | {pgbench:,.0f} tx/s | "
-      f"{service / pgbench:.2f} | {float(p99):.1f} ms |")
+      f"{service / pgbench:.2f} | {with_event:,.0f} tx/s | {service / with_event:.2f} | "
+      f"{float(p99):.1f} ms |")
 PY
 done
 echo

@@ -641,6 +641,11 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsConfig {
+    /// Whether changes of stock are written to the events outbox, in their
+    /// transactions. Off: WatchInventory is refused (FAILED_PRECONDITION),
+    /// and on PostgreSQL commits no longer take the outbox's lock, which
+    /// matters with group commit off (see the README's benchmarks).
+    pub enabled: bool,
     /// How long events are kept in the outbox, so that a watch can resume
     /// from a position that old; the sweeper forgets older ones.
     #[serde(with = "humantime_serde")]
@@ -659,6 +664,7 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             retention: Duration::from_secs(24 * 3600),
             buffer: 4096,
             poll_interval: Duration::from_secs(1),

@@ -176,6 +176,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
                         config::Synchronous::Full => Synchronous::Full,
                         config::Synchronous::Normal => Synchronous::Normal,
                     },
+                    events: config.inventory.events.enabled,
                 })
                 .await?,
             );
@@ -200,6 +201,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
                         config::IsolationLevel::Serializable => Isolation::Serializable,
                     },
                     notify: follows_changes(config),
+                    events: config.inventory.events.enabled,
                     statement_timeout: db.statement_timeout,
                 })
                 .await?,
@@ -349,6 +351,7 @@ async fn run(
             record_checks: config.inventory.record_checks,
             request_id_ttl: config.inventory.request_id_ttl,
             events: EventSettings {
+                enabled: config.inventory.events.enabled,
                 poll_interval: config.inventory.events.poll_interval,
                 buffer: config.inventory.events.buffer,
                 retention: config.inventory.events.retention,

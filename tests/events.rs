@@ -29,6 +29,7 @@ backend_tests!(
     rest_streams_server_sent_events_and_ndjson,
     shutdown_ends_a_watch_with_its_position,
     low_stock_thresholds_over_grpc_and_rest,
+    events_switched_off_are_refused_and_writes_go_on,
 );
 
 type Client = pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>;
@@ -667,4 +668,35 @@ async fn low_stock_thresholds_over_grpc_and_rest(backend: Backend) {
         .expect("to 0");
     let kinds: Vec<K> = take(&mut live, 3).await.iter().map(|e| e.kind()).collect();
     assert_eq!(kinds, [K::Reserve, K::Reserve, K::OutOfStock]);
+}
+
+async fn events_switched_off_are_refused_and_writes_go_on(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.inventory.events.enabled = false;
+    })
+    .await;
+    let mut client = server.client().await;
+    set_stock(&mut client, "p", 3).await;
+    client
+        .reserve_inventory(ReserveInventoryRequest {
+            product_id: "p".into(),
+            order_id: "o".into(),
+            quantity: 1,
+            reservation_timeout: 0,
+        })
+        .await
+        .expect("reserve");
+    let refused = client
+        .watch_inventory(WatchInventoryRequest {
+            product_ids: Vec::new(),
+            after: Some(0),
+        })
+        .await
+        .expect_err("no events");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(reason(&refused), "EVENTS_DISABLED");
+    let rest = reqwest::get(server.http_url("/api/v1/events"))
+        .await
+        .expect("GET");
+    assert_eq!(rest.status(), 409);
 }

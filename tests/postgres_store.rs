@@ -78,6 +78,7 @@ fn options(database: &PostgresDatabase) -> PostgresOptions {
         max_idle_connections: 4,
         connection_timeout: Duration::from_secs(10),
         isolation: Isolation::ReadCommitted,
+        events: true,
         notify: true,
         statement_timeout: Duration::from_secs(5),
     }

@@ -26,6 +26,7 @@
 //! | EventsPurged           | OUT_OF_RANGE        | EVENTS_PURGED             |
 //! | PositionAhead          | OUT_OF_RANGE        | POSITION_AHEAD            |
 //! | WatchTooSlow           | RESOURCE_EXHAUSTED  | WATCH_TOO_SLOW (metadata position) |
+//! | EventsDisabled         | FAILED_PRECONDITION | EVENTS_DISABLED           |
 //! | ShuttingDown           | UNAVAILABLE         | SHUTTING_DOWN (metadata position) |
 //! | ReadOnly               | UNAVAILABLE         | DATABASE_UNAVAILABLE (+ metadata read_only, since) |
 //! | Store(NotConnected)    | UNAVAILABLE         | DATABASE_UNAVAILABLE      |
@@ -279,6 +280,11 @@ impl From<domain::Error> for Status {
                     ("position", position.to_string()),
                     ("behind", behind.to_string()),
                 ]),
+            ),
+            E::EventsDisabled => (
+                Code::FailedPrecondition,
+                "EVENTS_DISABLED",
+                metadata([("setting", "inventory.events.enabled".to_owned())]),
             ),
             E::ShuttingDown { position } => (
                 Code::Unavailable,

@@ -257,6 +257,13 @@ pub enum Error {
         behind: u64,
     },
 
+    /// The service keeps no events (`inventory.events.enabled` is off).
+    #[error(
+        "stock events are not kept by this service (inventory.events.enabled is false); \
+         nothing can be watched"
+    )]
+    EventsDisabled,
+
     /// The service is shutting down: a watch ends, and resumes on another
     /// replica (or after the restart) from the last position it received.
     #[error("the service is shutting down; resume the watch after position {position}")]

@@ -75,6 +75,9 @@ impl EventSignal {
 /// How watches are served (`events.*` in the configuration).
 #[derive(Debug, Clone)]
 pub struct EventSettings {
+    /// Whether the store keeps events: watches are refused when it does
+    /// not ([`crate::domain::Error::EventsDisabled`]).
+    pub enabled: bool,
     /// How often the hub reads the outbox when nothing woke it.
     pub poll_interval: Duration,
     /// How many events the hub keeps for watchers that are behind; a watcher
@@ -87,6 +90,7 @@ pub struct EventSettings {
 impl Default for EventSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             poll_interval: Duration::from_secs(1),
             buffer: 4096,
             retention: Duration::from_secs(24 * 3600),
@@ -422,6 +426,7 @@ mod tests {
                 record_checks: false,
                 request_id_ttl: Duration::from_secs(3600),
                 events: EventSettings {
+                    enabled: true,
                     poll_interval: Duration::from_secs(3600),
                     buffer,
                     retention: Duration::from_secs(3600),

@@ -1044,6 +1044,9 @@ impl Inventory {
         product_ids: &[String],
         after: Option<i64>,
     ) -> Result<impl futures_util::Stream<Item = Result<PositionedEvent>> + Send + 'static> {
+        if !self.settings.events.enabled {
+            return Err(Error::EventsDisabled);
+        }
         let products = product_ids
             .iter()
             .map(|id| rules::canonical_id("product_ids", id).map(|id| id.into_owned()))

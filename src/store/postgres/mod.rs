@@ -84,6 +84,9 @@ pub struct PostgresOptions {
     /// replicas (`NOTIFY` on [`listen::CHANNEL`], sent at its commit), for
     /// their memory caches.
     pub notify: bool,
+    /// Whether changes of stock are written to the events outbox
+    /// (`inventory.events.enabled`).
+    pub events: bool,
     /// The longest a statement may run, and a transaction stay idle, on the
     /// server (`statement_timeout`, `idle_in_transaction_session_timeout`);
     /// zero: PostgreSQL's default (none).
@@ -113,6 +116,7 @@ impl fmt::Debug for PostgresOptions {
             .field("connection_timeout", &self.connection_timeout)
             .field("isolation", &self.isolation)
             .field("notify", &self.notify)
+            .field("events", &self.events)
             .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
@@ -201,6 +205,8 @@ pub struct PostgresStore {
     isolation: Isolation,
     /// Whether stock changes are announced on [`listen::CHANNEL`].
     notify: bool,
+    /// Whether events are written (see [`PostgresOptions::events`]).
+    events: bool,
     /// Told after each commit that added events (other replicas' commits
     /// reach it through [`listen::Listener`]).
     signal: EventSignal,
@@ -248,6 +254,7 @@ impl PostgresStore {
             pool,
             isolation: options.isolation,
             notify: options.notify,
+            events: options.events,
             signal: EventSignal::new(),
             url: options.url,
             connection_timeout: options.connection_timeout,
@@ -499,7 +506,7 @@ impl InventoryStore for PostgresStore {
 
     async fn apply(&self, work: &Work) -> Result<Planned> {
         let planned = self.apply_work(work).await?;
-        if !planned.changes.events.is_empty() {
+        if self.events && !planned.changes.events.is_empty() {
             self.signal.poke();
         }
         Ok(planned)
@@ -519,6 +526,7 @@ impl PostgresStore {
         let work = work.clone();
         let isolation = self.isolation;
         let notify = self.notify;
+        let events = self.events;
         self.run(move |mut c| async move {
             // Above READ COMMITTED, a transaction whose snapshot was taken
             // before it waited for a row lock fails once it gets the lock,
@@ -538,7 +546,7 @@ impl PostgresStore {
                     .await?;
                 }
             }
-            let (planned, clean) = unit_of_work(&mut c, &work, isolation, notify).await;
+            let (planned, clean) = unit_of_work(&mut c, &work, isolation, notify, events).await;
             if !clean {
                 // Never lend out a connection that may still be inside a
                 // transaction: close it instead.
@@ -567,6 +575,7 @@ async fn unit_of_work(
     work: &Work,
     isolation: Isolation,
     notify: bool,
+    events: bool,
 ) -> (Result<Planned>, bool) {
     let begin = match isolation {
         Isolation::ReadCommitted => "BEGIN",
@@ -597,7 +606,7 @@ async fn unit_of_work(
             }
             // However the pipeline ends, the transaction has: committed, or
             // rolled back by the server at the COMMIT after a failed write.
-            let written = work::write_and_commit(c, &planned.changes, notify).await;
+            let written = work::write_and_commit(c, &planned.changes, notify, events).await;
             (written.map(|()| planned), true)
         }
         Err(error) => {

@@ -249,6 +249,7 @@ pub(super) async fn write_and_commit(
     c: &mut Conn,
     changes: &Changes,
     notify: bool,
+    events: bool,
 ) -> StoreResult<()> {
     let shared: &Conn = c;
     let now = changes.now;
@@ -543,7 +544,7 @@ pub(super) async fn write_and_commit(
             statements.push(Statement::new(query.execute(&mut { shared }), Some(count)));
         }
     }
-    if !changes.events.is_empty() {
+    if events && !changes.events.is_empty() {
         // Last before the commit: the outbox's lock is held from here to the
         // commit only.
         statements.push(Statement::new(

@@ -115,6 +115,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Durability of commits.
     pub synchronous: Synchronous,
+    /// Whether changes of stock are written to the events outbox
+    /// (`inventory.events.enabled`).
+    pub events: bool,
 }
 
 impl SqliteOptions {
@@ -139,6 +142,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// Told the latest event's position after each commit that added events.
     signal: EventSignal,
+    /// Whether events are written (see [`SqliteOptions::events`]).
+    events: bool,
 }
 
 /// Settings of the write connection alone. Its page cache holds 16 MiB
@@ -277,6 +282,7 @@ impl SqliteStore {
             pool,
             writer,
             signal: EventSignal::new(),
+            events: options.events,
         })
     }
 
@@ -522,13 +528,14 @@ impl InventoryStore for SqliteStore {
     async fn apply(&self, work: &Work) -> Result<Planned> {
         let work = work.clone();
         let signal = self.signal.clone();
+        let events = self.events;
         self.run(move |c| {
             let (planned, last_event) = c.immediate_transaction(|c| {
                 let planned = plan_with(&work, |needs| work::load(c, needs, work.now))?;
                 if work.is_abandoned() {
                     return Err(Error::Abandoned);
                 }
-                let last_event = work::write(c, &planned.changes)?;
+                let last_event = work::write(c, &planned.changes, events)?;
                 Ok((planned, last_event))
             })?;
             if let Some(position) = last_event {
@@ -681,6 +688,7 @@ mod tests {
             connection_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
+            events: true,
         })
         .await
         .expect("open applies the commit migration");
@@ -755,6 +763,7 @@ mod tests {
             connection_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
+            events: true,
         })
         .await
         .expect("open creates the directory and migrates");

@@ -142,7 +142,12 @@ pub(super) struct Position {
 
 /// Writes what the planner decided. Returns the position of the last event
 /// it added, if it added any.
-pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<Option<i64>> {
+/// Events are left out when `events` is false (`inventory.events.enabled`).
+pub(super) fn write(
+    c: &mut SqliteConnection,
+    changes: &Changes,
+    events: bool,
+) -> StoreResult<Option<i64>> {
     let now = changes.now.naive_utc();
     let (created, changed): (Vec<_>, Vec<_>) = changes
         .stocks
@@ -293,6 +298,9 @@ pub(super) fn write(c: &mut SqliteConnection, changes: &Changes) -> StoreResult<
                 .bind::<Text, _>(alternative);
         }
         execute(c, query, alternatives.len(), "alternatives")?;
+    }
+    if !events {
+        return Ok(None);
     }
     write_events(c, &changes.events)
 }
