@@ -516,6 +516,9 @@ async fn run(
             // a browser's EventSource resumes after it by itself.
             event_id_field: Some("position".to_owned()),
             resume_field: Some("after".to_owned()),
+            // Well within the idle timeout, which would otherwise close a
+            // watch that has seen no change for that long.
+            sse_keepalive: Some((config.server.idle_timeout / 2).min(Duration::from_secs(15))),
         },
     )?;
     let transcode = TranscodeLayer::new(transcoder);

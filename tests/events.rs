@@ -30,6 +30,7 @@ backend_tests!(
     shutdown_ends_a_watch_with_its_position,
     low_stock_thresholds_over_grpc_and_rest,
     events_switched_off_are_refused_and_writes_go_on,
+    a_quiet_event_stream_outlives_the_idle_timeout,
 );
 
 type Client = pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>;
@@ -699,4 +700,33 @@ async fn events_switched_off_are_refused_and_writes_go_on(backend: Backend) {
         .await
         .expect("GET");
     assert_eq!(rest.status(), 409);
+}
+
+async fn a_quiet_event_stream_outlives_the_idle_timeout(backend: Backend) {
+    // Connections are closed after 400 ms without traffic; a watch with no
+    // change to send gets a comment line every 200 ms instead.
+    let server = TestServer::start_with(backend, |config| {
+        config.server.idle_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--no-buffer",
+            "--max-time",
+            "2",
+            "-w",
+            "%{exitcode}",
+        ])
+        .args(["-H", "Accept: text/event-stream"])
+        .arg(server.http_url("/api/v1/events"))
+        .output()
+        .await
+        .expect("curl is installed");
+    let body = String::from_utf8(output.stdout).expect("utf-8");
+    // curl gave up at its own limit (exit 28): the service kept the stream.
+    assert!(body.ends_with("28"), "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert!(body.matches(": keep-alive").count() >= 5, "{body}");
 }

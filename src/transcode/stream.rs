@@ -5,10 +5,13 @@
 //! - SSE: one event per message, `data:` the message's JSON; its `id:` the
 //!   value of [`TranscodeOptions::event_id_field`] when the message has that
 //!   field. A failure after the stream started is a last event named
-//!   `error` whose data is the usual `{"code","message","details"}`.
+//!   `error` whose data is the usual `{"code","message","details"}`. A
+//!   stream quiet for [`TranscodeOptions::sse_keepalive`] gets a comment
+//!   line, which clients ignore.
 //! - NDJSON (grpc-gateway's shape): one line per message,
 //!   `{"result": <message>}`, and a last line `{"error": {...}}` for a
-//!   failure after the stream started.
+//!   failure after the stream started. NDJSON has no comment line: a quiet
+//!   NDJSON stream sends nothing, and an idle timeout may close it.
 //!
 //! A failure before the first message (a refused request) is answered as
 //! any REST error: its HTTP status and the JSON error body. A client that
@@ -17,6 +20,7 @@
 //!
 //! [`TranscodeOptions::event_id_field`]: super::TranscodeOptions::event_id_field
 //! [`TranscodeOptions::resume_field`]: super::TranscodeOptions::resume_field
+//! [`TranscodeOptions::sse_keepalive`]: super::TranscodeOptions::sse_keepalive
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -281,20 +285,37 @@ impl Transcoder {
             buffer: BytesMut::new(),
             headers: head.headers.clone(),
         };
-        let chunks = futures_util::stream::unfold(Some((messages, writer)), |state| async move {
-            let (mut messages, writer) = state?;
-            let chunk = match messages.next().await {
-                Next::Message(payload) => match writer.message(&payload) {
-                    Ok(chunk) => return Some((chunk, Some((messages, writer)))),
-                    Err(reason) => writer.error(Code::Internal, &reason, None),
-                },
-                Next::End(reply) if reply.code == Code::Ok => return None,
-                Next::End(reply) => {
-                    writer.error(reply.code, &reply.message, reply.details.as_deref())
-                }
-            };
-            Some((chunk, None))
-        });
+        let keepalive = match format {
+            Format::Sse => self.options.sse_keepalive,
+            Format::Ndjson => None,
+        };
+        let chunks =
+            futures_util::stream::unfold(Some((messages, writer)), move |state| async move {
+                let (mut messages, writer) = state?;
+                let next = match keepalive {
+                    // Reading the next frame is cancel-safe: a frame is taken
+                    // from the body only once it is complete.
+                    Some(period) => match tokio::time::timeout(period, messages.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            let comment = Bytes::from_static(b": keep-alive\n\n");
+                            return Some((comment, Some((messages, writer))));
+                        }
+                    },
+                    None => messages.next().await,
+                };
+                let chunk = match next {
+                    Next::Message(payload) => match writer.message(&payload) {
+                        Ok(chunk) => return Some((chunk, Some((messages, writer)))),
+                        Err(reason) => writer.error(Code::Internal, &reason, None),
+                    },
+                    Next::End(reply) if reply.code == Code::Ok => return None,
+                    Next::End(reply) => {
+                        writer.error(reply.code, &reply.message, reply.details.as_deref())
+                    }
+                };
+                Some((chunk, None))
+            });
         let body = StreamBody::new(futures_util::StreamExt::map(chunks, |chunk| {
             Ok::<_, tonic::Status>(Frame::data(chunk))
         }));

@@ -59,6 +59,10 @@ pub struct TranscodeOptions {
     /// (when the request has a field of that name and the query does not
     /// set it).
     pub resume_field: Option<String>,
+    /// How long a Server-Sent Events stream may stay quiet before a comment
+    /// line (`: keep-alive`) is sent, so that proxies and idle timeouts do
+    /// not take a quiet stream for a dead one; `None`: never.
+    pub sse_keepalive: Option<std::time::Duration>,
 }
 
 impl TranscodeOptions {
@@ -85,6 +89,7 @@ impl Default for TranscodeOptions {
             rest_status_overrides: Vec::new(),
             event_id_field: None,
             resume_field: None,
+            sse_keepalive: Some(std::time::Duration::from_secs(15)),
         }
     }
 }
