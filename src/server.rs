@@ -697,8 +697,29 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(24 * 3600))
 }
 
-/// Every `interval` (and once at start), releases the reservations whose
-/// timeout has passed and forgets request keys older than
+/// Ticks at once and then every `interval` (a late tick delays the next),
+/// until `stop`.
+struct Ticks {
+    ticker: tokio::time::Interval,
+    stop: CancellationToken,
+}
+
+impl Ticks {
+    fn new(interval: Duration, stop: CancellationToken) -> Self {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { ticker, stop }
+    }
+
+    /// Waits for the next tick: false once stopped.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            _ = self.ticker.tick() => true,
+        }
+    }
+}
+
 /// Reads the whole stock (units, and value at unit cost) for its gauges at
 /// start and every `interval`, until `stop`: two aggregate queries per
 /// interval however often `/metrics` is scraped.
@@ -708,13 +729,8 @@ async fn read_stock_totals(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticks = Ticks::new(interval, stop);
+    while ticks.next().await {
         match inventory.stock_totals().await {
             Ok(totals) => metrics.stock_totals(totals),
             Err(error) => {
@@ -724,6 +740,8 @@ async fn read_stock_totals(
     }
 }
 
+/// Every `interval` (and once at start), releases the reservations whose
+/// timeout has passed and forgets request keys older than
 /// `inventory.request_id_ttl` and events older than
 /// `inventory.events.retention`, until `stop`. Each run is a trace of its own (a root
 /// span `inventory.expire`), counted in the metrics.
@@ -733,13 +751,8 @@ async fn run_expiry_sweeper(
     batch_size: u32,
     stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticks = Ticks::new(interval, stop);
+    while ticks.next().await {
         let span = tracing::info_span!(
             parent: None,
             "inventory.expire",

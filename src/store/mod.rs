@@ -22,6 +22,31 @@ pub mod postgres;
 pub mod retry;
 pub mod sqlite;
 
+/// An `inventory_events` row, its columns already read as domain types:
+/// both backends store the kind by its name.
+pub(crate) fn stored_event(
+    position: i64,
+    kind: &str,
+    order_id: Option<String>,
+    quantity_change: i32,
+    stock: crate::domain::StockLevel,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::StoreResult<crate::domain::PositionedEvent> {
+    let kind = crate::domain::ChangeKind::parse(kind).ok_or_else(|| {
+        crate::domain::StoreError::Internal(format!("event {position} has unknown kind {kind:?}"))
+    })?;
+    Ok(crate::domain::PositionedEvent {
+        position,
+        event: crate::domain::StockEvent {
+            kind,
+            order_id,
+            quantity_change,
+            stock,
+            created_at,
+        },
+    })
+}
+
 /// How often a pool closes the idle connections it keeps beyond
 /// `database.max_idle_connections`, and how long such a connection must
 /// have been idle to be closed.

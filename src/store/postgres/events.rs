@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::fixed::{Binds, Fixed, bind};
 use crate::domain::port::{EventPage, StoreError, StoreResult};
-use crate::domain::{ChangeKind, PositionedEvent, StockEvent, StockLevel};
+use crate::domain::{PositionedEvent, StockEvent, StockLevel};
 
 type Conn = AsyncPgConnection;
 
@@ -125,30 +125,23 @@ struct EventRow {
 impl TryFrom<EventRow> for PositionedEvent {
     type Error = StoreError;
 
-    fn try_from(row: EventRow) -> StoreResult<Self> {
-        let kind = ChangeKind::parse(&row.kind).ok_or_else(|| {
-            StoreError::Internal(format!(
-                "event {} has unknown kind {:?}",
-                row.position, row.kind
-            ))
-        })?;
-        Ok(Self {
-            position: row.position,
-            event: StockEvent {
-                kind,
-                order_id: row.order_id,
-                quantity_change: row.quantity_change,
-                stock: StockLevel {
-                    product_id: row.product_id,
-                    total_quantity: row.total_quantity,
-                    reserved_quantity: row.reserved_quantity,
-                    version: row.version,
-                    low_stock_threshold: row.low_stock_threshold,
-                    updated_at: row.updated_at,
-                },
-                created_at: row.created_at,
-            },
-        })
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        let stock = StockLevel {
+            product_id: row.product_id,
+            total_quantity: row.total_quantity,
+            reserved_quantity: row.reserved_quantity,
+            version: row.version,
+            low_stock_threshold: row.low_stock_threshold,
+            updated_at: row.updated_at,
+        };
+        crate::store::stored_event(
+            row.position,
+            &row.kind,
+            row.order_id,
+            row.quantity_change,
+            stock,
+            row.created_at,
+        )
     }
 }
 

@@ -10,8 +10,8 @@ use super::schema::{
 };
 use crate::domain::port::KeptRequest;
 use crate::domain::{
-    ChangeKind, HistoryEntry, OperationType, PositionedEvent, Reservation, ReservationStatus,
-    StockEvent, StockLevel, StoreError,
+    HistoryEntry, OperationType, PositionedEvent, Reservation, ReservationStatus, StockLevel,
+    StoreError,
 };
 
 /// A row of `inventory`.
@@ -218,28 +218,21 @@ impl TryFrom<EventRow> for PositionedEvent {
     type Error = StoreError;
 
     fn try_from(row: EventRow) -> Result<Self, StoreError> {
-        let kind = ChangeKind::parse(&row.kind).ok_or_else(|| {
-            StoreError::Internal(format!(
-                "event {} has unknown kind {:?}",
-                row.position, row.kind
-            ))
-        })?;
-        Ok(Self {
-            position: row.position,
-            event: StockEvent {
-                kind,
-                order_id: row.order_id,
-                quantity_change: row.quantity_change,
-                stock: StockLevel {
-                    product_id: row.product_id,
-                    total_quantity: row.total_quantity,
-                    reserved_quantity: row.reserved_quantity,
-                    version: row.version,
-                    low_stock_threshold: row.low_stock_threshold,
-                    updated_at: row.updated_at.and_utc(),
-                },
-                created_at: row.created_at.and_utc(),
-            },
-        })
+        let stock = StockLevel {
+            product_id: row.product_id,
+            total_quantity: row.total_quantity,
+            reserved_quantity: row.reserved_quantity,
+            version: row.version,
+            low_stock_threshold: row.low_stock_threshold,
+            updated_at: row.updated_at.and_utc(),
+        };
+        crate::store::stored_event(
+            row.position,
+            &row.kind,
+            row.order_id,
+            row.quantity_change,
+            stock,
+            row.created_at.and_utc(),
+        )
     }
 }
