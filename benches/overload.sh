@@ -6,6 +6,7 @@
 #   bash benches/overload.sh
 #   CONNECTIONS=1000 STREAMS=4 DURATION=15s bash benches/overload.sh
 #   PIN=1 bash benches/overload.sh    # service on CPU 0, load generator on CPU 1
+#   BACKOFF=1 bash benches/overload.sh  # flood clients honour retry-after
 #
 # Builds the release binaries, starts the service on loopback (18083/19083,
 # a throwaway SQLite file, synchronous: normal, the shipped limits:
@@ -26,6 +27,9 @@ CONNECTIONS="${CONNECTIONS:-1000}"
 STREAMS="${STREAMS:-4}"
 DURATION="${DURATION:-15s}"
 PIN="${PIN:-0}"
+BACKOFF="${BACKOFF:-0}"
+flood_args=()
+if [[ "$BACKOFF" == 1 ]]; then flood_args=(--backoff); fi
 service_cpu=() load_cpu=()
 if [[ "$PIN" == 1 ]]; then service_cpu=(taskset -c 0) load_cpu=(taskset -c 1); fi
 GRPC_PORT=19083
@@ -52,6 +56,28 @@ done
 
 rss() { awk -v k="$1:" '$1 == k { print $2 / 1024 " MiB" }' "/proc/$server/status"; }
 shed() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^inventory_requests_shed_total/ { n += $2 } END { print n + 0 }'; }
+# The service's own histogram of the calls it served (every code but
+# RESOURCE_EXHAUSTED), summed by bucket: "le count" lines.
+served_buckets() {
+  curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '
+    /^inventory_request_duration_seconds_bucket/ && !/code="RESOURCE_EXHAUSTED"/ {
+      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n[le] += $2
+    }
+    END { for (le in n) print le, n[le] }' | sort -g
+}
+# p50 and p99 of the calls served between two snapshots, as the upper bound
+# of the bucket they fall in (the service measures from the moment a call
+# reaches its stack to its answer; the client's figure adds the network, the
+# HTTP/2 connection's own queue and the client's scheduling).
+server_quantiles() {
+  join <(echo "$1") <(echo "$2") | awk '
+    { le[NR] = $1; n[NR] = $3 - $2 } END {
+      total = n[NR]; out = "";
+      split("0.5 0.99", qs, " ");
+      for (q in qs) for (i = 1; i <= NR; i++) if (n[i] >= qs[q] * total) {
+        out = out sprintf("p%s <= %s ms  ", qs[q] * 100, le[i] == "+Inf" ? "inf" : le[i] * 1000); break }
+      print "served, by the service'"'"'s own histogram (" total " calls): " out }'
+}
 load() {
   "${load_cpu[@]}" "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix overload \
     --products 1000 --mix "$MIX" --no-verify "$@"
@@ -62,8 +88,11 @@ load --concurrency 4 --requests 1 >/dev/null
 echo "rss before: $(rss VmRSS)"
 echo "== before: 16 clients"
 load --no-setup --concurrency 16 --connections 4 --duration 10s
+echo "rss after the first run: $(rss VmRSS)"
 echo "== flood: $CONNECTIONS connections x $STREAMS calls"
-load --no-setup --concurrency $((CONNECTIONS * STREAMS)) --connections "$CONNECTIONS" --duration "$DURATION"
+before_flood="$(served_buckets)"
+load --no-setup --concurrency $((CONNECTIONS * STREAMS)) --connections "$CONNECTIONS" --duration "$DURATION" "${flood_args[@]}"
+server_quantiles "$before_flood" "$(served_buckets)"
 echo "shed in all: $(shed)"
 echo "rss peak: $(rss VmHWM), now: $(rss VmRSS)"
 echo "== after: 16 clients"

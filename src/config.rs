@@ -90,7 +90,9 @@ pub struct ServerConfig {
     /// Calls that may wait for a turn when `max_in_flight` run; more are
     /// refused at once with RESOURCE_EXHAUSTED / 429 and `Retry-After`.
     pub max_queued: usize,
-    /// Longest wait for a turn before a queued call is refused the same way.
+    /// Longest wait for a turn before a queued call is refused the same way;
+    /// a quarter of it once the queue has not emptied for that long (a
+    /// standing queue: see [`crate::guard::ShedLayer`]).
     #[serde(with = "humantime_serde")]
     pub max_queue_wait: Duration,
     /// Connections open at once over both ports; more are closed as soon as
@@ -135,7 +137,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_in_flight: 256,
             max_queued: 1024,
-            max_queue_wait: Duration::from_millis(100),
+            max_queue_wait: Duration::from_millis(20),
             max_connections: 4096,
             idle_timeout: Duration::from_secs(60),
             http2_keepalive_interval: Duration::from_secs(30),

@@ -54,6 +54,10 @@ usage: inventory-load [options]
   --prefix P            product id prefix (default load-<random>)
   --no-setup            use existing products <prefix>-1..N as they are
   --no-verify           skip the final check
+  --backoff             a call refused with RESOURCE_EXHAUSTED makes its client wait what the
+                        service asked (retry-after) plus up to as much again at random before
+                        its next call, as a well-behaved client does; without it every refused
+                        call is sent again at once
   --json                print the report as JSON
   --help                this text
 ";
@@ -116,6 +120,7 @@ struct Args {
     prefix: String,
     setup: bool,
     verify: bool,
+    backoff: bool,
     json: bool,
 }
 
@@ -136,6 +141,7 @@ fn parse_args(raw: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         prefix: format!("load-{:08x}", random_u64() as u32),
         setup: true,
         verify: true,
+        backoff: false,
         json: false,
     };
     let mut raw = raw.peekable();
@@ -185,6 +191,7 @@ fn parse_args(raw: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             "--prefix" => args.prefix = value()?,
             "--no-setup" => args.setup = false,
             "--no-verify" => args.verify = false,
+            "--backoff" => args.backoff = true,
             "--json" => args.json = true,
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -362,6 +369,8 @@ struct Client {
     http: reqwest::Client,
     base: String,
     protocol: Protocol,
+    /// What the last refusal asked the client to wait (`retry-after`).
+    pushback: Option<Duration>,
 }
 
 /// A call's result: the fields the tally needs, or the code it failed with.
@@ -423,11 +432,28 @@ fn http_code(body: &serde_json::Value) -> Code {
     by_number.or(by_name).unwrap_or("UNKNOWN")
 }
 
+/// A `retry-after` value in seconds.
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let seconds: u64 = value?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
 impl Client {
+    /// The code of a failed gRPC call, noting the wait it asks for.
+    fn refused(&mut self, status: &tonic::Status) -> Code {
+        self.pushback = retry_after(
+            status
+                .metadata()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        grpc_code(status)
+    }
+
     /// Sends `body` to the REST `path` (`method`) or to the Connect
     /// `rpc`, and reads the JSON answer.
     async fn http(
-        &self,
+        &mut self,
         method: reqwest::Method,
         path: &str,
         rpc: &str,
@@ -451,6 +477,12 @@ impl Client {
         };
         let response = request.send().await.map_err(|_| "TRANSPORT")?;
         let ok = response.status().is_success();
+        self.pushback = retry_after(
+            response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let json: serde_json::Value = response.json().await.map_err(|_| "TRANSPORT")?;
         if ok { Ok(json) } else { Err(http_code(&json)) }
     }
@@ -465,7 +497,7 @@ impl Client {
                 })
                 .await
                 .map(drop)
-                .map_err(|s| grpc_code(&s)),
+                .map_err(|s| self.refused(&s)),
             _ => self
                 .http(
                     reqwest::Method::GET,
@@ -490,7 +522,7 @@ impl Client {
                 })
                 .await
                 .map(drop)
-                .map_err(|s| grpc_code(&s)),
+                .map_err(|s| self.refused(&s)),
             _ => self
                 .http(
                     reqwest::Method::POST,
@@ -521,7 +553,7 @@ impl Client {
                 })
                 .await
                 .map(drop)
-                .map_err(|s| grpc_code(&s)),
+                .map_err(|s| self.refused(&s)),
             _ => {
                 let items: Vec<_> = items
                     .iter()
@@ -552,7 +584,7 @@ impl Client {
                 })
                 .await
                 .map(|r| i64::from(r.into_inner().released_quantity))
-                .map_err(|s| grpc_code(&s)),
+                .map_err(|s| self.refused(&s)),
             _ => self
                 .http(
                     reqwest::Method::POST,
@@ -577,7 +609,7 @@ impl Client {
                 })
                 .await
                 .map(|r| i64::from(r.into_inner().committed_quantity))
-                .map_err(|s| grpc_code(&s)),
+                .map_err(|s| self.refused(&s)),
             _ => self
                 .http(
                     reqwest::Method::POST,
@@ -603,7 +635,7 @@ impl Client {
                 })
                 .await
                 .map(|r| i64::from(r.into_inner().quantity_change))
-                .map_err(|s| grpc_code(&s)),
+                .map_err(|s| self.refused(&s)),
             _ => self
                 .http(
                     reqwest::Method::PUT,
@@ -754,10 +786,18 @@ async fn run_client(index: usize, plan: Arc<Plan>, mut client: Client) -> Tally 
         };
         let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
         tally.latencies.push(micros);
+        *tally.outcomes.entry((op, code)).or_default() += 1;
         if code != "RESOURCE_EXHAUSTED" {
             tally.served.push(micros);
+        } else if plan.args.backoff
+            && let Some(wait) = client.pushback.take()
+        {
+            // Never sooner than asked; spread over as much again, so that
+            // clients refused together do not all come back together.
+            let wait = wait.mul_f64(1.0 + rng.unit());
+            let left = plan.deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(wait.min(left)).await;
         }
-        *tally.outcomes.entry((op, code)).or_default() += 1;
     }
     tally
 }
@@ -945,6 +985,7 @@ async fn run(args: Args) -> Result<bool, String> {
             http: http.clone(),
             base: plan.args.http.trim_end_matches('/').to_owned(),
             protocol: plan.args.protocol,
+            pushback: None,
         };
         let plan = plan.clone();
         let tallies = tallies.clone();

@@ -3,12 +3,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tonic::body::Body;
 use tonic_types::{ErrorDetails, StatusExt as _};
 use tower::{Layer, Service};
@@ -24,18 +25,36 @@ pub struct ShedSettings {
     pub max_queued: usize,
     /// Longest wait for a turn (never past the call's own deadline, which
     /// an inner [`super::DeadlineLayer`] does not yet see, so keep this
-    /// short).
+    /// short). Once the queue has stood this long without emptying, new
+    /// calls wait at most [`ShedSettings::standing_queue_wait`].
     pub max_queue_wait: Duration,
     /// What `retry-after` tells a refused caller.
     pub retry_after: Duration,
 }
 
+impl ShedSettings {
+    /// How long a call may wait for a turn while the queue is standing (has
+    /// not emptied for `max_queue_wait`): a quarter of `max_queue_wait`
+    /// (5 ms at the default 20 ms; CoDel's target, with `max_queue_wait` its
+    /// interval).
+    pub fn standing_queue_wait(&self) -> Duration {
+        self.max_queue_wait / 4
+    }
+}
+
 /// Runs at most `max_in_flight` calls at once; up to `max_queued` more wait
-/// at most `max_queue_wait` for a turn, in arrival order; the rest are
-/// answered RESOURCE_EXHAUSTED at once, with `retry-after` (seconds) and a
-/// `google.rpc.RetryInfo`. Refusing early keeps the latency of the calls
-/// that are served bounded, and memory with it. Health and reflection
-/// ([`is_exempt`]) are never shed.
+/// for a turn, in arrival order; the rest are answered RESOURCE_EXHAUSTED at
+/// once, with `retry-after` (seconds) and a `google.rpc.RetryInfo`.
+///
+/// The wait is bounded the way CoDel bounds a packet queue: a queue that
+/// empties now and then is absorbing a burst, and a call may wait up to
+/// `max_queue_wait` in it; a queue that has not emptied for that long is
+/// standing (more arrives than is served), and a new call waits at most
+/// [`ShedSettings::standing_queue_wait`]. So under a sustained overload the
+/// queue adds milliseconds, not `max_queue_wait`, to every call served, and
+/// the excess is refused at once instead of after waiting. Refusing early
+/// keeps the latency of the calls that are served bounded, and memory with
+/// it. Health and reflection ([`is_exempt`]) are never shed.
 #[derive(Clone)]
 pub struct ShedLayer {
     limiter: Arc<Limiter>,
@@ -45,6 +64,9 @@ struct Limiter {
     settings: ShedSettings,
     turns: Arc<Semaphore>,
     queued: AtomicUsize,
+    /// When the queue was last empty, in nanoseconds since `epoch`.
+    last_empty: AtomicU64,
+    epoch: Instant,
     observer: Observer,
     domain: String,
     warnings: Throttle,
@@ -67,6 +89,8 @@ impl ShedLayer {
                 settings,
                 turns: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
                 queued: AtomicUsize::new(0),
+                last_empty: AtomicU64::new(0),
+                epoch: Instant::now(),
                 observer,
                 domain: domain.into(),
                 warnings: Throttle::default(),
@@ -140,16 +164,17 @@ where
             let settings = limiter.settings;
             // Held while waiting: given back however the wait ends, the
             // caller's deadline dropping this future included.
-            let queued = Queued::join(&limiter.queued);
+            let queued = Queued::join(&limiter);
             if queued.ahead >= settings.max_queued {
                 drop(queued);
                 return Ok(limiter.refuse(ShedReason::QueueFull));
             }
-            let turn = tokio::time::timeout(
-                settings.max_queue_wait,
-                limiter.turns.clone().acquire_owned(),
-            )
-            .await;
+            let wait = if limiter.queue_standing() {
+                settings.standing_queue_wait()
+            } else {
+                settings.max_queue_wait
+            };
+            let turn = tokio::time::timeout(wait, limiter.turns.clone().acquire_owned()).await;
             drop(queued);
             let Ok(Ok(turn)) = turn else {
                 return Ok(limiter.refuse(ShedReason::QueueTimeout));
@@ -163,25 +188,48 @@ where
 
 /// A place in the waiting room, left when dropped.
 struct Queued<'a> {
-    count: &'a AtomicUsize,
+    limiter: &'a Limiter,
     /// How many were waiting before this one.
     ahead: usize,
 }
 
 impl<'a> Queued<'a> {
-    fn join(count: &'a AtomicUsize) -> Self {
-        let ahead = count.fetch_add(1, Ordering::AcqRel);
-        Self { count, ahead }
+    fn join(limiter: &'a Limiter) -> Self {
+        let ahead = limiter.queued.fetch_add(1, Ordering::AcqRel);
+        if ahead == 0 {
+            limiter.mark_empty();
+        }
+        Self { limiter, ahead }
     }
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        if self.limiter.queued.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.limiter.mark_empty();
+        }
     }
 }
 
 impl Limiter {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes that the queue is empty now (or was, just before a call
+    /// joined it).
+    fn mark_empty(&self) {
+        self.last_empty.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Whether the queue has not emptied for `max_queue_wait`.
+    fn queue_standing(&self) -> bool {
+        let since = self
+            .now()
+            .saturating_sub(self.last_empty.load(Ordering::Relaxed));
+        since > u64::try_from(self.settings.max_queue_wait.as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// The refusal of a call, told to the observer.
     fn refuse(&self, reason: ShedReason) -> Response<Body> {
         self.observer.shed(reason);
@@ -365,5 +413,48 @@ mod tests {
                 .await;
         assert!(given_up.is_err());
         assert_eq!(layer.limiter.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_does_not_empty_cuts_the_wait_of_new_calls() {
+        let count = Arc::new(Count::default());
+        let layer = ShedLayer::new(
+            ShedSettings {
+                max_in_flight: 1,
+                max_queued: 10,
+                max_queue_wait: Duration::from_millis(100),
+                retry_after: Duration::from_secs(1),
+            },
+            "test",
+            count.clone(),
+        );
+        let service = layer.layer(gated(Arc::new(Notify::new())));
+        let _busy = tokio::spawn(service.clone().oneshot(call("/pkg.S/M")));
+        while layer.in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let timed = |service: Shed<_>| async move {
+            let started = tokio::time::Instant::now();
+            let response = service.oneshot(call("/pkg.S/M")).await.expect("infallible");
+            assert_eq!(response.headers()["grpc-status"], "8");
+            started.elapsed()
+        };
+
+        // A burst: the queue was empty when these came, they get the whole wait.
+        let first = tokio::spawn(timed(service.clone()));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let second = tokio::spawn(timed(service.clone()));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(first.await.expect("task"), Duration::from_millis(100));
+        // The queue has not emptied for 120 ms: it is standing.
+        assert_eq!(
+            timed(service.clone()).await,
+            Duration::from_millis(25),
+            "a quarter of max_queue_wait"
+        );
+        assert_eq!(second.await.expect("task"), Duration::from_millis(100));
+        // Once it has emptied, a call gets the whole wait again.
+        assert_eq!(timed(service.clone()).await, Duration::from_millis(100));
+        assert_eq!(count.0.load(Ordering::Relaxed), 4);
     }
 }
