@@ -57,41 +57,45 @@ service_run() { # $1: group commit, $2: round; sets $result to "tx/s p99_ms"
   stop_server
 }
 
-raw_run() { # $1: round; sets $result to tx/s
+raw_run() { # $1: round, $2: "events" or ""; sets $result to tx/s
   # The raw writer's database: the service's schema, created by the service.
+  rm -f "$dir/raw-$1.db"*
   start_server "$dir/raw-$1.db" true
   "$bin/inventory-load" --grpc "http://127.0.0.1:$GRPC_PORT" --prefix bench --products 1000 \
     --stock 1000000000 --requests 0 --no-verify --json >/dev/null
   stop_server
   local out
-  out="$("$bin/examples/sqlite_writer" "$dir/raw-$1.db" 1000 "$SECONDS_PER_RUN" "$SYNCHRONOUS")"
+  out="$("$bin/examples/sqlite_writer" "$dir/raw-$1.db" 1000 "$SECONDS_PER_RUN" "$SYNCHRONOUS" $2)"
   echo "  round $1: $out" >&2
   result="$(sed -n 's/.*= \([0-9]*\) tx\/s.*/\1/p' <<<"$out")"
 }
 
 median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-on=(); on_p99=(); off=(); off_p99=(); raws=()
+on=(); on_p99=(); off=(); off_p99=(); raws=(); raws_events=()
 for round in $(seq 1 "$ROUNDS"); do
   service_run true "$round"; read -r tps p99 <<<"$result"; on+=("$tps"); on_p99+=("$p99")
   echo "  round $round: service, group commit: $tps tx/s (p99 $p99 ms)" >&2
   service_run false "$round"; read -r tps p99 <<<"$result"; off+=("$tps"); off_p99+=("$p99")
   echo "  round $round: service, one transaction per call: $tps tx/s (p99 $p99 ms)" >&2
-  raw_run "$round"; raws+=("$result")
+  raw_run "$round" ""; raws+=("$result")
+  raw_run "$round" events; raws_events+=("$result")
 done
 batched="$(echo "${on[*]}" | median)"; batched_p99="$(echo "${on_p99[*]}" | median)"
 unbatched="$(echo "${off[*]}" | median)"; unbatched_p99="$(echo "${off_p99[*]}" | median)"
 raw_tps="$(echo "${raws[*]}" | median)"
+raw_events_tps="$(echo "${raws_events[*]}" | median)"
 
 echo
 echo "Medians of $ROUNDS rounds of ${SECONDS_PER_RUN} s:"
-echo "| Writer | Clients | Reservations | Ratio to the raw writer | p99 |"
-echo "|---|---|---|---|---|"
-python3 - "$CLIENTS" "$batched" "$batched_p99" "$unbatched" "$unbatched_p99" "$raw_tps" "$SYNCHRONOUS" <<'PY'
+echo "| Writer | Clients | Reservations | Ratio to the raw writer | to the raw writer with the event | p99 |"
+echo "|---|---|---|---|---|---|"
+python3 - "$CLIENTS" "$batched" "$batched_p99" "$unbatched" "$unbatched_p99" "$raw_tps" "$raw_events_tps" "$SYNCHRONOUS" <<'PY'
 import sys
-clients, batched, batched_p99, unbatched, unbatched_p99, raw, sync = sys.argv[1:]
-batched, unbatched, raw = float(batched), float(unbatched), float(raw)
-print(f"| service, group commit | {clients} | {batched:,.0f} tx/s | {batched / raw:.2f} | {float(batched_p99):.1f} ms |")
-print(f"| service, one transaction per call | {clients} | {unbatched:,.0f} tx/s | {unbatched / raw:.2f} | {float(unbatched_p99):.1f} ms |")
-print(f"| SQLite alone, one writer (synchronous={sync}) | 1 | {raw:,.0f} tx/s | 1.00 | |")
+clients, batched, batched_p99, unbatched, unbatched_p99, raw, raw_ev, sync = sys.argv[1:]
+batched, unbatched, raw, raw_ev = float(batched), float(unbatched), float(raw), float(raw_ev)
+print(f"| service, group commit | {clients} | {batched:,.0f} tx/s | {batched / raw:.2f} | {batched / raw_ev:.2f} | {float(batched_p99):.1f} ms |")
+print(f"| service, one transaction per call | {clients} | {unbatched:,.0f} tx/s | {unbatched / raw:.2f} | {unbatched / raw_ev:.2f} | {float(unbatched_p99):.1f} ms |")
+print(f"| SQLite alone, one writer (synchronous={sync}) | 1 | {raw:,.0f} tx/s | 1.00 | | |")
+print(f"| SQLite alone, one writer, with the event | 1 | {raw_ev:,.0f} tx/s | | 1.00 | |")
 PY

@@ -2,12 +2,14 @@
 //! writer, making reservations with the same durability as the service
 //! (WAL, `synchronous` as given) and the same statements per reservation as
 //! one transaction: the existing-reservation lookup, the conditional UPDATE
-//! of the stock, the reservation and history INSERTs, COMMIT. It gets the
+//! of the stock, the reservation and history INSERTs, with `events` the
+//! outbox row the service writes for WatchInventory too (numbered from the
+//! latest position, as the service's writer does), COMMIT. It gets the
 //! same page cache and checkpoint interval as the service's writer, so the
 //! comparison is of the two ways of writing, not of their settings.
 //!
 //! ```text
-//! cargo run --release --example sqlite_writer -- <database file> <products> <seconds> [full|normal]
+//! cargo run --release --example sqlite_writer -- <database file> <products> <seconds> [full|normal] [events]
 //! ```
 //! The products `bench-1` .. `bench-<products>` must exist (the bench script
 //! creates the schema by starting the service once, then stocks them).
@@ -24,12 +26,14 @@ fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [path, products, seconds, rest @ ..] = args.as_slice() else {
         return Err(
-            "usage: sqlite_writer <database file> <products> <seconds> [full|normal]".into(),
+            "usage: sqlite_writer <database file> <products> <seconds> [full|normal] [events]"
+                .into(),
         );
     };
     let products: u64 = products.parse()?;
     let seconds: u64 = seconds.parse()?;
     let synchronous = rest.first().map_or("full", String::as_str);
+    let events = rest.get(1).is_some_and(|a| a == "events");
 
     let mut conn = SqliteConnection::establish(path)?;
     conn.batch_execute(&format!(
@@ -85,6 +89,21 @@ fn main() -> Result<(), Error> {
                 .bind::<Text, _>(&product)
                 .bind::<Text, _>(&order)
                 .execute(c)?;
+                if events {
+                    diesel::sql_query(
+                        "INSERT INTO inventory_events \
+                         (position, product_id, kind, order_id, quantity_change, total_quantity, \
+                          reserved_quantity, version, low_stock_threshold, updated_at, created_at) \
+                         SELECT max(coalesce((SELECT max(position) FROM inventory_events), 0), \
+                                    (SELECT purged_through FROM inventory_event_log WHERE id = 1)) + 1, \
+                                product_id, 'reserve', ?, -1, total_quantity, reserved_quantity, \
+                                version, low_stock_threshold, updated_at, datetime('now') \
+                         FROM inventory WHERE product_id = ?",
+                    )
+                    .bind::<Text, _>(&order)
+                    .bind::<Text, _>(&product)
+                    .execute(c)?;
+                }
             }
             Ok(())
         })?;
@@ -92,8 +111,9 @@ fn main() -> Result<(), Error> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{done} reservations in {elapsed:.1} s = {:.0} tx/s (one writer, synchronous={synchronous})",
-        done as f64 / elapsed
+        "{done} reservations in {elapsed:.1} s = {:.0} tx/s (one writer, synchronous={synchronous}{})",
+        done as f64 / elapsed,
+        if events { ", with the event" } else { "" }
     );
     Ok(())
 }

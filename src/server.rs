@@ -44,7 +44,7 @@ use crate::domain::batch::{BatchObserver, BatchSettings};
 use crate::domain::cache::{ChangeFollower, StockCache};
 use crate::domain::events::{EventSettings, EventSignal};
 use crate::domain::{Inventory, InventorySettings, InventoryStore, Parts, StoreError, SystemClock};
-use crate::guard::connection::ConnectionGuard;
+use crate::guard::connection::{ActivityLayer, ConnectionGuard};
 use crate::guard::{self, DeadlineLayer, NormalizeStatusLayer, ShedLayer, ShedSettings};
 use crate::pb;
 use crate::store::PoolStatus;
@@ -524,8 +524,9 @@ async fn run(
     let transcode = TranscodeLayer::new(transcoder);
     let edge = HttpEdgeLayer::new(probe, telemetry.metrics().clone());
     let traced = RequestTelemetryLayer::new(telemetry);
-    // Both ports serve the same stack, outermost first: CORS, /health and
-    // /metrics, the server span and request metrics, REST and Connect to
+    // Both ports serve the same stack, outermost first: CORS, the
+    // connection's activity (a response being sent keeps its connection
+    // from the idle timeout), /health and /metrics, the server span and request metrics, REST and Connect to
     // gRPC, gRPC-Web to gRPC, then the guards (auth, deadline, shedding,
     // status codes) and the gRPC routes. The span layer sits
     // outside the transcoder to see REST requests as they came (method,
@@ -560,6 +561,7 @@ async fn run(
             .http2_keepalive_interval(Some(server.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
             .layer(cors.clone())
+            .layer(ActivityLayer)
             .layer(edge.clone())
             .layer(traced.clone())
             .layer(transcode.clone())

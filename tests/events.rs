@@ -703,8 +703,9 @@ async fn events_switched_off_are_refused_and_writes_go_on(backend: Backend) {
 }
 
 async fn a_quiet_event_stream_outlives_the_idle_timeout(backend: Backend) {
-    // Connections are closed after 400 ms without traffic; a watch with no
-    // change to send gets a comment line every 200 ms instead.
+    // Connections are closed after 400 ms without traffic, but not while
+    // they send a response; a watch over SSE with no change to send also
+    // gets a comment line every 200 ms, for the proxies on the way.
     let server = TestServer::start_with(backend, |config| {
         config.server.idle_timeout = Duration::from_millis(400);
     })
@@ -729,4 +730,52 @@ async fn a_quiet_event_stream_outlives_the_idle_timeout(backend: Backend) {
     assert!(body.ends_with("28"), "{body}");
     assert!(started.elapsed() >= Duration::from_millis(1900));
     assert!(body.matches(": keep-alive").count() >= 5, "{body}");
+
+    // NDJSON has no keep-alive line: the quiet stream is kept all the same.
+    let started = std::time::Instant::now();
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--no-buffer", "--http1.1", "--max-time", "2"])
+        .args(["-w", "%{exitcode}"])
+        .arg(server.http_url("/api/v1/events"))
+        .output()
+        .await
+        .expect("curl is installed");
+    let body = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(body, "28", "nothing sent, and the service kept the stream");
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+
+    // gRPC-Web over HTTP/1.1, as a browser watches: quiet for three idle
+    // timeouts, then a change arrives on the same stream.
+    let http1 = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    let payload = WatchInventoryRequest {
+        product_ids: vec!["quiet".into()],
+        after: None,
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let mut response = http1
+        .post(server.grpc_url("/inventory.v1.InventoryService/WatchInventory"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame)
+        .send()
+        .await
+        .expect("grpc-web call");
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    set_stock(&mut server.client().await, "quiet", 7).await;
+    let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("a chunk within 10s")
+        .expect("the connection is still open")
+        .expect("the stream goes on");
+    assert_eq!(
+        chunk[0], 0,
+        "a message frame, not the trailers of a closed stream"
+    );
 }

@@ -6,6 +6,11 @@
 //! (hyper waits for the first bytes without a bound) or that stopped
 //! halfway; HTTP/2 keepalive pings, configured on the server, close a
 //! connection whose peer is gone, since a live HTTP/2 client answers them.
+//! A connection is not idle while it is sending a response that has begun
+//! ([`ActivityLayer`]): a server stream with nothing to say for a while (a
+//! quiet watch over HTTP/1.1, where there are no pings) is the server's
+//! silence, not the client's. A write the peer does not take still counts
+//! toward the timeout.
 //!
 //! With TLS, each handshake runs on a task of its own, within the idle
 //! timeout, so that a slow or silent client holds up no other connection.
@@ -14,6 +19,7 @@ use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -154,6 +160,7 @@ impl ConnectionGuard {
             idle_timeout: self.idle_timeout,
             last_active: Instant::now(),
             idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
+            activity: Activity::default(),
             observer: self.observer.clone(),
             _slot: slot,
         }
@@ -197,17 +204,24 @@ pub struct GuardedStream {
     last_active: Instant,
     /// Fires `idle_timeout` after a past `last_active`; re-armed lazily.
     idle: Pin<Box<Sleep>>,
+    /// The responses being sent on this connection.
+    activity: Activity,
     observer: Observer,
     _slot: Slot,
 }
 
 impl GuardedStream {
     /// Whether the connection has been idle for its timeout; re-arms the
-    /// timer when it fired early because bytes moved since it was set.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+    /// timer when it fired early because bytes moved since it was set, or
+    /// while a response is being sent and the connection is not `writing`
+    /// (blocked on a peer that does not read).
+    fn poll_idle(&mut self, cx: &mut Context<'_>, writing: bool) -> bool {
         loop {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return false;
+            }
+            if !writing && self.activity.busy() {
+                self.last_active = Instant::now();
             }
             let due = self.last_active + self.idle_timeout;
             if Instant::now() >= due {
@@ -235,7 +249,7 @@ impl GuardedStream {
                 }
                 Poll::Ready(Ok(n))
             }
-            Poll::Pending if self.poll_idle(cx) => Poll::Ready(Err(Self::idle_error())),
+            Poll::Pending if self.poll_idle(cx, true) => Poll::Ready(Err(Self::idle_error())),
             other => other,
         }
     }
@@ -267,7 +281,7 @@ impl AsyncRead for GuardedStream {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if this.poll_idle(cx) => Poll::Ready(Err(Self::idle_error())),
+            Poll::Pending if this.poll_idle(cx, false) => Poll::Ready(Err(Self::idle_error())),
             other => other,
         }
     }
@@ -322,13 +336,139 @@ impl AsyncWrite for GuardedStream {
     }
 }
 
+/// What every request of a guarded connection carries in its extensions:
+/// the peer's addresses and the connection's [`Activity`].
+#[derive(Debug, Clone)]
+pub struct GuardedConnectInfo {
+    /// The TCP addresses.
+    pub tcp: TcpConnectInfo,
+    /// The responses the connection is sending.
+    pub activity: Activity,
+}
+
 impl Connected for GuardedStream {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = GuardedConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        match &self.io {
+        let tcp = match &self.io {
             Io::Plain(stream) => stream.connect_info(),
             Io::Tls(stream) => stream.get_ref().0.connect_info(),
+        };
+        GuardedConnectInfo {
+            tcp,
+            activity: self.activity.clone(),
         }
+    }
+}
+
+/// How many responses a connection is sending: while one is, the
+/// connection is not idle.
+#[derive(Debug, Clone, Default)]
+pub struct Activity(Arc<AtomicUsize>);
+
+impl Activity {
+    fn busy(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    /// Counts a response until the returned guard drops.
+    fn sending(&self) -> Sending {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Sending(self.0.clone())
+    }
+}
+
+/// A response being sent; counted in its connection's [`Activity`] until
+/// dropped.
+#[derive(Debug)]
+struct Sending(Arc<AtomicUsize>);
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Marks a guarded connection busy from the moment a response's head is
+/// ready until its body has been sent or dropped, so that the idle timeout
+/// does not cut a server stream that has nothing to say for a while. The
+/// wait for a request's own bytes is not covered: a client that stops
+/// halfway through its request is still closed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActivityLayer;
+
+impl<S> tower::Layer<S> for ActivityLayer {
+    type Service = ActivityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ActivityService { inner }
+    }
+}
+
+/// The service made by [`ActivityLayer`].
+#[derive(Debug, Clone)]
+pub struct ActivityService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ActivityService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let activity = request
+            .extensions()
+            .get::<GuardedConnectInfo>()
+            .map(|info| info.activity.clone());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let Some(activity) = activity else {
+                return Ok(response);
+            };
+            let sending = activity.sending();
+            Ok(response.map(|body| {
+                tonic::body::Body::new(SendingBody {
+                    inner: body,
+                    _sending: sending,
+                })
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its connection busy while it lives.
+struct SendingBody {
+    inner: tonic::body::Body,
+    _sending: Sending,
+}
+
+impl http_body::Body for SendingBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
