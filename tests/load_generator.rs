@@ -58,3 +58,63 @@ async fn the_load_generator_runs_and_its_check_passes(backend: Backend) {
         assert!(report["latency_ms"]["p99"].as_f64().unwrap_or(0.0) > 0.0);
     }
 }
+
+/// Runs inventory-load for 1.5 s of reservations from 32 clients over `protocol`,
+/// with `extra` flags, and answers how many calls were refused for load.
+async fn refused_for_load(server: &TestServer, protocol: &str, extra: &[&str]) -> u64 {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory-load"))
+        .args([
+            "--grpc",
+            &server.grpc_url(""),
+            "--http",
+            &server.http_url(""),
+        ])
+        .args([
+            "--protocol",
+            protocol,
+            "--concurrency",
+            "32",
+            "--duration",
+            "1500ms",
+        ])
+        .args([
+            "--products",
+            "1",
+            "--stock",
+            "1000000",
+            "--mix",
+            "reserve=1",
+        ])
+        .args(["--no-verify", "--json"])
+        .args(extra)
+        .output()
+        .await
+        .expect("run inventory-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{protocol}: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    report["outcomes"]["reserve"]["RESOURCE_EXHAUSTED"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn with_backoff_a_refused_client_waits_what_retry_after_asks() {
+    // One call at a time and no queue: 32 clients are refused often.
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.max_in_flight = 1;
+        config.server.max_queued = 0;
+    })
+    .await;
+    for protocol in ["grpc", "rest"] {
+        let eager = refused_for_load(&server, protocol, &[]).await;
+        let patient = refused_for_load(&server, protocol, &["--backoff"]).await;
+        // Told `retry-after: 1`, each client waits 1-2 s after a refusal:
+        // in 1.5 s it is refused at most twice.
+        assert!(eager > 64, "{protocol}: {eager} refused without --backoff");
+        assert!(
+            (1..=64).contains(&patient),
+            "{protocol}: {patient} refused with --backoff"
+        );
+    }
+}
