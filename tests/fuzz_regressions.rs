@@ -41,3 +41,11 @@ async fn rest_request_inputs_hold() {
         assert!(outcome.is_ok(), "{name}");
     }
 }
+
+#[test]
+fn reply_json_inputs_hold() {
+    for (name, data) in inputs("reply_json") {
+        let outcome = std::panic::catch_unwind(|| fuzzing::reply_json(&data));
+        assert!(outcome.is_ok(), "{name}");
+    }
+}

@@ -108,3 +108,182 @@ pub async fn request(data: &[u8]) {
         response.status()
     );
 }
+
+/// The first byte picks a reply type of the inventory service, the rest is
+/// read as its encoded form: [`reply_json_agrees`] under both namings and
+/// both default choices.
+pub fn reply_json(data: &[u8]) {
+    static OUTPUTS: OnceLock<Vec<prost_reflect::MessageDescriptor>> = OnceLock::new();
+    let outputs = OUTPUTS.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            .map(|pool| {
+                pool.services()
+                    .flat_map(|s| s.methods().map(|m| m.output()).collect::<Vec<_>>())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let (Some((&pick, payload)), false) = (data.split_first(), outputs.is_empty()) else {
+        return;
+    };
+    let message = &outputs[usize::from(pick) % outputs.len()];
+    for options in both_json_options() {
+        reply_json_agrees(message, &options, payload);
+    }
+}
+
+/// The default JSON options, and their opposite in naming and defaults.
+fn both_json_options() -> [super::JsonOptions; 2] {
+    let renamed = super::JsonOptions {
+        use_proto_names: false,
+        emit_defaults: false,
+        deny_unknown_fields: true,
+    };
+    [super::JsonOptions::default(), renamed]
+}
+
+/// Writing an encoded reply of type `message` straight as JSON
+/// ([`super::wire_json::WireJson`]) agrees with decoding it and writing the
+/// dynamic message: whatever `payload` holds, the fast writer either
+/// declines or writes exactly what the general path writes, and never takes
+/// bytes the general path refuses.
+pub fn reply_json_agrees(
+    message: &prost_reflect::MessageDescriptor,
+    options: &super::JsonOptions,
+    payload: &[u8],
+) {
+    let Some(plan) = super::wire_json::WireJson::new(message, options) else {
+        return;
+    };
+    let Some(fast) = plan.write(payload) else {
+        return;
+    };
+    let decoded = prost_reflect::DynamicMessage::decode(message.clone(), payload)
+        .expect("the fast writer took bytes the general path cannot decode");
+    let general = options
+        .to_json_bytes(&decoded, false)
+        .expect("the fast writer took a message the general path cannot write");
+    assert_eq!(
+        String::from_utf8_lossy(&fast),
+        String::from_utf8_lossy(&general),
+        "{}",
+        message.full_name()
+    );
+}
+
+/// [`reply_json_agrees`] under both namings and both default choices, on
+/// the message [`arbitrary_message`] makes of `seed`: sent once, twice over
+/// (lists grow, messages merge, scalars take the last value), damaged at a
+/// byte the seed picks, and cut there.
+pub fn reply_json_agrees_for_seed(message: &prost_reflect::MessageDescriptor, seed: u64) {
+    use prost::Message as _;
+    for options in both_json_options() {
+        let once = arbitrary_message(message, seed).encode_to_vec();
+        reply_json_agrees(message, &options, &once);
+        let mut bytes = [once.as_slice(), once.as_slice()].concat();
+        reply_json_agrees(message, &options, &bytes);
+        if !bytes.is_empty() {
+            let at = usize::try_from(seed).unwrap_or(0) % bytes.len();
+            bytes[at] ^= u8::try_from(seed % 251).unwrap_or(1) | 1;
+            reply_json_agrees(message, &options, &bytes);
+            bytes.truncate(at);
+            reply_json_agrees(message, &options, &bytes);
+        }
+    }
+}
+
+/// A message of type `message` with fields chosen from `seed`: edge values
+/// of every kind (extreme integers, empty and escaped strings, unknown enum
+/// numbers, nested messages two deep, short lists, timestamps), for
+/// differential tests of the JSON writers.
+pub fn arbitrary_message(
+    message: &prost_reflect::MessageDescriptor,
+    seed: u64,
+) -> prost_reflect::DynamicMessage {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    arbitrary_message_at(message, &mut state, 0)
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+fn arbitrary_message_at(
+    message: &prost_reflect::MessageDescriptor,
+    state: &mut u64,
+    depth: usize,
+) -> prost_reflect::DynamicMessage {
+    use prost_reflect::{DynamicMessage, Value};
+    let mut value = DynamicMessage::new(message.clone());
+    if message.full_name() == "google.protobuf.Timestamp" {
+        let seconds = [0, 1, -1, 1_764_900_000, 253_402_300_799, -62_135_596_800];
+        let nanos = [0, 1, 1_000, 1_000_000, 123_456_789, 999_999_999];
+        value.set_field_by_name("seconds", Value::I64(seconds[(next(state) % 6) as usize]));
+        value.set_field_by_name("nanos", Value::I32(nanos[(next(state) % 6) as usize]));
+        return value;
+    }
+    for field in message.fields() {
+        if next(state) % 10 < 3 || field.is_map() {
+            continue;
+        }
+        let one = |state: &mut u64| -> Option<Value> {
+            let pick = next(state);
+            Some(match field.kind() {
+                prost_reflect::Kind::Bool => Value::Bool(pick.is_multiple_of(2)),
+                prost_reflect::Kind::Int32
+                | prost_reflect::Kind::Sint32
+                | prost_reflect::Kind::Sfixed32 => {
+                    Value::I32([0, 1, -1, i32::MIN, i32::MAX, 42][(pick % 6) as usize])
+                }
+                prost_reflect::Kind::Uint32 | prost_reflect::Kind::Fixed32 => {
+                    Value::U32([0, 1, u32::MAX, 7][(pick % 4) as usize])
+                }
+                prost_reflect::Kind::Int64
+                | prost_reflect::Kind::Sint64
+                | prost_reflect::Kind::Sfixed64 => {
+                    Value::I64([0, 1, -1, i64::MIN, i64::MAX, 1 << 53][(pick % 6) as usize])
+                }
+                prost_reflect::Kind::Uint64 | prost_reflect::Kind::Fixed64 => {
+                    Value::U64([0, 1, u64::MAX, 1 << 60][(pick % 4) as usize])
+                }
+                prost_reflect::Kind::Float => Value::F32([0.0, 1.5, -2.0][(pick % 3) as usize]),
+                prost_reflect::Kind::Double => Value::F64([0.0, 0.1, 1e300][(pick % 3) as usize]),
+                prost_reflect::Kind::String => Value::String(
+                    [
+                        "",
+                        "sku-1",
+                        "ü€🎉",
+                        "quote \" back \\ slash",
+                        "\u{1}\n\t</script>",
+                    ][(pick % 5) as usize]
+                        .to_owned(),
+                ),
+                prost_reflect::Kind::Bytes => {
+                    Value::Bytes(bytes::Bytes::from(vec![0xFF_u8; (pick % 5) as usize]))
+                }
+                prost_reflect::Kind::Enum(e) => {
+                    let numbers: Vec<i32> = e.values().map(|v| v.number()).collect();
+                    let at = (pick as usize) % (numbers.len() + 1);
+                    Value::EnumNumber(numbers.get(at).copied().unwrap_or(99))
+                }
+                prost_reflect::Kind::Message(m) => {
+                    if depth >= 2 {
+                        return None;
+                    }
+                    Value::Message(arbitrary_message_at(&m, state, depth + 1))
+                }
+            })
+        };
+        if field.is_list() {
+            let count = next(state) % 4;
+            let items: Vec<Value> = (0..count).filter_map(|_| one(state)).collect();
+            value.set_field(&field, Value::List(items));
+        } else if let Some(item) = one(state) {
+            value.set_field(&field, item);
+        }
+    }
+    value
+}

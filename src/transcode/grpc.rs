@@ -203,8 +203,8 @@ pub fn reply_of(headers: &HeaderMap, trailers: &HeaderMap) -> GrpcReply {
         message,
         details,
         payload: None,
-        headers: strip_protocol(headers.clone()),
-        trailers: strip_protocol(trailers.clone()),
+        headers: strip_protocol(headers),
+        trailers: strip_protocol(trailers),
     }
 }
 
@@ -250,9 +250,9 @@ pub fn decode_bin(value: &[u8]) -> Option<Bytes> {
         .map(Bytes::from)
 }
 
-pub fn strip_protocol(headers: HeaderMap) -> HeaderMap {
+pub fn strip_protocol(headers: &HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         let n = name.as_str();
         let protocol = n.starts_with("grpc-")
             || n.starts_with("access-control-")

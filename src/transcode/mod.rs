@@ -22,7 +22,10 @@
 //! [`ResponseFuture`] passes gRPC through without boxing. [`Transcoder`]
 //! holds what is decided at start (descriptors, routes, the OpenAPI
 //! document) and dispatches the rest; REST and Connect calls are made in
-//! their own files (`rest.rs`, `connect.rs`).
+//! their own files (`rest.rs`, `connect.rs`). A REST reply of a common
+//! shape is written as JSON straight from its protobuf bytes
+//! (`wire_json.rs`), exactly as the general path through a dynamic message
+//! would write it.
 //!
 //! # Example
 //!
@@ -79,6 +82,7 @@ mod service;
 mod stream;
 pub mod template;
 mod transcoder;
+mod wire_json;
 
 pub use errors::{code_name, connect_code, http_status};
 pub use future::ResponseFuture;

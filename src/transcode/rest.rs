@@ -133,6 +133,14 @@ impl Transcoder {
         route: &routes::Route,
         payload: &[u8],
     ) -> Result<Bytes, TranscodeError> {
+        if route.response_body.is_none()
+            && let Some(json) = self
+                .reply_json
+                .get(&route.grpc_path)
+                .and_then(|plan| plan.write(payload))
+        {
+            return Ok(Bytes::from(json));
+        }
         let message = DynamicMessage::decode(route.grpc.output(), payload)
             .map_err(|e| TranscodeError::internal(format!("undecodable response: {e}")))?;
         let unencodable =

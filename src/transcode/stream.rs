@@ -331,7 +331,7 @@ impl Transcoder {
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         super::transcoder::copy_metadata(
             response.headers_mut(),
-            &grpc::strip_protocol(head.headers),
+            &grpc::strip_protocol(&head.headers),
             "grpc-metadata-",
         );
         Ok(with_code(response, Code::Ok))

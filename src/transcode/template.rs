@@ -162,6 +162,42 @@ impl PathTemplate {
         })
     }
 
+    /// Whether the segments of `rest` (the path less its leading `/` and
+    /// verb) fit the template's: a check that allocates nothing, after
+    /// which [`Self::matches`] decodes the values.
+    fn may_match(&self, rest: &str) -> bool {
+        let mut parts = (!rest.is_empty())
+            .then(|| rest.split('/'))
+            .into_iter()
+            .flatten();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => {
+                    let Some(part) = parts.next() else {
+                        return false;
+                    };
+                    let equal = if part.contains('%') {
+                        percent_decode(part, false).is_some_and(|p| p == *text)
+                    } else {
+                        part == text
+                    };
+                    if !equal {
+                        return false;
+                    }
+                }
+                Segment::Any => {
+                    if parts.next().is_none_or(str::is_empty) {
+                        return false;
+                    }
+                }
+                Segment::Rest => {
+                    parts.by_ref().for_each(drop);
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+
     /// Matches a request path (as sent: percent-encoded, no query). Returns
     /// the variables' decoded values in template order.
     pub fn matches(&self, path: &str) -> Option<Vec<String>> {
@@ -170,6 +206,10 @@ impl PathTemplate {
             Some(verb) => rest.strip_suffix(verb.as_str())?.strip_suffix(':')?,
             None => rest,
         };
+        // Most templates tried do not match: refuse those without allocating.
+        if !self.may_match(rest) {
+            return None;
+        }
         let parts: Vec<&str> = if rest.is_empty() {
             Vec::new()
         } else {

@@ -120,6 +120,9 @@ pub struct Transcoder {
     routes: RouteTable,
     /// Unary methods by gRPC path, for Connect.
     methods: HashMap<String, MethodDescriptor>,
+    /// By gRPC path, the unary methods whose reply a REST call writes
+    /// straight from its protobuf bytes (see [`super::wire_json`]).
+    pub(super) reply_json: HashMap<String, super::wire_json::WireJson>,
     /// The OpenAPI document, rendered once.
     openapi: Bytes,
     /// The settings.
@@ -143,7 +146,7 @@ impl Transcoder {
             pool.add_file_descriptor_protos(missing)?;
         }
         let routes = RouteTable::from_pool(&pool)?;
-        let methods = pool
+        let methods: HashMap<String, MethodDescriptor> = pool
             .services()
             .flat_map(|s| s.methods().collect::<Vec<_>>())
             .filter(|m| !m.is_client_streaming() && !m.is_server_streaming())
@@ -154,12 +157,21 @@ impl Transcoder {
                 )
             })
             .collect();
+        let reply_json = methods
+            .iter()
+            .filter(|(_, method)| !super::has_floats(&method.output(), &mut Vec::new()))
+            .filter_map(|(path, method)| {
+                super::wire_json::WireJson::new(&method.output(), &options.json)
+                    .map(|plan| (path.clone(), plan))
+            })
+            .collect();
         let rules = crate::validate::Validator::new(&pool)?;
         let openapi = Bytes::from(openapi::document(&routes, &rules, &options).to_string());
         Ok(Self {
             pool,
             routes,
             methods,
+            reply_json,
             openapi,
             options,
         })
