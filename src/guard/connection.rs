@@ -393,7 +393,9 @@ impl Drop for Sending {
 /// ready until its body has been sent or dropped, so that the idle timeout
 /// does not cut a server stream that has nothing to say for a while. The
 /// wait for a request's own bytes is not covered: a client that stops
-/// halfway through its request is still closed.
+/// halfway through its request is still closed. It also hands the inner
+/// services the peer's [`TcpConnectInfo`], where tonic's
+/// `Request::remote_addr` finds it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ActivityLayer;
 
@@ -425,11 +427,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let activity = request
-            .extensions()
-            .get::<GuardedConnectInfo>()
-            .map(|info| info.activity.clone());
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let info = request.extensions().get::<GuardedConnectInfo>().cloned();
+        let activity = info.map(|info| {
+            // tonic's `Request::remote_addr` looks for its own type.
+            request.extensions_mut().insert(info.tcp);
+            info.activity
+        });
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
@@ -470,5 +474,48 @@ impl http_body::Body for SendingBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tower::{Layer as _, ServiceExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_response_keeps_its_connection_busy_until_its_body_is_gone_and_handlers_see_the_peer()
+    {
+        let peer: SocketAddr = "192.0.2.7:4242".parse().expect("address");
+        let activity = Activity::default();
+        let mut request = http::Request::new(tonic::body::Body::empty());
+        request.extensions_mut().insert(GuardedConnectInfo {
+            tcp: TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(peer),
+            },
+            activity: activity.clone(),
+        });
+        let seen = ActivityLayer
+            .layer(tower::service_fn(
+                |request: http::Request<tonic::body::Body>| async move {
+                    let remote = tonic::Request::from_http(request).remote_addr();
+                    Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::new(
+                        http_body_util::Full::new(bytes::Bytes::from(format!("{remote:?}"))),
+                    )))
+                },
+            ))
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        assert!(activity.busy(), "the body is not sent yet");
+        let body = http_body_util::BodyExt::collect(seen.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, format!("{:?}", Some(peer)));
+        assert!(!activity.busy(), "the body is gone");
     }
 }
