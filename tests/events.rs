@@ -401,6 +401,37 @@ async fn positions_the_outbox_cannot_resume_from_are_refused(backend: Backend) {
     }
 }
 
+/// A watch of `product` over gRPC-Web on HTTP/1.1, as a browser sends it;
+/// its answer has begun (status 200).
+async fn grpc_web_watch(
+    server: &TestServer,
+    product: &str,
+    after: Option<i64>,
+) -> reqwest::Response {
+    let http1 = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    let payload = WatchInventoryRequest {
+        product_ids: vec![product.into()],
+        after,
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let response = http1
+        .post(server.grpc_url("/inventory.v1.InventoryService/WatchInventory"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame)
+        .send()
+        .await
+        .expect("grpc-web call");
+    assert_eq!(response.status(), 200);
+    response
+}
+
 /// Runs curl with `args` (bounded in time) and returns its output.
 async fn curl(args: &[&str]) -> String {
     let output = tokio::process::Command::new("curl")
@@ -473,27 +504,7 @@ async fn rest_streams_server_sent_events_and_ndjson(backend: Backend) {
     assert_eq!(body["code"], 11);
 
     // gRPC-Web (HTTP/1.1, as a browser sends it): frames arrive as they come.
-    let http1 = reqwest::Client::builder()
-        .http1_only()
-        .build()
-        .expect("client");
-    let payload = WatchInventoryRequest {
-        product_ids: vec!["sku".into()],
-        after: Some(0),
-    }
-    .encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
-    frame.extend_from_slice(&payload);
-    let mut response = http1
-        .post(server.grpc_url("/inventory.v1.InventoryService/WatchInventory"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(frame)
-        .send()
-        .await
-        .expect("grpc-web call");
-    assert_eq!(response.status(), 200);
+    let mut response = grpc_web_watch(&server, "sku", Some(0)).await;
     let mut buffer = Vec::new();
     let mut quantities = Vec::new();
     while quantities.len() < 5 {
@@ -746,27 +757,7 @@ async fn a_quiet_event_stream_outlives_the_idle_timeout(backend: Backend) {
 
     // gRPC-Web over HTTP/1.1, as a browser watches: quiet for three idle
     // timeouts, then a change arrives on the same stream.
-    let http1 = reqwest::Client::builder()
-        .http1_only()
-        .build()
-        .expect("client");
-    let payload = WatchInventoryRequest {
-        product_ids: vec!["quiet".into()],
-        after: None,
-    }
-    .encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
-    frame.extend_from_slice(&payload);
-    let mut response = http1
-        .post(server.grpc_url("/inventory.v1.InventoryService/WatchInventory"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(frame)
-        .send()
-        .await
-        .expect("grpc-web call");
-    assert_eq!(response.status(), 200);
+    let mut response = grpc_web_watch(&server, "quiet", None).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     set_stock(&mut server.client().await, "quiet", 7).await;
     let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())

@@ -8,17 +8,38 @@ use common::{Backend, TestServer, backend_tests};
 
 backend_tests!(the_load_generator_runs_and_its_check_passes);
 
+/// Runs inventory-load against `server` over `protocol` with `args`, and
+/// answers its JSON report; it must exit successfully.
+async fn load_report(server: &TestServer, protocol: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory-load"))
+        .args([
+            "--grpc",
+            &server.grpc_url(""),
+            "--http",
+            &server.http_url(""),
+        ])
+        .args(["--protocol", protocol, "--json"])
+        .args(args)
+        .output()
+        .await
+        .expect("run inventory-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{protocol}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).expect("a JSON report")
+}
+
 async fn the_load_generator_runs_and_its_check_passes(backend: Backend) {
     let server = TestServer::start(backend).await;
     for protocol in ["grpc", "rest", "connect"] {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory-load"))
-            .args([
-                "--grpc",
-                &server.grpc_url(""),
-                "--http",
-                &server.http_url(""),
-                "--protocol",
-                protocol,
+        let report = load_report(
+            &server,
+            protocol,
+            &[
                 "--concurrency",
                 "8",
                 "--requests",
@@ -35,19 +56,9 @@ async fn the_load_generator_runs_and_its_check_passes(backend: Backend) {
                 "1-3",
                 "--mix",
                 "check=10,reserve=40,order=10,release=15,commit=15,update=10",
-                "--json",
-            ])
-            .output()
-            .await
-            .expect("run inventory-load");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{protocol}: {}\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+            ],
+        )
+        .await;
         assert_eq!(report["calls"], 400, "{protocol}: {report}");
         assert!(
             report["ok"].as_u64().unwrap_or(0) > 200,
@@ -62,37 +73,21 @@ async fn the_load_generator_runs_and_its_check_passes(backend: Backend) {
 /// Runs inventory-load for 1.5 s of reservations from 32 clients over `protocol`,
 /// with `extra` flags, and answers how many calls were refused for load.
 async fn refused_for_load(server: &TestServer, protocol: &str, extra: &[&str]) -> u64 {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory-load"))
-        .args([
-            "--grpc",
-            &server.grpc_url(""),
-            "--http",
-            &server.http_url(""),
-        ])
-        .args([
-            "--protocol",
-            protocol,
-            "--concurrency",
-            "32",
-            "--duration",
-            "1500ms",
-        ])
-        .args([
-            "--products",
-            "1",
-            "--stock",
-            "1000000",
-            "--mix",
-            "reserve=1",
-        ])
-        .args(["--no-verify", "--json"])
-        .args(extra)
-        .output()
-        .await
-        .expect("run inventory-load");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{protocol}: {stdout}");
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    let mut args = vec![
+        "--concurrency",
+        "32",
+        "--duration",
+        "1500ms",
+        "--products",
+        "1",
+        "--stock",
+        "1000000",
+        "--mix",
+        "reserve=1",
+        "--no-verify",
+    ];
+    args.extend_from_slice(extra);
+    let report = load_report(server, protocol, &args).await;
     report["outcomes"]["reserve"]["RESOURCE_EXHAUSTED"]
         .as_u64()
         .unwrap_or(0)

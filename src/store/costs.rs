@@ -5,6 +5,8 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Text};
 
+use crate::domain::StockTotals;
+
 /// Sets a product's cost, if the product exists (no row otherwise).
 pub(crate) const SET: &str = "INSERT INTO product_costs (product_id, currency, unit_cost_minor) \
      SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM inventory WHERE product_id = $1) \
@@ -49,4 +51,15 @@ pub(crate) struct Value {
     pub(crate) currency: String,
     #[diesel(sql_type = BigInt)]
     pub(crate) minor_units: i64,
+}
+
+/// The totals of [`UNITS`] and the rows of [`VALUE`].
+pub(crate) fn totals(units: Units, value: Vec<Value>) -> StockTotals {
+    StockTotals {
+        units: units.units,
+        value: value
+            .into_iter()
+            .map(|v| (v.currency, v.minor_units))
+            .collect(),
+    }
 }

@@ -448,13 +448,7 @@ impl InventoryStore for PostgresStore {
         self.run(|mut c| async move {
             let units: costs::Units = diesel::sql_query(costs::UNITS).get_result(&mut c).await?;
             let value: Vec<costs::Value> = diesel::sql_query(costs::VALUE).load(&mut c).await?;
-            Ok(StockTotals {
-                units: units.units,
-                value: value
-                    .into_iter()
-                    .map(|v| (v.currency, v.minor_units))
-                    .collect(),
-            })
+            Ok(costs::totals(units, value))
         })
         .await
     }

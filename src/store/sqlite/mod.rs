@@ -473,13 +473,7 @@ impl InventoryStore for SqliteStore {
         self.read(|c| {
             let units: costs::Units = diesel::sql_query(costs::UNITS).get_result(c)?;
             let value: Vec<costs::Value> = diesel::sql_query(costs::VALUE).load(c)?;
-            Ok(StockTotals {
-                units: units.units,
-                value: value
-                    .into_iter()
-                    .map(|v| (v.currency, v.minor_units))
-                    .collect(),
-            })
+            Ok(costs::totals(units, value))
         })
         .await
     }
