@@ -85,7 +85,11 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Calls served at once (over both ports; health and reflection are
-    /// not counted).
+    /// not counted). By Little's law the calls inside the service are its
+    /// rate times their latency: past what the machine works on at once, a
+    /// higher limit adds queueing inside the service, not throughput (see
+    /// the README's overload benchmark; 64 suits 2 cores, scale it with
+    /// them).
     pub max_in_flight: usize,
     /// Calls that may wait for a turn when `max_in_flight` run; more are
     /// refused at once with RESOURCE_EXHAUSTED / 429 and `Retry-After`.
@@ -135,7 +139,7 @@ impl Default for ServerConfig {
             grpc_port: 9083,
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
-            max_in_flight: 256,
+            max_in_flight: 64,
             max_queued: 1024,
             max_queue_wait: Duration::from_millis(20),
             max_connections: 4096,
