@@ -7,11 +7,11 @@
 #   CONNECTIONS=1000 STREAMS=4 DURATION=15s bash benches/overload.sh
 #   PIN=1 bash benches/overload.sh    # service on CPU 0, load generator on CPU 1
 #   BACKOFF=1 bash benches/overload.sh  # flood clients honour retry-after
-#   MAX_IN_FLIGHT=256 bash benches/overload.sh  # another limit
+#   MAX_IN_FLIGHT=64 bash benches/overload.sh  # another limit
 #
 # Builds the release binaries, starts the service on loopback (18083/19083,
 # a throwaway SQLite file, synchronous: normal, the shipped limits:
-# max_in_flight 64, max_queued 1024, max_queue_wait 20ms; MAX_IN_FLIGHT
+# max_in_flight 256, max_queued 1024, max_queue_wait 20ms; MAX_IN_FLIGHT
 # overrides the first) and runs
 # inventory-load three times with a mix of 80% checks and 20% reservations
 # over 1,000 products:
@@ -30,7 +30,7 @@ STREAMS="${STREAMS:-4}"
 DURATION="${DURATION:-15s}"
 PIN="${PIN:-0}"
 BACKOFF="${BACKOFF:-0}"
-MAX_IN_FLIGHT="${MAX_IN_FLIGHT:-64}"
+MAX_IN_FLIGHT="${MAX_IN_FLIGHT:-256}"
 flood_args=()
 if [[ "$BACKOFF" == 1 ]]; then flood_args=(--backoff); fi
 service_cpu=() load_cpu=()

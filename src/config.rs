@@ -86,10 +86,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Calls served at once (over both ports; health and reflection are
     /// not counted). By Little's law the calls inside the service are its
-    /// rate times their latency: past what the machine works on at once, a
-    /// higher limit adds queueing inside the service, not throughput (see
-    /// the README's overload benchmark; 64 suits 2 cores, scale it with
-    /// them).
+    /// rate times their latency: a lower limit keeps the latency of a
+    /// sustained flood down, a higher one absorbs bursts (many calls on one
+    /// product at once) without refusing them (see the README's overload
+    /// benchmark).
     pub max_in_flight: usize,
     /// Calls that may wait for a turn when `max_in_flight` run; more are
     /// refused at once with RESOURCE_EXHAUSTED / 429 and `Retry-After`.
@@ -139,7 +139,7 @@ impl Default for ServerConfig {
             grpc_port: 9083,
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
-            max_in_flight: 64,
+            max_in_flight: 256,
             max_queued: 1024,
             max_queue_wait: Duration::from_millis(20),
             max_connections: 4096,
