@@ -7,12 +7,13 @@
 #   CONNECTIONS=1000 STREAMS=4 DURATION=15s bash benches/overload.sh
 #   PIN=1 bash benches/overload.sh    # service on CPU 0, load generator on CPU 1
 #   BACKOFF=1 bash benches/overload.sh  # flood clients honour retry-after
-#   MAX_IN_FLIGHT=64 bash benches/overload.sh  # another limit
+#   MAX_IN_FLIGHT=256 bash benches/overload.sh  # another limit
+#   MAX_QUEUE_WAIT=20ms bash benches/overload.sh  # another burst wait
 #
 # Builds the release binaries, starts the service on loopback (18083/19083,
 # a throwaway SQLite file, synchronous: normal, the shipped limits:
-# max_in_flight 256, max_queued 1024, max_queue_wait 20ms; MAX_IN_FLIGHT
-# overrides the first) and runs
+# max_in_flight 64, max_queued 1024, max_queue_wait 1s, standing_queue_after
+# 20ms; MAX_IN_FLIGHT and MAX_QUEUE_WAIT override theirs) and runs
 # inventory-load three times with a mix of 80% checks and 20% reservations
 # over 1,000 products:
 #   before: 16 clients on 4 connections (the service at ease);
@@ -30,7 +31,8 @@ STREAMS="${STREAMS:-4}"
 DURATION="${DURATION:-15s}"
 PIN="${PIN:-0}"
 BACKOFF="${BACKOFF:-0}"
-MAX_IN_FLIGHT="${MAX_IN_FLIGHT:-256}"
+MAX_IN_FLIGHT="${MAX_IN_FLIGHT:-64}"
+MAX_QUEUE_WAIT="${MAX_QUEUE_WAIT:-1s}"
 flood_args=()
 if [[ "$BACKOFF" == 1 ]]; then flood_args=(--backoff); fi
 service_cpu=() load_cpu=()
@@ -50,6 +52,7 @@ INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
 INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
 INVENTORY_SERVER__HOST=127.0.0.1 \
 INVENTORY_SERVER__MAX_IN_FLIGHT="$MAX_IN_FLIGHT" \
+INVENTORY_SERVER__MAX_QUEUE_WAIT="$MAX_QUEUE_WAIT" \
 INVENTORY_LOGGING__LEVEL=warn \
   "${service_cpu[@]}" "$bin/inventory-service" --config config/config.yaml &
 server=$!

@@ -86,19 +86,23 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Calls served at once (over both ports; health and reflection are
     /// not counted). By Little's law the calls inside the service are its
-    /// rate times their latency: a lower limit keeps the latency of a
-    /// sustained flood down, a higher one absorbs bursts (many calls on one
-    /// product at once) without refusing them (see the README's overload
-    /// benchmark).
+    /// rate times their latency: the limit bounds the latency of a sustained
+    /// flood (see the README's overload benchmark); bursts past it wait in
+    /// the queue below instead of being refused.
     pub max_in_flight: usize,
     /// Calls that may wait for a turn when `max_in_flight` run; more are
     /// refused at once with RESOURCE_EXHAUSTED / 429 and `Retry-After`.
     pub max_queued: usize,
-    /// Longest wait for a turn before a queued call is refused the same way;
-    /// a quarter of it once the queue has not emptied for that long (a
-    /// standing queue: see [`crate::guard::ShedLayer`]).
+    /// Longest wait for a turn while the queue is absorbing a burst (it has
+    /// emptied within `standing_queue_after`); past it a queued call is
+    /// refused the same way.
     #[serde(with = "humantime_serde")]
     pub max_queue_wait: Duration,
+    /// A queue that has not emptied for this long is standing (a sustained
+    /// overload, not a burst): new calls then wait at most a quarter of it
+    /// for a turn (see [`crate::guard::ShedLayer`]).
+    #[serde(with = "humantime_serde")]
+    pub standing_queue_after: Duration,
     /// Connections open at once over both ports; more are closed as soon as
     /// they are accepted (logged, and counted in
     /// `inventory_connections_refused_total`).
@@ -139,9 +143,10 @@ impl Default for ServerConfig {
             grpc_port: 9083,
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
-            max_in_flight: 256,
+            max_in_flight: 64,
             max_queued: 1024,
-            max_queue_wait: Duration::from_millis(20),
+            max_queue_wait: Duration::from_secs(1),
+            standing_queue_after: Duration::from_millis(20),
             max_connections: 4096,
             idle_timeout: Duration::from_secs(60),
             http2_keepalive_interval: Duration::from_secs(30),

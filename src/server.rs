@@ -545,6 +545,7 @@ async fn run(
             max_in_flight: server.max_in_flight,
             max_queued: server.max_queued,
             max_queue_wait: server.max_queue_wait,
+            standing_after: server.standing_queue_after,
             retry_after: RETRY_AFTER,
         },
         ERROR_DOMAIN,

@@ -23,22 +23,25 @@ pub struct ShedSettings {
     pub max_in_flight: usize,
     /// Calls that may wait for a turn; more are refused at once.
     pub max_queued: usize,
-    /// Longest wait for a turn (never past the call's own deadline, which
-    /// an inner [`super::DeadlineLayer`] does not yet see, so keep this
-    /// short). Once the queue has stood this long without emptying, new
-    /// calls wait at most [`ShedSettings::standing_queue_wait`].
+    /// Longest wait for a turn while the queue is absorbing a burst (it
+    /// emptied within `standing_after`). An outer [`super::DeadlineLayer`]
+    /// bounds the wait by the call's own deadline too.
     pub max_queue_wait: Duration,
+    /// A queue that has not emptied for this long is standing: more arrives
+    /// than is served, and new calls wait at most
+    /// [`ShedSettings::standing_queue_wait`] (CoDel's interval).
+    pub standing_after: Duration,
     /// What `retry-after` tells a refused caller.
     pub retry_after: Duration,
 }
 
 impl ShedSettings {
     /// How long a call may wait for a turn while the queue is standing (has
-    /// not emptied for `max_queue_wait`): a quarter of `max_queue_wait`
-    /// (5 ms at the default 20 ms; CoDel's target, with `max_queue_wait` its
-    /// interval).
+    /// not emptied for `standing_after`): a quarter of `standing_after` (5 ms
+    /// at the default 20 ms; CoDel's target), never more than
+    /// `max_queue_wait`.
     pub fn standing_queue_wait(&self) -> Duration {
-        self.max_queue_wait / 4
+        (self.standing_after / 4).min(self.max_queue_wait)
     }
 }
 
@@ -47,14 +50,16 @@ impl ShedSettings {
 /// once, with `retry-after` (seconds) and a `google.rpc.RetryInfo`.
 ///
 /// The wait is bounded the way CoDel bounds a packet queue: a queue that
-/// empties now and then is absorbing a burst, and a call may wait up to
-/// `max_queue_wait` in it; a queue that has not emptied for that long is
-/// standing (more arrives than is served), and a new call waits at most
-/// [`ShedSettings::standing_queue_wait`]. So under a sustained overload the
-/// queue adds milliseconds, not `max_queue_wait`, to every call served, and
-/// the excess is refused at once instead of after waiting. Refusing early
-/// keeps the latency of the calls that are served bounded, and memory with
-/// it. Health and reflection ([`is_exempt`]) are never shed.
+/// empties now and then is absorbing a burst (a flash sale's calls on one
+/// product, all at once), and a call may wait up to `max_queue_wait` in it;
+/// a queue that has not emptied for `standing_after` is standing (more
+/// arrives than is served), and a new call waits at most
+/// [`ShedSettings::standing_queue_wait`]. So a burst is served in turn
+/// instead of refused, while under a sustained overload the queue adds
+/// milliseconds to every call served and the excess is refused at once.
+/// Refusing early keeps the latency of the calls that are served bounded,
+/// and memory with it. Health and reflection ([`is_exempt`]) are never
+/// shed.
 #[derive(Clone)]
 pub struct ShedLayer {
     limiter: Arc<Limiter>,
@@ -222,12 +227,12 @@ impl Limiter {
         self.last_empty.store(self.now(), Ordering::Relaxed);
     }
 
-    /// Whether the queue has not emptied for `max_queue_wait`.
+    /// Whether the queue has not emptied for `standing_after`.
     fn queue_standing(&self) -> bool {
         let since = self
             .now()
             .saturating_sub(self.last_empty.load(Ordering::Relaxed));
-        since > u64::try_from(self.settings.max_queue_wait.as_nanos()).unwrap_or(u64::MAX)
+        since > u64::try_from(self.settings.standing_after.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The refusal of a call, told to the observer.
@@ -325,6 +330,7 @@ mod tests {
                 max_in_flight: 2,
                 max_queued: 1,
                 max_queue_wait: Duration::from_secs(30),
+                standing_after: Duration::from_secs(30),
                 retry_after: Duration::from_secs(2),
             },
             "test",
@@ -387,6 +393,7 @@ mod tests {
                 max_in_flight: 1,
                 max_queued: 10,
                 max_queue_wait: Duration::from_millis(50),
+                standing_after: Duration::from_millis(50),
                 retry_after: Duration::from_secs(1),
             },
             "test",
@@ -422,7 +429,8 @@ mod tests {
             ShedSettings {
                 max_in_flight: 1,
                 max_queued: 10,
-                max_queue_wait: Duration::from_millis(100),
+                max_queue_wait: Duration::from_millis(300),
+                standing_after: Duration::from_millis(100),
                 retry_after: Duration::from_secs(1),
             },
             "test",
@@ -445,16 +453,49 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         let second = tokio::spawn(timed(service.clone()));
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(first.await.expect("task"), Duration::from_millis(100));
         // The queue has not emptied for 120 ms: it is standing.
         assert_eq!(
             timed(service.clone()).await,
             Duration::from_millis(25),
-            "a quarter of max_queue_wait"
+            "a quarter of standing_after"
         );
-        assert_eq!(second.await.expect("task"), Duration::from_millis(100));
+        assert_eq!(first.await.expect("task"), Duration::from_millis(300));
+        assert_eq!(second.await.expect("task"), Duration::from_millis(300));
         // Once it has emptied, a call gets the whole wait again.
-        assert_eq!(timed(service.clone()).await, Duration::from_millis(100));
+        assert_eq!(timed(service.clone()).await, Duration::from_millis(300));
         assert_eq!(count.0.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_past_the_limit_is_served_in_turn_not_refused() {
+        let count = Arc::new(Count::default());
+        let layer = ShedLayer::new(
+            ShedSettings {
+                max_in_flight: 2,
+                max_queued: 100,
+                max_queue_wait: Duration::from_secs(1),
+                standing_after: Duration::from_millis(20),
+                retry_after: Duration::from_secs(1),
+            },
+            "test",
+            count.clone(),
+        );
+        // Each call takes 40 ms: ten at once drain in 200 ms, ten times the
+        // standing interval, yet all of them came while the queue was
+        // absorbing a burst.
+        let service = layer.layer(tower::service_fn(|_: Request<Body>| async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        }));
+        let started = tokio::time::Instant::now();
+        let calls: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(service.clone().oneshot(call("/pkg.S/M"))))
+            .collect();
+        for task in calls {
+            let response = task.await.expect("task").expect("infallible");
+            assert!(response.headers().get("grpc-status").is_none());
+        }
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert_eq!(count.0.load(Ordering::Relaxed), 0);
     }
 }
