@@ -27,11 +27,12 @@ COPY web/dist ./web/dist
 
 # The registry and target dir live in BuildKit cache mounts, so a source
 # change rebuilds only this crate; the binary is copied out of the mount.
+# The dist profile (Cargo.toml) is release with whole-program LTO.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/build/target,sharing=locked \
-    cargo build --release --locked \
-    && install -D -m 0755 target/release/inventory-service /out/inventory-service
+    cargo build --profile dist --locked --bin inventory-service \
+    && install -D -m 0755 target/dist/inventory-service /out/inventory-service
 
 # ---- runtime ---------------------------------------------------------------
 FROM debian:bookworm-slim

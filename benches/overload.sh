@@ -9,9 +9,12 @@
 #   BACKOFF=1 bash benches/overload.sh  # flood clients honour retry-after
 #   MAX_IN_FLIGHT=256 bash benches/overload.sh  # another limit
 #   MAX_QUEUE_WAIT=20ms bash benches/overload.sh  # another burst wait
+#   BACKEND=postgres bash benches/overload.sh  # PostgreSQL on 127.0.0.1:5432
+#   PROFILE=dist bash benches/overload.sh  # the Docker image's build (LTO)
 #
 # Builds the release binaries, starts the service on loopback (18083/19083,
-# a throwaway SQLite file, synchronous: normal, the shipped limits:
+# a throwaway SQLite file, synchronous: normal, or with BACKEND=postgres a
+# throwaway database inventory_overload, dropped at the end; the shipped limits:
 # max_in_flight 64, max_queued 1024, max_queue_wait 1s, standing_queue_after
 # 20ms; MAX_IN_FLIGHT and MAX_QUEUE_WAIT override theirs) and runs
 # inventory-load three times with a mix of 80% checks and 20% reservations
@@ -33,6 +36,9 @@ PIN="${PIN:-0}"
 BACKOFF="${BACKOFF:-0}"
 MAX_IN_FLIGHT="${MAX_IN_FLIGHT:-64}"
 MAX_QUEUE_WAIT="${MAX_QUEUE_WAIT:-1s}"
+BACKEND="${BACKEND:-sqlite}"
+PG="postgres://postgres@127.0.0.1:5432"
+DB=inventory_overload
 flood_args=()
 if [[ "$BACKOFF" == 1 ]]; then flood_args=(--backoff); fi
 service_cpu=() load_cpu=()
@@ -41,12 +47,29 @@ GRPC_PORT=19083
 HTTP_PORT=18083
 MIX="check=80,reserve=20"
 
-cargo build --release --quiet --bin inventory-service --bin inventory-load
-bin="${CARGO_TARGET_DIR:-target}/release"
+PROFILE="${PROFILE:-release}"
+cargo build --profile "$PROFILE" --quiet --bin inventory-service --bin inventory-load
+bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
 work="$(mktemp -d)"
-trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+cleanup() {
+  [[ -n "$server" ]] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  if [[ "$BACKEND" == postgres ]]; then
+    psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+case "$BACKEND" in
+  sqlite) driver=sqlite dsn="$work/bench.db" ;;
+  postgres)
+    psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+    driver=postgres dsn="$PG/$DB" ;;
+  *) echo "BACKEND is sqlite or postgres" >&2; exit 1 ;;
+esac
 
-INVENTORY_DATABASE__DSN="$work/bench.db" \
+INVENTORY_DATABASE__DRIVER="$driver" \
+INVENTORY_DATABASE__DSN="$dsn" \
 INVENTORY_DATABASE__SYNCHRONOUS=normal \
 INVENTORY_SERVER__GRPC_PORT=$GRPC_PORT \
 INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
