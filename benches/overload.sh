@@ -12,7 +12,7 @@
 #   BACKEND=postgres bash benches/overload.sh  # PostgreSQL on 127.0.0.1:5432
 #   PROFILE=dist bash benches/overload.sh  # the Docker image's build (LTO)
 #
-# Builds the release binaries, starts the service on loopback (18083/19083,
+# Builds the binaries (release, or PROFILE), starts the service on loopback (18083/19083,
 # a throwaway SQLite file, synchronous: normal, or with BACKEND=postgres a
 # throwaway database inventory_overload, dropped at the end; the shipped limits:
 # max_in_flight 64, max_queued 1024, max_queue_wait 1s, standing_queue_after
