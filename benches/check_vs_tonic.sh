@@ -17,6 +17,7 @@
 # Only loopback is touched; both servers stop at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 
 REQUESTS="${REQUESTS:-100000}"
 ROUNDS="${ROUNDS:-5}"
@@ -86,13 +87,7 @@ for round in $(seq 1 "$ROUNDS"); do
   rest+=("$(run "http://127.0.0.1:$HTTP_PORT/api/v1/inventory/bench-product")")
   echo "round $round: baseline ${base[-1]} req/s, gRPC ${grpc[-1]} req/s, REST ${rest[-1]} req/s"
 done
-# h2load counts a gRPC refusal (HTTP 200, grpc-status in the trailers) as
-# an answer: a call shed for load must not pass for a fast one.
-shed="$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^inventory_requests_shed_total/ { n += $2 } END { print n + 0 }')"
-if [[ "$shed" != 0 ]]; then
-  echo "the service shed $shed calls: the rates above count refusals; raise server.max_in_flight or lower CLIENTS x STREAMS" >&2
-  exit 1
-fi
+require_nothing_shed "$HTTP_PORT"
 python3 - "${base[*]}" "${grpc[*]}" "${rest[*]}" "$CACHE" <<'PY'
 import statistics, sys
 base, grpc, rest = (statistics.median(map(float, a.split())) for a in sys.argv[1:4])

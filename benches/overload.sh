@@ -28,6 +28,7 @@
 # cores with the service, so absolute rates are low; compare the runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 
 CONNECTIONS="${CONNECTIONS:-1000}"
 STREAMS="${STREAMS:-4}"
@@ -85,7 +86,6 @@ for _ in $(seq 1 50); do
 done
 
 rss() { awk -v k="$1:" '$1 == k { print $2 / 1024 " MiB" }' "/proc/$server/status"; }
-shed() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^inventory_requests_shed_total/ { n += $2 } END { print n + 0 }'; }
 # The service's own histogram of the calls it served (every code but
 # RESOURCE_EXHAUSTED), summed by bucket: "le count" lines.
 served_buckets() {
@@ -123,7 +123,7 @@ echo "== flood: $CONNECTIONS connections x $STREAMS calls"
 before_flood="$(served_buckets)"
 load --no-setup --concurrency $((CONNECTIONS * STREAMS)) --connections "$CONNECTIONS" --duration "$DURATION" "${flood_args[@]}"
 server_quantiles "$before_flood" "$(served_buckets)"
-echo "shed in all: $(shed)"
+echo "shed in all: $(shed_total "$HTTP_PORT")"
 echo "rss peak: $(rss VmHWM), now: $(rss VmRSS)"
 echo "== after: 16 clients"
 load --no-setup --concurrency 16 --connections 4 --duration 10s

@@ -6,7 +6,8 @@
 #   bash benches/tracing_cost.sh            # needs h2load (Debian: nghttp2-client)
 #
 # Builds the release binary and the sink, starts the service on loopback
-# ports 18083/19083 with a throwaway SQLite file, and drives two workloads
+# ports 18083/19083 with a throwaway SQLite file (and room for every call
+# h2load keeps open: this measures tracing, not shedding), and drives two workloads
 # with h2load over HTTP/2 cleartext for each setting: gRPC CheckInventory (a
 # read: server, business and one statement span) and gRPC ReserveInventory
 # (a write transaction: server, business, transaction and four statement
@@ -15,6 +16,7 @@
 # at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 
 REQUESTS="${REQUESTS:-100000}"
 WRITES="${WRITES:-20000}"
@@ -53,6 +55,7 @@ start() { # $1: tracing enabled (true|false)
   INVENTORY_SERVER__HTTP_PORT=$HTTP_PORT \
   INVENTORY_SERVER__HOST=127.0.0.1 \
   INVENTORY_LOGGING__LEVEL=warn \
+  INVENTORY_SERVER__MAX_IN_FLIGHT=$((CLIENTS * STREAMS)) \
   INVENTORY_TRACING__ENABLED="$1" \
   INVENTORY_TRACING__ENDPOINT="http://$SINK" \
   INVENTORY_TRACING__SAMPLING_RATE=1.0 \
@@ -93,6 +96,7 @@ for tracing in false true; do
   reads >/dev/null   # warm-up
   result[read_$tracing]="$(reads)"
   result[write_$tracing]="$(writes)"
+  require_nothing_shed "$HTTP_PORT"
   stop_server
 done
 sleep 1.5
