@@ -24,7 +24,8 @@
 #   after:  16 clients again, at once (does it recover?).
 # Prints each run's report (the flood's "served (not shed)" latency is the
 # one that counts), the calls shed, and the service's resident memory
-# before, at its peak (VmHWM) and after. The load generator shares the 2
+# before, at its peak (VmHWM) and after (split into anonymous, the heap and
+# stacks, and file-backed, the binary's pages). The load generator shares the 2
 # cores with the service, so absolute rates are low; compare the runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -86,6 +87,12 @@ for _ in $(seq 1 50); do
 done
 
 rss() { awk -v k="$1:" '$1 == k { print $2 / 1024 " MiB" }' "/proc/$server/status"; }
+# Resident memory now, by kind: heap and stacks (anonymous), the binary's
+# pages and mapped files (file).
+rss_kinds() {
+  awk '$1 == "RssAnon:" { a = $2 } $1 == "RssFile:" { f = $2 }
+    END { printf "anonymous %.1f MiB, file %.1f MiB\n", a / 1024, f / 1024 }' "/proc/$server/status"
+}
 # The service's own histogram of the calls it served (every code but
 # RESOURCE_EXHAUSTED), summed by bucket: "le count" lines.
 served_buckets() {
@@ -118,13 +125,13 @@ load --concurrency 4 --requests 1 >/dev/null
 echo "rss before: $(rss VmRSS)"
 echo "== before: 16 clients"
 load --no-setup --concurrency 16 --connections 4 --duration 10s
-echo "rss after the first run: $(rss VmRSS)"
+echo "rss after the first run: $(rss VmRSS) ($(rss_kinds))"
 echo "== flood: $CONNECTIONS connections x $STREAMS calls"
 before_flood="$(served_buckets)"
 load --no-setup --concurrency $((CONNECTIONS * STREAMS)) --connections "$CONNECTIONS" --duration "$DURATION" "${flood_args[@]}"
 server_quantiles "$before_flood" "$(served_buckets)"
 echo "shed in all: $(shed_total "$HTTP_PORT")"
-echo "rss peak: $(rss VmHWM), now: $(rss VmRSS)"
+echo "rss peak: $(rss VmHWM), now: $(rss VmRSS) ($(rss_kinds))"
 echo "== after: 16 clients"
 load --no-setup --concurrency 16 --connections 4 --duration 10s
 echo "rss after: $(rss VmRSS)"
