@@ -1,7 +1,8 @@
 //! The alerting rules in `deploy/prometheus/alerts.yml` name metrics the
 //! service exports: every `inventory_*` name in them is on `/metrics` once
 //! the service has seen some traffic (reservations, one that expires, one
-//! refused), so a renamed metric cannot leave an alert that never fires.
+//! refused) with tracing on, so a renamed metric cannot leave an alert that
+//! never fires.
 
 mod common;
 
@@ -44,9 +45,16 @@ async fn every_metric_the_alerts_name_is_exported() {
         names.len() >= 6,
         "the rules name too few metrics: {names:?}"
     );
+    // Tracing on, towards a port nothing listens on: the span counters
+    // exist only while spans are exported.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         config.inventory.cleanup_interval = Duration::from_millis(100);
         config.inventory.stock_value_interval = Duration::from_millis(100);
+        config.tracing.enabled = true;
+        config.tracing.endpoint = Some(format!("http://{down}"));
     })
     .await;
     let mut client = server.client().await;

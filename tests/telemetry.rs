@@ -709,6 +709,62 @@ async fn metrics_count_the_calls_made(backend: Backend) {
     server.stop().await.expect("clean stop");
 }
 
+/// `/metrics` says what became of the spans: sent to a collector that
+/// takes them, or lost with the exports to one that is down; none dropped
+/// for room at this rate.
+#[tokio::test]
+async fn metrics_count_the_spans_exported_and_lost() {
+    let (_receiver, collector) = Receiver::start().await;
+    // A port nothing listens on: bound, then released.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    for (endpoint, counted) in [
+        (collector, "inventory_trace_spans_exported_total"),
+        (
+            down,
+            r#"inventory_trace_spans_dropped_total{reason="export_failed"}"#,
+        ),
+    ] {
+        let server = TestServer::start_with(Backend::Sqlite, |config| {
+            config.tracing.enabled = true;
+            config.tracing.endpoint = Some(format!("http://{endpoint}"));
+            config.tracing.export_interval = Duration::from_millis(100);
+        })
+        .await;
+        let mut client = server.client().await;
+        client
+            .update_inventory(UpdateInventoryRequest {
+                product_id: "spans".into(),
+                quantity: 1,
+                operation: "set".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("update");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let samples = loop {
+            let samples = scrape(&server).await;
+            if sample(&samples, counted) > 0.0 || std::time::Instant::now() > deadline {
+                break samples;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            sample(&samples, counted) > 0.0,
+            "{counted} with the collector at {endpoint}: {samples:?}"
+        );
+        assert_eq!(
+            sample(
+                &samples,
+                r#"inventory_trace_spans_dropped_total{reason="queue_full"}"#
+            ),
+            0.0
+        );
+        server.stop().await.expect("clean stop");
+    }
+}
+
 #[test]
 fn the_metrics_parser_reads_labels_with_commas() {
     let samples =

@@ -359,6 +359,33 @@ impl Metrics {
         }
     }
 
+    /// Reports what became of the exported spans, from `counts`:
+    /// `inventory_trace_spans_dropped_total` (`reason`: `queue_full`, the
+    /// export queue had no room; `export_failed`, lost with a failed export)
+    /// and `inventory_trace_spans_exported_total`.
+    pub fn observe_spans(&self, counts: Arc<crate::telemetry::spans::SpanCounts>) {
+        let dropped = counts.clone();
+        // The counters live as long as the meter provider.
+        let _dropped = self
+            .meter
+            .u64_observable_counter("inventory.trace.spans.dropped")
+            .with_description("Finished spans that were never exported")
+            .with_callback(move |observer| {
+                observer.observe(dropped.dropped(), &[KeyValue::new("reason", "queue_full")]);
+                observer.observe(
+                    dropped.failed(),
+                    &[KeyValue::new("reason", "export_failed")],
+                );
+            })
+            .build();
+        let _exported = self
+            .meter
+            .u64_observable_counter("inventory.trace.spans.exported")
+            .with_description("Finished spans sent to the collector")
+            .with_callback(move |observer| observer.observe(counts.exported(), &[]))
+            .build();
+    }
+
     /// Counts a finished request.
     pub fn record_request(
         &self,

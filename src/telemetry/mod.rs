@@ -27,6 +27,7 @@ pub mod hot;
 pub mod layer;
 mod logs;
 pub mod metrics;
+pub mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +145,10 @@ impl Telemetry {
         };
         let meter_provider = meters.build();
         let metrics = Arc::new(Metrics::new(&meter_provider, registry));
+        if let Some((_, counts)) = &tracer_provider {
+            metrics.observe_spans(counts.clone());
+        }
+        let tracer_provider = tracer_provider.map(|(provider, _)| provider);
 
         let context = ContextLayer(Arc::new(ServerContext {
             metrics: metrics.clone(),
@@ -230,10 +235,16 @@ impl Telemetry {
     }
 }
 
+/// Spans the batch processor holds for its export thread: the SDK's
+/// default, set here so that [`spans::CountingProcessor`] knows it.
+const SPAN_QUEUE: usize = 2048;
+
+/// The exporting tracer provider, and the counts of what became of its
+/// spans.
 fn tracer_provider(
     config: &TracingConfig,
     resource: Resource,
-) -> Result<SdkTracerProvider, TelemetryError> {
+) -> Result<(SdkTracerProvider, Arc<spans::SpanCounts>), TelemetryError> {
     let endpoint = config.collector_endpoint();
     let exporter = match config.protocol {
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
@@ -246,20 +257,24 @@ fn tracer_provider(
             .with_endpoint(signal_url(endpoint, "/v1/traces"))
             .build()?,
     };
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_scheduled_delay(config.export_interval)
-                .build(),
-        )
-        .build();
-    Ok(SdkTracerProvider::builder()
+    let counts = spans::SpanCounts::new(SPAN_QUEUE);
+    let processor =
+        BatchSpanProcessor::builder(spans::CountingExporter::new(exporter, counts.clone()))
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(SPAN_QUEUE)
+                    .with_scheduled_delay(config.export_interval)
+                    .build(),
+            )
+            .build();
+    let provider = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             config.sampling_rate,
         ))))
-        .with_span_processor(processor)
-        .build())
+        .with_span_processor(spans::CountingProcessor::new(processor, counts.clone()))
+        .build();
+    Ok((provider, counts))
 }
 
 fn metric_exporter(
