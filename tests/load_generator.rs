@@ -95,9 +95,9 @@ async fn refused_for_load(server: &TestServer, protocol: &str, extra: &[&str]) -
 
 #[tokio::test]
 async fn with_backoff_a_refused_client_waits_what_retry_after_asks() {
-    // One reservation at a time and no queue: 32 clients are refused often.
+    // One call at a time and no queue: 32 clients are refused often.
     let server = TestServer::start_with(Backend::Sqlite, |config| {
-        config.server.max_in_flight_writes = 1;
+        config.server.max_in_flight = 1;
         config.server.max_queued = 0;
     })
     .await;
