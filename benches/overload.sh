@@ -9,16 +9,14 @@
 #   BACKOFF=1 bash benches/overload.sh  # flood clients honour retry-after
 #   MAX_IN_FLIGHT=256 bash benches/overload.sh  # another limit
 #   MAX_QUEUE_WAIT=20ms bash benches/overload.sh  # another burst wait
-#   INVENTORY_SERVER__MAX_IN_FLIGHT_WRITES=16 bash benches/overload.sh  # any setting
 #   BACKEND=postgres bash benches/overload.sh  # PostgreSQL on 127.0.0.1:5432
 #   PROFILE=dist bash benches/overload.sh  # the Docker image's build (LTO)
 #
 # Builds the binaries (release, or PROFILE), starts the service on loopback (18083/19083,
 # a throwaway SQLite file, synchronous: normal, or with BACKEND=postgres a
 # throwaway database inventory_overload, dropped at the end; the shipped limits:
-# max_in_flight 64, max_in_flight_writes 32, max_queued 1024, max_queue_wait
-# 1s, standing_queue_after 20ms; MAX_IN_FLIGHT and MAX_QUEUE_WAIT override
-# theirs) and runs
+# max_in_flight 64, max_queued 1024, max_queue_wait 1s, standing_queue_after
+# 20ms; MAX_IN_FLIGHT and MAX_QUEUE_WAIT override theirs) and runs
 # inventory-load three times with a mix of 80% checks and 20% reservations
 # over 1,000 products:
 #   before: 16 clients on 4 connections (the service at ease);

@@ -90,14 +90,8 @@ pub struct ServerConfig {
     /// flood (see the README's overload benchmark); bursts past it wait in
     /// the queue below instead of being refused.
     pub max_in_flight: usize,
-    /// Calls that change stock or settings (every method but the reads)
-    /// served at once, in a lane of their own beside `max_in_flight`: they
-    /// wait for the database's writer, and need not take the turns of reads
-    /// answered from the cache in microseconds, nor have them refused.
-    pub max_in_flight_writes: usize,
-    /// Calls that may wait for a turn in each lane when its limit runs;
-    /// more are refused at once with RESOURCE_EXHAUSTED / 429 and
-    /// `Retry-After`.
+    /// Calls that may wait for a turn when `max_in_flight` run; more are
+    /// refused at once with RESOURCE_EXHAUSTED / 429 and `Retry-After`.
     pub max_queued: usize,
     /// Longest wait for a turn while the queue is absorbing a burst (it has
     /// emptied within `standing_queue_after`); past it a queued call is
@@ -150,7 +144,6 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             max_in_flight: 64,
-            max_in_flight_writes: 32,
             max_queued: 1024,
             max_queue_wait: Duration::from_secs(1),
             standing_queue_after: Duration::from_millis(20),
@@ -834,9 +827,6 @@ impl Config {
         if s.max_in_flight == 0 {
             return invalid("server.max_in_flight", "must be at least 1");
         }
-        if s.max_in_flight_writes == 0 {
-            return invalid("server.max_in_flight_writes", "must be at least 1");
-        }
         if s.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1");
         }
@@ -1308,10 +1298,6 @@ mod tests {
             ),
             ("server:\n  tls_cert_file: a.crt\n", "server.tls_cert_file"),
             ("server:\n  max_in_flight: 0\n", "server.max_in_flight"),
-            (
-                "server:\n  max_in_flight_writes: 0\n",
-                "server.max_in_flight_writes",
-            ),
             (
                 "server:\n  request_timeout: \"0s\"\n",
                 "server.request_timeout",

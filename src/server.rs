@@ -32,7 +32,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
-use crate::api::auth::{self, AuthLayer, Authenticator, required_scope};
+use crate::api::auth::{AuthLayer, Authenticator};
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
 use crate::api::status::ERROR_DOMAIN;
@@ -540,22 +540,17 @@ async fn run(
         observer.clone(),
     );
     let deadline = DeadlineLayer::new(Some(server.request_timeout), ERROR_DOMAIN, observer.clone());
-    let shed_settings = |max_in_flight| ShedSettings {
-        max_in_flight,
-        max_queued: server.max_queued,
-        max_queue_wait: server.max_queue_wait,
-        standing_after: server.standing_queue_after,
-        retry_after: RETRY_AFTER,
-    };
-    // Reads in one lane, the calls that write in another (see
-    // `server.max_in_flight_writes`); which is which is the scope each
-    // method needs.
-    let shed = ShedLayer::new(shed_settings(server.max_in_flight), ERROR_DOMAIN, observer)
-        .with_lane(
-            "writes",
-            shed_settings(server.max_in_flight_writes),
-            |path| required_scope(path).is_some_and(|scope| scope != auth::READ),
-        );
+    let shed = ShedLayer::new(
+        ShedSettings {
+            max_in_flight: server.max_in_flight,
+            max_queued: server.max_queued,
+            max_queue_wait: server.max_queue_wait,
+            standing_after: server.standing_queue_after,
+            retry_after: RETRY_AFTER,
+        },
+        ERROR_DOMAIN,
+        observer,
+    );
     let cors = cors(&config);
     // Inside gRPC-Web, every call is a gRPC call whatever protocol it came
     // in: the guards see them all alike, and each protocol renders their

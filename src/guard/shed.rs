@@ -60,38 +60,12 @@ impl ShedSettings {
 /// Refusing early keeps the latency of the calls that are served bounded,
 /// and memory with it. Health and reflection ([`is_exempt`]) are never
 /// shed.
-///
-/// Calls may be split into two lanes ([`ShedLayer::with_lane`]), each with
-/// its own limit and queue: calls that wait on one slow resource (writes
-/// behind one database writer) then never take the turns of calls that do
-/// not (reads answered from a cache), nor refuse them.
 #[derive(Clone)]
 pub struct ShedLayer {
-    lanes: Arc<Lanes>,
-}
-
-/// Which calls, by path, a second lane takes.
-type Takes = fn(&str) -> bool;
-
-/// The main lane, and the second one with the calls it takes.
-struct Lanes {
-    main: Arc<Limiter>,
-    second: Option<(Arc<Limiter>, Takes)>,
-}
-
-impl Lanes {
-    /// The lane a call to `path` takes.
-    fn of(&self, path: &str) -> &Arc<Limiter> {
-        match &self.second {
-            Some((lane, takes)) if takes(path) => lane,
-            _ => &self.main,
-        }
-    }
+    limiter: Arc<Limiter>,
 }
 
 struct Limiter {
-    /// What the lane's calls are called in a refusal ("calls", "writes").
-    name: &'static str,
     settings: ShedSettings,
     turns: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -106,15 +80,7 @@ struct Limiter {
 impl std::fmt::Debug for ShedLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShedLayer")
-            .field("settings", &self.lanes.main.settings)
-            .field(
-                "second_lane",
-                &self
-                    .lanes
-                    .second
-                    .as_ref()
-                    .map(|(lane, _)| (lane.name, lane.settings)),
-            )
+            .field("settings", &self.limiter.settings)
             .finish_non_exhaustive()
     }
 }
@@ -124,41 +90,22 @@ impl ShedLayer {
     /// refusals carry an ErrorInfo of `domain` and are told to `observer`.
     pub fn new(settings: ShedSettings, domain: impl Into<String>, observer: Observer) -> Self {
         Self {
-            lanes: Arc::new(Lanes {
-                main: Arc::new(Limiter::new("calls", settings, domain.into(), observer)),
-                second: None,
+            limiter: Arc::new(Limiter {
+                settings,
+                turns: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                queued: AtomicUsize::new(0),
+                last_empty: AtomicU64::new(0),
+                epoch: Instant::now(),
+                observer,
+                domain: domain.into(),
+                warnings: Throttle::default(),
             }),
         }
     }
 
-    /// The same, with the calls to paths that `takes` in a lane of their
-    /// own, limited by `settings` and named `name` in refusals (the queue
-    /// bounds are each lane's own too).
-    #[must_use]
-    pub fn with_lane(
-        self,
-        name: &'static str,
-        settings: ShedSettings,
-        takes: fn(&str) -> bool,
-    ) -> Self {
-        let main = self.lanes.main.clone();
-        let lane = Limiter::new(name, settings, main.domain.clone(), main.observer.clone());
-        Self {
-            lanes: Arc::new(Lanes {
-                main,
-                second: Some((Arc::new(lane), takes)),
-            }),
-        }
-    }
-
-    /// Calls running now, over both lanes.
+    /// Calls running now.
     pub fn in_flight(&self) -> usize {
-        self.lanes.main.in_flight()
-            + self
-                .lanes
-                .second
-                .as_ref()
-                .map_or(0, |(lane, _)| lane.in_flight())
+        self.limiter.settings.max_in_flight.max(1) - self.limiter.turns.available_permits()
     }
 }
 
@@ -168,7 +115,7 @@ impl<S> Layer<S> for ShedLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Shed {
             inner,
-            lanes: self.lanes.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -177,7 +124,7 @@ impl<S> Layer<S> for ShedLayer {
 #[derive(Clone)]
 pub struct Shed<S> {
     inner: S,
-    lanes: Arc<Lanes>,
+    limiter: Arc<Limiter>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Shed<S> {
@@ -206,7 +153,7 @@ where
         if is_exempt(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
-        let limiter = self.lanes.of(request.uri().path()).clone();
+        let limiter = self.limiter.clone();
         if let Ok(turn) = limiter.turns.clone().try_acquire_owned() {
             let call = self.inner.call(request);
             return Box::pin(async move {
@@ -270,25 +217,6 @@ impl Drop for Queued<'_> {
 }
 
 impl Limiter {
-    fn new(name: &'static str, settings: ShedSettings, domain: String, observer: Observer) -> Self {
-        Self {
-            name,
-            settings,
-            turns: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
-            queued: AtomicUsize::new(0),
-            last_empty: AtomicU64::new(0),
-            epoch: Instant::now(),
-            observer,
-            domain,
-            warnings: Throttle::default(),
-        }
-    }
-
-    /// Calls of this lane running now.
-    fn in_flight(&self) -> usize {
-        self.settings.max_in_flight.max(1) - self.turns.available_permits()
-    }
-
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -312,7 +240,6 @@ impl Limiter {
         self.observer.shed(reason);
         if self.warnings.allow() {
             tracing::warn!(
-                lane = self.name,
                 max_in_flight = self.settings.max_in_flight,
                 max_queued = self.settings.max_queued,
                 reason = reason.as_str(),
@@ -336,8 +263,8 @@ impl Limiter {
         let status = tonic::Status::with_error_details(
             tonic::Code::ResourceExhausted,
             format!(
-                "the service is at its limit of {} {} at once; try again in {seconds} s",
-                self.settings.max_in_flight, self.name
+                "the service is at its limit of {} calls at once; try again in {seconds} s",
+                self.settings.max_in_flight
             ),
             details,
         );
@@ -414,7 +341,7 @@ mod tests {
         let running: Vec<_> = (0..3)
             .map(|_| tokio::spawn(service.clone().oneshot(call("/pkg.S/M"))))
             .collect();
-        while layer.lanes.main.queued.load(Ordering::Acquire) < 1 {
+        while layer.limiter.queued.load(Ordering::Acquire) < 1 {
             tokio::task::yield_now().await;
         }
         assert_eq!(layer.in_flight(), 2);
@@ -492,7 +419,7 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(10), service.oneshot(call("/pkg.S/M")))
                 .await;
         assert!(given_up.is_err());
-        assert_eq!(layer.lanes.main.queued.load(Ordering::Acquire), 0);
+        assert_eq!(layer.limiter.queued.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -570,85 +497,5 @@ mod tests {
         }
         assert_eq!(started.elapsed(), Duration::from_millis(200));
         assert_eq!(count.0.load(Ordering::Relaxed), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn writes_that_fill_their_lane_neither_hold_nor_refuse_reads() {
-        let count = Arc::new(Count::default());
-        let settings = |max_in_flight| ShedSettings {
-            max_in_flight,
-            max_queued: 1,
-            max_queue_wait: Duration::from_secs(1),
-            standing_after: Duration::from_millis(20),
-            retry_after: Duration::from_secs(1),
-        };
-        let layer = ShedLayer::new(settings(1), "test", count.clone()).with_lane(
-            "writes",
-            settings(1),
-            |path| path.ends_with("/Write"),
-        );
-        // Writes wait until the gate opens; reads answer at once.
-        let gate = Arc::new(Notify::new());
-        let writes_gate = gate.clone();
-        let service = layer.layer(tower::service_fn(move |request: Request<Body>| {
-            let gate = writes_gate.clone();
-            async move {
-                if request.uri().path().ends_with("/Write") {
-                    gate.notified().await;
-                }
-                Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
-            }
-        }));
-        // One write runs, one waits: the write lane is full.
-        let writes: Vec<_> = (0..2)
-            .map(|_| tokio::spawn(service.clone().oneshot(call("/pkg.S/Write"))))
-            .collect();
-        while layer.in_flight() < 1
-            || layer
-                .lanes
-                .second
-                .as_ref()
-                .is_none_or(|(lane, _)| lane.queued.load(Ordering::Acquire) < 1)
-        {
-            tokio::task::yield_now().await;
-        }
-        let refused = service
-            .clone()
-            .oneshot(call("/pkg.S/Write"))
-            .await
-            .expect("infallible");
-        assert_eq!(
-            refused.headers()["grpc-status"],
-            "8",
-            "the write lane is full"
-        );
-        let status = tonic::Status::from_header_map(refused.headers()).expect("a status");
-        assert!(
-            status.message().contains("1 writes at once"),
-            "{}",
-            status.message()
-        );
-
-        // Reads take their own turns: none waits, none is refused.
-        let started = tokio::time::Instant::now();
-        for _ in 0..5 {
-            let read = service
-                .clone()
-                .oneshot(call("/pkg.S/Read"))
-                .await
-                .expect("infallible");
-            assert!(read.headers().get("grpc-status").is_none());
-        }
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        assert_eq!(count.0.load(Ordering::Relaxed), 1, "only the third write");
-
-        while !writes.iter().all(tokio::task::JoinHandle::is_finished) {
-            gate.notify_waiters();
-            tokio::task::yield_now().await;
-        }
-        for task in writes {
-            let response = task.await.expect("task").expect("infallible");
-            assert!(response.headers().get("grpc-status").is_none());
-        }
     }
 }
