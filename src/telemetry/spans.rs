@@ -78,8 +78,8 @@ impl SpanCounts {
 
     /// `spans` left the queue for the exporter.
     fn leave(&self, spans: usize) {
-        // Never below zero: spans the SDK exports at shutdown after a
-        // reset would otherwise wrap.
+        // Never below zero, should the exporter ever be handed spans that
+        // did not come through the processor.
         let _ = self
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
