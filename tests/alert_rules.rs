@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestServer};
+use common::{Backend, TestServer, closed_port};
 use inventory_service::pb::{
     CommitReservationRequest, Money, ReserveInventoryRequest, SetUnitCostRequest,
     UpdateInventoryRequest,
@@ -47,9 +47,7 @@ async fn every_metric_the_alerts_name_is_exported() {
     );
     // Tracing on, towards a port nothing listens on: the span counters
     // exist only while spans are exported.
-    let down = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let down = closed_port();
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         config.inventory.cleanup_interval = Duration::from_millis(100);
         config.inventory.stock_value_interval = Duration::from_millis(100);

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Backend, TestServer, backend_tests};
+use common::{Backend, TestServer, backend_tests, closed_port, set_stock};
 use inventory_service::pb::{ReserveInventoryRequest, UpdateInventoryRequest};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -715,10 +715,7 @@ async fn metrics_count_the_calls_made(backend: Backend) {
 #[tokio::test]
 async fn metrics_count_the_spans_exported_and_lost() {
     let (_receiver, collector) = Receiver::start().await;
-    // A port nothing listens on: bound, then released.
-    let down = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let down = closed_port();
     for (endpoint, counted) in [
         (collector, "inventory_trace_spans_exported_total"),
         (
@@ -733,15 +730,7 @@ async fn metrics_count_the_spans_exported_and_lost() {
         })
         .await;
         let mut client = server.client().await;
-        client
-            .update_inventory(UpdateInventoryRequest {
-                product_id: "spans".into(),
-                quantity: 1,
-                operation: "set".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("update");
+        set_stock(&mut client, "spans", 1).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let samples = loop {
             let samples = scrape(&server).await;

@@ -388,6 +388,14 @@ impl TestServer {
     }
 }
 
+/// A loopback address nothing listens on: bound, then released (a
+/// collector or webhook that is down).
+pub fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+}
+
 /// Sets a product's stock on hand over gRPC (creating it if needed).
 pub async fn set_stock(client: &mut InventoryServiceClient<Channel>, product: &str, quantity: i32) {
     client
