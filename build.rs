@@ -1,11 +1,12 @@
 //! Compiles `proto/` with protox (pure Rust, no system `protoc`) into:
 //! - prost messages and tonic client/server code (`inventory.v1.rs`, `google.api.rs`);
 //! - pbjson serde impls in the proto3 JSON mapping (`inventory.v1.serde.rs`);
-//! - the encoded descriptor set with every transitive import
-//!   (`inventory_descriptor.bin`), read by server reflection and the REST layer.
+//! - the encoded descriptor set with every transitive import and
+//!   google/rpc/{status,error_details}.proto (`inventory_descriptor.bin`),
+//!   read by server reflection, the REST layer and the contract's rules.
 //!
 //! - `google_rpc_descriptor.bin`: google/rpc/{status,error_details}.proto, which
-//!   the REST layer merges into any pool to render error details as JSON;
+//!   the REST layer merges into any other pool to render error details as JSON;
 //! - for the tests only, `echo_descriptor.bin` and `echo/echo.v1.rs` from
 //!   `tests/proto`: a second service that shows the REST layer is generic, and
 //!   `conflict_descriptor.bin`, rules the REST layer must refuse.
@@ -31,9 +32,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     compiler.include_imports(true).include_source_info(true);
     compiler.open_files(PROTO_FILES)?;
 
-    let descriptor_bytes = compiler.encode_file_descriptor_set();
-    fs::write(out_dir.join("inventory_descriptor.bin"), &descriptor_bytes)?;
-
     // The generated services decode through the validating codec, which
     // finds a message's rules by its full name (`prost::Name`). buf/validate
     // only annotates: no Rust types are generated for it.
@@ -41,6 +39,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     codegen
         .file
         .retain(|file| !file.name().starts_with("buf/validate/"));
+
+    // The served descriptors also carry google.rpc (the types of every
+    // error's details, which tonic-types already provides in Rust): the REST
+    // layer then renders details from the one pool the process decodes,
+    // and reflection clients can decode them too.
+    compiler.open_files(RPC_FILES)?;
+    let descriptor_bytes = compiler.encode_file_descriptor_set();
+    fs::write(out_dir.join("inventory_descriptor.bin"), &descriptor_bytes)?;
     let mut prost_config = tonic_prost_build::Config::new();
     prost_config.enable_type_names();
     tonic_prost_build::configure()

@@ -485,8 +485,10 @@ async fn run(
         "inventory-service listening"
     );
 
-    let transcoder = Transcoder::new(
-        pb::FILE_DESCRIPTOR_SET,
+    // The pool the contract's rules read (checked above): one decoded copy.
+    let descriptors = pb::descriptor_pool().map_err(|e| ServeError::Contract(e.to_owned()))?;
+    let transcoder = Transcoder::from_pool(
+        descriptors.clone(),
         TranscodeOptions {
             json: JsonOptions {
                 use_proto_names: config.rest.use_proto_field_names,

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use prost_reflect::DescriptorPool;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -23,9 +22,8 @@ pub type Codec<T, U> = ValidatingCodec<T, U, InventoryContract>;
 pub struct InventoryContract;
 
 static VALIDATOR: LazyLock<Result<Validator, String>> = LazyLock::new(|| {
-    let pool = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)
-        .map_err(|e| format!("the descriptor set does not decode: {e}"))?;
-    Validator::new(&pool).map_err(|e| format!("a rule of the contract: {e}"))
+    let pool = crate::pb::descriptor_pool()?;
+    Validator::new(pool).map_err(|e| format!("a rule of the contract: {e}"))
 });
 
 /// Reads the contract's rules, so that a rule the validator cannot enforce

@@ -134,7 +134,16 @@ impl Transcoder {
     /// with imports). Conflicting or malformed rules are an error naming the
     /// methods.
     pub fn new(file_descriptor_set: &[u8], options: TranscodeOptions) -> Result<Self, BuildError> {
-        let mut pool = DescriptorPool::decode(file_descriptor_set)?;
+        Self::from_pool(DescriptorPool::decode(file_descriptor_set)?, options)
+    }
+
+    /// [`Transcoder::new`] over descriptors already decoded, so that a
+    /// process that decodes them for other uses keeps one copy (a pool
+    /// without google.rpc gets its own copy with it added).
+    pub fn from_pool(
+        mut pool: DescriptorPool,
+        options: TranscodeOptions,
+    ) -> Result<Self, BuildError> {
         if pool.get_message_by_name("google.rpc.Status").is_none() {
             let rpc = prost_types::FileDescriptorSet::decode(GOOGLE_RPC_DESCRIPTORS)
                 .map_err(BuildError::Embedded)?;
