@@ -48,10 +48,7 @@ INVENTORY_CACHE__ENABLED=$cache_enabled \
 INVENTORY_INVENTORY__INITIAL_STOCK='{bench-product=1000}' \
   "${CARGO_TARGET_DIR:-target}/release/inventory-service" --config config/config.yaml &
 server=$!
-for _ in $(seq 1 50); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break
-  sleep 0.1
-done
+wait_for_service "$server" "$HTTP_PORT"
 curl -sf "http://127.0.0.1:$HTTP_PORT/api/v1/inventory/bench-product" >/dev/null
 
 # One gRPC frame: flag 0, big-endian length, then CheckInventoryRequest

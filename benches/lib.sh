@@ -1,5 +1,20 @@
 # Shared by the benchmark scripts (sourced, not run).
 
+# Waits (up to 10 s) for the service started as process $1 to answer
+# /health on HTTP port $2. Fails if it does not, or if that process is gone:
+# another process on the port would answer in its place (and be measured).
+wait_for_service() {
+  for _ in $(seq 1 100); do
+    if curl -sf "http://127.0.0.1:$2/health" >/dev/null; then
+      kill -0 "$1" 2>/dev/null && return
+      break
+    fi
+    sleep 0.1
+  done
+  echo "the service did not start (is port $2 or its gRPC port in use?)" >&2
+  exit 1
+}
+
 # Calls the service on HTTP port $1 has shed for load since it started
 # (inventory_requests_shed_total, summed over its reasons).
 shed_total() {

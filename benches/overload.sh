@@ -81,10 +81,7 @@ INVENTORY_SERVER__MAX_QUEUE_WAIT="$MAX_QUEUE_WAIT" \
 INVENTORY_LOGGING__LEVEL=warn \
   "${service_cpu[@]}" "$bin/inventory-service" --config config/config.yaml &
 server=$!
-for _ in $(seq 1 50); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break
-  sleep 0.1
-done
+wait_for_service "$server" "$HTTP_PORT"
 
 rss() { awk -v k="$1:" '$1 == k { print $2 / 1024 " MiB" }' "/proc/$server/status"; }
 # Resident memory now, by kind: heap and stacks (anonymous), the binary's

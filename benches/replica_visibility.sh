@@ -14,6 +14,7 @@
 # WRITES (default 1000) overrides the count.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 
 WRITES="${WRITES:-1000}"
 PG="postgres://postgres@127.0.0.1:5432"
@@ -46,11 +47,7 @@ start_replica() { # $1: port suffix (3 or 4), $2: cache type
   INVENTORY_LOGGING__LEVEL=warn \
     "$bin/inventory-service" --config config/config.yaml >>/tmp/inventory-visibility.log 2>&1 &
   servers+=($!)
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:1808$1/health" >/dev/null && return
-    sleep 0.1
-  done
-  echo "replica $1 did not start" >&2; exit 1
+  wait_for_service "${servers[-1]}" "1808$1"
 }
 
 for cache in memory redis; do

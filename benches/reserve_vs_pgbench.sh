@@ -21,6 +21,7 @@
 # (src/bin/inventory-load.rs) and pgbench run on the same machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 
 CLIENT_COUNTS="${CLIENTS:-16 64}"
 SECONDS_PER_RUN="${RUN_SECONDS:-10}"
@@ -58,11 +59,7 @@ start_server() { # $1: group commit on (true) or off (false)
   INVENTORY_LOGGING__LEVEL=warn \
     "$bin/inventory-service" --config config/config.yaml >>/tmp/inventory-bench-service.log 2>&1 &
   server=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && return
-    sleep 0.1
-  done
-  echo "the service did not start" >&2; exit 1
+  wait_for_service "$server" "$HTTP_PORT"
 }
 
 stock() { # Fresh stock and no reservations before every run.

@@ -12,6 +12,7 @@
 # RUN_SECONDS (10) and ROUNDS (3) override the defaults.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 
 CLIENTS="${CLIENTS:-16}"
 SECONDS_PER_RUN="${RUN_SECONDS:-10}"
@@ -40,11 +41,7 @@ start_server() { # $1: database file, $2: group commit on (true) or off (false)
   INVENTORY_LOGGING__LEVEL=warn \
     "$bin/inventory-service" --config config/config.yaml >>"$dir/service.log" 2>&1 &
   server=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && return
-    sleep 0.1
-  done
-  echo "the service did not start" >&2; exit 1
+  wait_for_service "$server" "$HTTP_PORT"
 }
 
 service_run() { # $1: group commit, $2: round; sets $result to "tx/s p99_ms"

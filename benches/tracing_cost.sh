@@ -62,10 +62,7 @@ start() { # $1: tracing enabled (true|false)
   INVENTORY_INVENTORY__INITIAL_STOCK="{bench-product=100000000}" \
     "$bin/inventory-service" --config config/config.yaml > "$work/server.txt" 2>&1 &
   server=$!
-  for _ in $(seq 1 50); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break
-    sleep 0.1
-  done
+  wait_for_service "$server" "$HTTP_PORT"
 }
 
 rps() { sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p'; }
