@@ -11,9 +11,10 @@
 # with h2load over HTTP/2 cleartext for each setting: gRPC CheckInventory (a
 # read: server, business and one statement span) and gRPC ReserveInventory
 # (a write transaction: server, business, transaction and four statement
-# spans: BEGIN, two SELECTs, COMMIT). Prints requests per second
-# and the traced/untraced ratio. Only loopback is touched; everything stops
-# at the end.
+# spans: BEGIN, two SELECTs, COMMIT). Prints requests per second, the
+# traced/untraced ratio, and the spans the sink received beside those the
+# service counted as exported and dropped (inventory_trace_spans_*_total).
+# Only loopback is touched; everything stops at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source benches/lib.sh
@@ -94,10 +95,17 @@ for tracing in false true; do
   result[read_$tracing]="$(reads)"
   result[write_$tracing]="$(writes)"
   require_nothing_shed "$HTTP_PORT"
+  if [[ "$tracing" == true ]]; then
+    sleep 6 # one export interval, so the queue drains before the count
+    spans="$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '
+      /^inventory_trace_spans_exported_total/ { e += $2 }
+      /^inventory_trace_spans_dropped_total/ { d += $2 }
+      END { printf "exported %d, dropped %d", e, d }')"
+  fi
   stop_server
 done
 sleep 1.5
-echo "spans exported to the sink: $(tail -n 1 "$work/sink.txt" | sed 's/[^0-9]//g')"
+echo "spans exported to the sink: $(tail -n 1 "$work/sink.txt" | sed 's/[^0-9]//g') (the service counted: $spans)"
 
 python3 - "${result[read_false]}" "${result[read_true]}" "${result[write_false]}" "${result[write_true]}" <<'PY'
 import sys
