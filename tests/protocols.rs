@@ -45,7 +45,7 @@ async fn stocked_server() -> TestServer {
 }
 
 #[tokio::test]
-async fn reflection_v1_lists_services_and_serves_every_import() {
+async fn reflection_v1_lists_services_and_serves_every_import_and_the_error_details() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
@@ -68,6 +68,10 @@ async fn reflection_v1_lists_services_and_serves_every_import() {
         ask(MessageRequest::FileByFilename(
             "google/protobuf/timestamp.proto".into(),
         )),
+        // The types of every error's details, so that a client can decode them.
+        ask(MessageRequest::FileContainingSymbol(
+            "google.rpc.ErrorInfo".into(),
+        )),
     ];
     let mut responses = client
         .server_reflection_info(tokio_stream::iter(requests))
@@ -79,7 +83,7 @@ async fn reflection_v1_lists_services_and_serves_every_import() {
     while let Some(response) = responses.message().await.expect("response") {
         answers.push(response.message_response.expect("a response"));
     }
-    assert_eq!(answers.len(), 4);
+    assert_eq!(answers.len(), 5);
     let MessageResponse::ListServicesResponse(list) = &answers[0] else {
         panic!("expected a service list, got {:?}", answers[0]);
     };
@@ -98,6 +102,7 @@ async fn reflection_v1_lists_services_and_serves_every_import() {
         "inventory/v1/inventory.proto",
         "google/api/http.proto",
         "google/protobuf/timestamp.proto",
+        "google/rpc/error_details.proto",
     ]) {
         let MessageResponse::FileDescriptorResponse(files) = answer else {
             panic!("expected descriptors for {file}, got {answer:?}");
