@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     compiler.open_files(RPC_FILES)?;
     let descriptor_bytes = compiler.encode_file_descriptor_set();
     fs::write(out_dir.join("inventory_descriptor.bin"), &descriptor_bytes)?;
+
     let mut prost_config = tonic_prost_build::Config::new();
     prost_config.enable_type_names();
     tonic_prost_build::configure()

@@ -1,6 +1,10 @@
 //! The generated protobuf code, curated: messages, the tonic client and
 //! server of `inventory.v1`, and the encoded descriptor set.
 
+use std::sync::LazyLock;
+
+use prost_reflect::DescriptorPool;
+
 /// `inventory.v1`: messages (with pbjson serde impls in the proto3 JSON
 /// mapping), the `InventoryService` server trait and client.
 #[allow(
@@ -18,10 +22,6 @@ pub mod inventory {
 }
 
 pub use inventory::v1::*;
-
-use std::sync::LazyLock;
-
-use prost_reflect::DescriptorPool;
 
 /// The encoded `FileDescriptorSet` of `inventory.proto` and every file it
 /// imports (google/api/*, google/protobuf/*, buf/validate/*), with
