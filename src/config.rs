@@ -974,8 +974,20 @@ impl Config {
         if self.tracing.export_interval.is_zero() {
             return invalid("tracing.export_interval", "must be longer than zero");
         }
-        if self.tracing.collector_endpoint().trim().is_empty() {
+        let endpoint = self.tracing.collector_endpoint();
+        if endpoint.trim().is_empty() {
             return invalid("tracing.endpoint", "must not be empty");
+        }
+        // The exporters are built without TLS: an https:// endpoint would
+        // fail at start (gRPC) or on every export (HTTP).
+        if self.tracing.enabled && !endpoint.starts_with("http://") {
+            return invalid(
+                "tracing.endpoint",
+                format!(
+                    "must be an http:// URL (spans go out as plain OTLP, as to a collector or agent \
+                     beside the service, which may forward them over TLS), got {endpoint:?}"
+                ),
+            );
         }
         if self.cache.enabled && self.cache.max_size == 0 {
             return invalid(
@@ -1196,6 +1208,14 @@ mod tests {
                 "database.dsn",
             ),
             ("tracing:\n  sampling_rate: 1.5\n", "tracing.sampling_rate"),
+            (
+                "tracing:\n  enabled: true\n  endpoint: \"https://collector.example.com:4317\"\n",
+                "tracing.endpoint",
+            ),
+            (
+                "tracing:\n  enabled: true\n  jaeger_endpoint: \"localhost:4317\"\n",
+                "tracing.endpoint",
+            ),
             (
                 "inventory:\n  cleanup_interval: \"soon\"\n",
                 "cleanup_interval",
