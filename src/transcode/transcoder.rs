@@ -516,3 +516,19 @@ pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     bytes_response(status, "application/json", Bytes::from(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool that already has google.rpc is kept, not copied: the service
+    /// shares its one decoded pool with the contract's rules this way.
+    #[test]
+    fn a_pool_with_google_rpc_is_shared_not_copied() {
+        let pool = crate::pb::descriptor_pool().expect("descriptors");
+        assert!(pool.get_message_by_name("google.rpc.Status").is_some());
+        let transcoder =
+            Transcoder::from_pool(pool.clone(), TranscodeOptions::default()).expect("transcoder");
+        assert!(transcoder.pool == *pool, "the transcoder copied the pool");
+    }
+}
