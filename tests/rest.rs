@@ -1076,6 +1076,21 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
             "{name}: {json}"
         );
     }
+    // A rule of the contract: the BadRequest names the field, the rule it
+    // broke and why.
+    let (_, body) = send(
+        &server,
+        Method::POST,
+        "/api/v1/inventory/reserve",
+        Some(r#"{"product_id": "product-123", "quantity": 0, "order_id": "o"}"#),
+    )
+    .await;
+    assert_eq!(
+        body["details"][1],
+        json!({"@type": "type.googleapis.com/google.rpc.BadRequest", "field_violations": [
+            {"field": "quantity", "reason": "INT32_GTE", "description": "must be at least 1, got 0"}]}),
+        "{body}"
+    );
     // The contradiction names both values.
     let (_, body) = send(
         &server,

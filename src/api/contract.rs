@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
 use super::status::ERROR_DOMAIN;
 use crate::validate::codec::{Contract, ValidatingCodec};
@@ -65,11 +65,27 @@ impl Contract for InventoryContract {
                 ),
             ]),
         );
-        for violation in violations {
-            details.add_bad_request_violation(violation.field, violation.reason);
-        }
+        details.set_bad_request(
+            violations
+                .into_iter()
+                .map(|violation| FieldViolation {
+                    reason: violation_reason(violation.rule),
+                    field: violation.field,
+                    description: violation.reason,
+                    localized_message: None,
+                })
+                .collect::<Vec<_>>(),
+        );
         Status::with_error_details(Code::InvalidArgument, message, details)
     }
+}
+
+/// A violation's `reason` in the BadRequest: the protovalidate rule it
+/// broke, in the form google.rpc asks of reasons (`int32.gte` ->
+/// `INT32_GTE`, `required` -> `REQUIRED`), so that a client can tell each
+/// field's fault apart without reading the description.
+fn violation_reason(rule: &str) -> String {
+    rule.replace('.', "_").to_ascii_uppercase()
 }
 
 #[cfg(test)]
@@ -255,14 +271,20 @@ mod tests {
             info.metadata.get("rule").map(String::as_str),
             Some("string.min_len")
         );
-        let fields: Vec<&str> = details
+        let violations: Vec<(&str, &str, &str)> = details
             .bad_request()
             .expect("BadRequest")
             .field_violations
             .iter()
-            .map(|v| v.field.as_str())
+            .map(|v| (v.field.as_str(), v.reason.as_str(), v.description.as_str()))
             .collect();
-        assert_eq!(fields, ["product_id", "quantity"]);
+        assert_eq!(
+            violations,
+            [
+                ("product_id", "STRING_MIN_LEN", "must not be empty"),
+                ("quantity", "INT32_GTE", "must be at least 1, got 0")
+            ]
+        );
     }
 
     #[test]
