@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 
 use super::error::{Error, Result};
-use super::model::{Alternative, ChangeKind, HistoryCursor, Money, StockChange, StockLevel};
+use super::model::{Alternative, ChangeKind, HistoryCursor, StockChange, StockLevel};
 
 /// History entries per page when the request leaves `page_size` at 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -340,22 +340,11 @@ pub fn stock_state_changes(before: i32, after: i32, threshold: Option<i32>) -> V
     changes
 }
 
-/// Most alternatives a product may name.
-pub const MAX_ALTERNATIVES: usize = 20;
-
-/// A product's alternatives as asked for, in their order: each named once,
-/// never the product itself, at most [`MAX_ALTERNATIVES`]. (Whether they
+/// A product's alternatives as asked for, in their order: each named once
+/// in NFC (two spellings of one id are one id), never the product itself.
+/// (How many, and each written once, are the contract's rules; whether they
 /// exist is decided against the database, in the transaction.)
 pub fn alternatives(product_id: &str, alternatives: &[String]) -> Result<Vec<String>> {
-    if alternatives.len() > MAX_ALTERNATIVES {
-        return Err(Error::invalid(
-            "alternative_ids",
-            format!(
-                "names {} products; at most {MAX_ALTERNATIVES}",
-                alternatives.len()
-            ),
-        ));
-    }
     let mut kept: Vec<String> = Vec::with_capacity(alternatives.len());
     for raw in alternatives {
         let id = canonical_id("alternative_ids", raw)?.into_owned();
@@ -387,42 +376,6 @@ pub fn fillable_alternatives(alternatives: &[StockLevel], requested: i32) -> Vec
             available: stock.available_quantity(),
         })
         .collect()
-}
-
-/// The largest unit cost, in minor units: 10^12 (ten billion euros), so
-/// that stock times cost stays far within 64 bits.
-pub const MAX_UNIT_COST_MINOR: i64 = 1_000_000_000_000;
-
-/// A unit cost as asked for: an ISO 4217 code (three capital letters) and
-/// 0 to [`MAX_UNIT_COST_MINOR`] minor units.
-pub fn unit_cost(currency: &str, minor_units: i64) -> Result<Money> {
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Error::invalid(
-            "unit_cost.currency_code",
-            format!("must be an ISO 4217 code of three capital letters, got {currency:?}"),
-        ));
-    }
-    if !(0..=MAX_UNIT_COST_MINOR).contains(&minor_units) {
-        return Err(Error::invalid(
-            "unit_cost.minor_units",
-            format!("must be between 0 and {MAX_UNIT_COST_MINOR}, got {minor_units}"),
-        ));
-    }
-    Ok(Money {
-        currency: currency.to_owned(),
-        minor_units,
-    })
-}
-
-/// A product's low-stock threshold as asked for: none, or at least 0.
-pub fn low_stock_threshold(raw: Option<i32>) -> Result<Option<i32>> {
-    match raw {
-        Some(threshold) if threshold < 0 => Err(Error::invalid(
-            "low_stock_threshold",
-            format!("must not be negative, got {threshold}"),
-        )),
-        other => Ok(other),
-    }
 }
 
 #[cfg(test)]
@@ -469,8 +422,6 @@ mod tests {
         assert!(alternatives("p", &ids(&["a", "a"])).is_err(), "twice");
         // NFC and NFD of one id are the same id.
         assert!(alternatives("p", &ids(&["\u{e9}", "e\u{301}"])).is_err());
-        let many: Vec<String> = (0..=MAX_ALTERNATIVES).map(|n| format!("a{n}")).collect();
-        assert!(alternatives("p", &many).is_err(), "too many");
     }
 
     #[test]
@@ -494,30 +445,6 @@ mod tests {
                 }
             ]
         );
-    }
-
-    #[test]
-    fn a_unit_cost_is_an_iso_code_and_whole_minor_units() {
-        assert_eq!(
-            unit_cost("EUR", 1_999).expect("cost"),
-            Money {
-                currency: "EUR".into(),
-                minor_units: 1_999
-            }
-        );
-        assert!(unit_cost("JPY", 0).is_ok());
-        for bad in ["eur", "EU", "EURO", "E1R", ""] {
-            assert!(unit_cost(bad, 1).is_err(), "{bad:?}");
-        }
-        assert!(unit_cost("EUR", -1).is_err());
-        assert!(unit_cost("EUR", MAX_UNIT_COST_MINOR + 1).is_err());
-    }
-
-    #[test]
-    fn a_threshold_is_none_or_not_negative() {
-        assert_eq!(low_stock_threshold(None).expect("none"), None);
-        assert_eq!(low_stock_threshold(Some(0)).expect("zero"), Some(0));
-        assert!(low_stock_threshold(Some(-1)).is_err());
     }
 
     fn stock(total: i32, reserved: i32) -> StockLevel {

@@ -570,9 +570,11 @@ impl Inventory {
         cost: Option<(&str, i64)>,
     ) -> Result<Option<Money>> {
         let product_id = rules::canonical_id("product_id", product_id)?;
-        let cost = cost
-            .map(|(currency, minor_units)| rules::unit_cost(currency, minor_units))
-            .transpose()?;
+        // An ISO 4217 code and 0 to 10^12 minor units: the contract's rules.
+        let cost = cost.map(|(currency, minor_units)| Money {
+            currency: currency.to_owned(),
+            minor_units,
+        });
         if self
             .db(self.store.set_unit_cost(&product_id, cost.clone()))
             .await?
@@ -962,14 +964,14 @@ impl Inventory {
 
     /// Sets a product's low-stock threshold (`None`: clears it): changes
     /// that take its available stock from above the threshold to it or
-    /// below raise a low-stock event. Answers the product's stock.
+    /// below raise a low-stock event. Answers the product's stock. (Never
+    /// negative: the contract's rule.)
     pub async fn set_low_stock_threshold(
         &self,
         product_id: &str,
         threshold: Option<i32>,
     ) -> Result<StockLevel> {
         let product_id = rules::canonical_id("product_id", product_id)?;
-        let threshold = rules::low_stock_threshold(threshold)?;
         let command = Command::SetThreshold(ThresholdUpdate {
             product_id: product_id.clone().into_owned(),
             threshold,
@@ -1051,11 +1053,7 @@ impl Inventory {
             .iter()
             .map(|id| rules::canonical_id("product_ids", id).map(|id| id.into_owned()))
             .collect::<Result<BTreeSet<String>>>()?;
-        if let Some(after) = after
-            && after < 0
-        {
-            return Err(Error::invalid("after", "must not be negative"));
-        }
+        // `after` is never negative: the contract's rule.
         self.events.watch(products, after).await
     }
 
