@@ -1,7 +1,8 @@
 //! The specification's business metrics on `/metrics`, on both backends:
 //! units on hand and their value at unit cost by currency (unit costs set
-//! over gRPC and REST, as whole minor units), units committed, and the most
-//! reserved products; and the refusals of a unit cost.
+//! over gRPC and REST, as whole minor units; a value past what 64 bits of
+//! integer hold), units committed, and the most reserved products; and the
+//! refusals of a unit cost.
 
 mod common;
 
@@ -147,4 +148,28 @@ async fn stock_value_turnover_and_hot_products_are_on_metrics(backend: Backend) 
         assert!(Instant::now() < deadline, "USD still shown: {text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The largest stock at the largest cost: 2 x 10^21 minor units, past
+    // what a 64-bit integer holds. The gauge shows it and the others keep
+    // refreshing (in BIGINT, PostgreSQL failed the whole reading).
+    set_stock(&mut client, "vault", i32::MAX).await;
+    client
+        .set_unit_cost(cost("vault", "GBP", 1_000_000_000_000))
+        .await
+        .expect("cost");
+    wait_for_metrics(
+        &server,
+        &[
+            ("inventory_stock_units", 11.0 + f64::from(i32::MAX)),
+            (
+                r#"inventory_stock_value_minor_units{currency="GBP"}"#,
+                f64::from(i32::MAX) * 1e12,
+            ),
+            (
+                r#"inventory_stock_value_minor_units{currency="EUR"}"#,
+                1750.0,
+            ),
+        ],
+    )
+    .await;
 }

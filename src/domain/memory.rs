@@ -370,7 +370,7 @@ impl InventoryStore for MemoryStore {
             totals.units += i64::from(stock.total_quantity);
             if let Some(cost) = tables.costs.get(&stock.product_id) {
                 *totals.value.entry(cost.currency.clone()).or_default() +=
-                    i64::from(stock.total_quantity) * cost.minor_units;
+                    f64::from(stock.total_quantity) * cost.minor_units as f64;
             }
         }
         Ok(totals)

@@ -241,12 +241,16 @@ pub struct Money {
 
 /// The whole stock at one moment: units on hand, and their value at unit
 /// cost per currency (products without a cost count in `units` only).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StockTotals {
     /// Units on hand over every product.
     pub units: i64,
-    /// Units on hand times their unit cost, in minor units, by currency.
-    pub value: std::collections::BTreeMap<String, i64>,
+    /// Units on hand times their unit cost, in minor units, by currency. A
+    /// float: one product's value can pass what a 64-bit integer holds
+    /// (2^31 units at the contract's largest cost, 10^12, is 2 x 10^21),
+    /// and the gauge that shows it is a float anyway; sums are exact up to
+    /// 2^53 minor units.
+    pub value: std::collections::BTreeMap<String, f64>,
 }
 
 /// A product named as an alternative to another, with what it has

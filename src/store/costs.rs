@@ -3,7 +3,7 @@
 //! binds in the same order as PostgreSQL's).
 
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Double, Text};
 
 use crate::domain::StockTotals;
 
@@ -24,9 +24,12 @@ pub(crate) const EXISTS: &str =
 pub(crate) const UNITS: &str =
     "SELECT CAST(COALESCE(SUM(total_quantity), 0) AS BIGINT) AS units FROM inventory";
 
-/// Stock on hand at unit cost, by currency.
+/// Stock on hand at unit cost, by currency, summed as floats (see
+/// [`StockTotals::value`]): in BIGINT a product of 9.3 million units at the
+/// largest cost would overflow it (PostgreSQL fails the query).
 pub(crate) const VALUE: &str = "SELECT c.currency AS currency, \
-     CAST(SUM(CAST(i.total_quantity AS BIGINT) * c.unit_cost_minor) AS BIGINT) AS minor_units \
+     CAST(SUM(CAST(i.total_quantity AS DOUBLE PRECISION) * c.unit_cost_minor) \
+     AS DOUBLE PRECISION) AS minor_units \
      FROM product_costs c JOIN inventory i ON i.product_id = c.product_id \
      GROUP BY c.currency ORDER BY c.currency";
 
@@ -49,8 +52,8 @@ pub(crate) struct Units {
 pub(crate) struct Value {
     #[diesel(sql_type = Text)]
     pub(crate) currency: String,
-    #[diesel(sql_type = BigInt)]
-    pub(crate) minor_units: i64,
+    #[diesel(sql_type = Double)]
+    pub(crate) minor_units: f64,
 }
 
 /// The totals of [`UNITS`] and the rows of [`VALUE`].

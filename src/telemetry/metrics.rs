@@ -227,7 +227,7 @@ impl Metrics {
                     .build();
                 let value = totals.clone();
                 let _value = meter
-                    .i64_observable_gauge("inventory.stock.value_minor_units")
+                    .f64_observable_gauge("inventory.stock.value_minor_units")
                     .with_description(
                         "Stock on hand at unit cost, in minor units (cents), per currency",
                     )
@@ -560,7 +560,7 @@ mod tests {
         let metrics = Metrics::new(&provider, registry);
         metrics.stock_totals(StockTotals {
             units: 42,
-            value: [("EUR".to_owned(), 1_250)].into(),
+            value: [("EUR".to_owned(), 1_250.0)].into(),
         });
         metrics.reservation_created("p1");
         let text = metrics.render();
