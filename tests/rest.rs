@@ -1091,6 +1091,28 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
             {"field": "quantity", "reason": "INT32_GTE", "description": "must be at least 1, got 0"}]}),
         "{body}"
     );
+    // A rule of the domain (a page token the service never issued) comes in
+    // the same shape: ErrorInfo with field and rule, BadRequest with reason.
+    let (status, body) = send(
+        &server,
+        Method::GET,
+        "/api/v1/inventory/product-123/history?page_token=forged",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["details"][0]["metadata"]["field"], "page_token",
+        "{body}"
+    );
+    assert_eq!(
+        body["details"][0]["metadata"]["rule"], "page_token.issued",
+        "{body}"
+    );
+    assert_eq!(
+        body["details"][1]["field_violations"][0]["reason"], "PAGE_TOKEN_ISSUED",
+        "{body}"
+    );
     // The contradiction names both values.
     let (_, body) = send(
         &server,

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
-use super::status::ERROR_DOMAIN;
+use super::status::{ERROR_DOMAIN, field_violation};
 use crate::validate::codec::{Contract, ValidatingCodec};
 use crate::validate::{Validator, Violation};
 
@@ -68,24 +68,11 @@ impl Contract for InventoryContract {
         details.set_bad_request(
             violations
                 .into_iter()
-                .map(|violation| FieldViolation {
-                    reason: violation_reason(violation.rule),
-                    field: violation.field,
-                    description: violation.reason,
-                    localized_message: None,
-                })
+                .map(|violation| field_violation(violation.field, violation.rule, violation.reason))
                 .collect::<Vec<_>>(),
         );
         Status::with_error_details(Code::InvalidArgument, message, details)
     }
-}
-
-/// A violation's `reason` in the BadRequest: the protovalidate rule it
-/// broke, in the form google.rpc asks of reasons (`int32.gte` ->
-/// `INT32_GTE`, `required` -> `REQUIRED`), so that a client can tell each
-/// field's fault apart without reading the description.
-fn violation_reason(rule: &str) -> String {
-    rule.replace('.', "_").to_ascii_uppercase()
 }
 
 #[cfg(test)]

@@ -19,11 +19,15 @@ use super::port::StoreError;
 /// Why an inventory operation did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// A request field is missing, malformed or out of range.
+    /// A request field breaks a rule only the domain can check (the
+    /// contract's own rules were checked as the request was decoded).
     #[error("{field}: {reason}")]
     InvalidArgument {
         /// The request field at fault, named as on the wire.
         field: &'static str,
+        /// The rule it breaks, named as protovalidate names rules
+        /// (`page_token.issued`), for a client to tell refusals apart.
+        rule: &'static str,
         /// What is wrong with it.
         reason: String,
     },
@@ -278,10 +282,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// An [`Error::InvalidArgument`] for `field`.
-    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    /// An [`Error::InvalidArgument`]: `field` breaks `rule`.
+    pub fn invalid(field: &'static str, rule: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
             field,
+            rule,
             reason: reason.into(),
         }
     }

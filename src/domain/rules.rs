@@ -37,6 +37,7 @@ pub fn canonical_id<'a>(field: &'static str, value: &'a str) -> Result<Cow<'a, s
     if chars > MAX_ID_CHARS {
         return Err(Error::invalid(
             field,
+            "id.nfc_max_len",
             format!("must be at most {MAX_ID_CHARS} characters in Unicode NFC, got {chars}"),
         ));
     }
@@ -59,8 +60,8 @@ pub fn order_demand(items: &[(String, i32)]) -> Result<Vec<(String, i32)>> {
     let mut demand = std::collections::BTreeMap::<String, i64>::new();
     for (index, (product_id, quantity)) in items.iter().enumerate() {
         let product_id = canonical_id("items", product_id).map_err(|error| match error {
-            Error::InvalidArgument { reason, .. } => {
-                Error::invalid("items", format!("items[{index}].product_id {reason}"))
+            Error::InvalidArgument { rule, reason, .. } => {
+                Error::invalid("items", rule, format!("items[{index}].product_id {reason}"))
             }
             other => other,
         })?;
@@ -72,6 +73,7 @@ pub fn order_demand(items: &[(String, i32)]) -> Result<Vec<(String, i32)>> {
             let total = i32::try_from(total).map_err(|_| {
                 Error::invalid(
                     "items",
+                    "items.quantity_sum_int32",
                     format!(
                         "the quantities of product {product_id:?} add up to {total}, \
                          more than {}",
@@ -142,6 +144,7 @@ pub fn reservation_timeout(raw_seconds: i32, default: Duration, max: Duration) -
     if requested > max {
         return Err(Error::invalid(
             "reservation_timeout",
+            "reservation_timeout.max_configured",
             format!(
                 "must be at most {} seconds, got {raw_seconds}",
                 max.as_secs()
@@ -161,6 +164,7 @@ pub fn stock_change(operation: &str, quantity: i32) -> Result<StockChange> {
         "subtract" => Ok(StockChange::Subtract(quantity)),
         other => Err(Error::invalid(
             "operation",
+            "operation.known",
             format!("is not an operation: {other:?}"),
         )),
     }
@@ -214,6 +218,7 @@ pub fn plan_update(
     let new_total = i32::try_from(resulting).map_err(|_| {
         Error::invalid(
             "quantity",
+            "quantity.stock_int32",
             format!(
                 "adding {} to {} would exceed the largest stock of {}",
                 change.amount(),
@@ -264,7 +269,13 @@ pub fn decode_page_token(token: &str) -> Result<Option<HistoryCursor>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || Error::invalid("page_token", "is not a token this service issued");
+    let invalid = || {
+        Error::invalid(
+            "page_token",
+            "page_token.issued",
+            "is not a token this service issued",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
     let mut parts = raw.splitn(3, '|');
@@ -297,7 +308,13 @@ pub fn decode_inventory_page_token(token: &str) -> Result<Option<String>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || Error::invalid("page_token", "is not a token this service issued");
+    let invalid = || {
+        Error::invalid(
+            "page_token",
+            "page_token.issued",
+            "is not a token this service issued",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
     match raw.split_once('|') {
@@ -351,12 +368,14 @@ pub fn alternatives(product_id: &str, alternatives: &[String]) -> Result<Vec<Str
         if id == product_id {
             return Err(Error::invalid(
                 "alternative_ids",
+                "alternative_ids.not_self",
                 format!("a product cannot be its own alternative ({id:?})"),
             ));
         }
         if kept.contains(&id) {
             return Err(Error::invalid(
                 "alternative_ids",
+                "alternative_ids.unique_nfc",
                 format!("names {id:?} twice"),
             ));
         }

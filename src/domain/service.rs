@@ -272,7 +272,7 @@ fn mismatched(command: &'static str) -> Error {
 /// A reservation's lifetime.
 fn lifetime(timeout: Duration) -> Result<chrono::Duration> {
     chrono::Duration::from_std(timeout)
-        .map_err(|_| Error::invalid("reservation_timeout", "is too large"))
+        .map_err(|_| Error::invalid("reservation_timeout", "duration.range", "is too large"))
 }
 
 impl Inventory {
@@ -1023,7 +1023,7 @@ impl Inventory {
     /// batches of `batch_size`. Returns how many were forgotten.
     pub async fn purge_request_keys(&self, batch_size: u32) -> Result<usize> {
         let ttl = chrono::Duration::from_std(self.settings.request_id_ttl)
-            .map_err(|_| Error::invalid("request_id_ttl", "is too large"))?;
+            .map_err(|_| Error::invalid("request_id_ttl", "duration.range", "is too large"))?;
         let before = self.now() - ttl;
         let mut total = 0;
         loop {
@@ -1067,7 +1067,7 @@ impl Inventory {
     /// forgotten.
     pub async fn purge_events(&self, batch_size: u32) -> Result<usize> {
         let retention = chrono::Duration::from_std(self.settings.events.retention)
-            .map_err(|_| Error::invalid("events.retention", "is too large"))?;
+            .map_err(|_| Error::invalid("events.retention", "duration.range", "is too large"))?;
         let before = self.now() - retention;
         let mut total = 0;
         loop {
