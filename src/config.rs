@@ -118,6 +118,13 @@ pub struct ServerConfig {
     /// How long an HTTP/2 ping may go unanswered.
     #[serde(with = "humantime_serde")]
     pub http2_keepalive_timeout: Duration,
+    /// The HPACK table, in bytes, HTTP/2 clients may fill with the header
+    /// fields they send (SETTINGS_HEADER_TABLE_SIZE). 0, the default:
+    /// clients send their header fields in full with each request (about
+    /// 100 bytes more per call) and a connection keeps none between calls,
+    /// which is 5 MiB less at 1,000 busy connections; 4096 is HTTP/2's own
+    /// default.
+    pub http2_header_table_size: u32,
     /// Origins whose pages may call the service from a browser (CORS):
     /// `https://shop.example.com`, or `*` for any origin (not honoured with
     /// `auth.enabled`). Empty: no cross-origin calls.
@@ -151,6 +158,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
+            http2_header_table_size: 0,
             cors_allowed_origins: Vec::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),

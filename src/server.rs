@@ -27,7 +27,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
-use tonic::transport::Server;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
@@ -45,7 +44,9 @@ use crate::domain::cache::{ChangeFollower, StockCache};
 use crate::domain::events::{EventSettings, EventSignal};
 use crate::domain::{Inventory, InventorySettings, InventoryStore, Parts, StoreError, SystemClock};
 use crate::guard::connection::{ActivityLayer, ConnectionGuard};
-use crate::guard::{self, DeadlineLayer, NormalizeStatusLayer, ShedLayer, ShedSettings};
+use crate::guard::{
+    self, DeadlineLayer, HttpSettings, NormalizeStatusLayer, ShedLayer, ShedSettings,
+};
 use crate::pb;
 use crate::store::PoolStatus;
 use crate::store::postgres::listen::Listener;
@@ -92,9 +93,6 @@ pub enum ServeError {
     /// The REST routes in the descriptors are invalid.
     #[error("building the REST layer: {0}")]
     Transcode(#[from] transcode::BuildError),
-    /// A server failed.
-    #[error("serving: {0}")]
-    Transport(#[from] tonic::transport::Error),
     /// Tracing or metrics could not start.
     #[error("starting telemetry: {0}")]
     Telemetry(#[from] TelemetryError),
@@ -558,31 +556,37 @@ async fn run(
     // in: the guards see them all alike, and each protocol renders their
     // statuses its own way. Auth refuses before a call takes a turn; the
     // deadline bounds the wait for a turn too.
+    let stack = tower::ServiceBuilder::new()
+        .layer(cors)
+        .layer(ActivityLayer)
+        .layer(edge)
+        .layer(traced)
+        .layer(transcode)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(auth)
+        .layer(deadline)
+        .layer(shed)
+        .layer(NormalizeStatusLayer)
+        .service(routes.prepare());
+    let settings = HttpSettings {
+        http2_keepalive_interval: server.http2_keepalive_interval,
+        http2_keepalive_timeout: server.http2_keepalive_timeout,
+        http2_header_table_size: server.http2_header_table_size,
+    };
     let serve_on = |listener: TcpListener| {
-        Server::builder()
-            .accept_http1(true)
-            .http2_keepalive_interval(Some(server.http2_keepalive_interval))
-            .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
-            .layer(cors.clone())
-            .layer(ActivityLayer)
-            .layer(edge.clone())
-            .layer(traced.clone())
-            .layer(transcode.clone())
-            .layer(tonic_web::GrpcWebLayer::new())
-            .layer(auth.clone())
-            .layer(deadline.clone())
-            .layer(shed.clone())
-            .layer(NormalizeStatusLayer)
-            .add_routes(routes.clone())
-            .serve_with_incoming_shutdown(
-                connections.clone().incoming(listener, tls.clone()),
-                stop.clone().cancelled_owned(),
-            )
+        guard::serve(
+            connections.clone().incoming(listener, tls.clone()),
+            stack.clone(),
+            settings,
+            stop.clone().cancelled_owned(),
+        )
     };
     let grpc = serve_on(listeners.grpc);
     let http = serve_on(listeners.http);
 
-    let servers = async { tokio::try_join!(grpc, http).map(|_| ()) };
+    let servers = async {
+        tokio::join!(grpc, http);
+    };
     let deadline = {
         let stop = stop.clone();
         let grace = config.server.shutdown_timeout;
@@ -592,7 +596,7 @@ async fn run(
         }
     };
     let result = tokio::select! {
-        result = servers => result.map_err(ServeError::from),
+        () = servers => Ok(()),
         () = deadline => {
             tracing::warn!("in-flight requests did not finish within server.shutdown_timeout");
             Ok(())

@@ -1,5 +1,7 @@
 //! Abuse and overload over real sockets: malformed gRPC messages get their
-//! proper codes, idle and silent connections are closed, connections beyond
+//! proper codes, idle and silent connections are closed, HTTP/2 clients
+//! keep no header table and HTTP/1.1 is told apart from HTTP/2 however its
+//! bytes arrive, connections beyond
 //! the cap are refused and counted, a stalled database never holds a
 //! request past its deadline nor applies a change its caller was told had
 //! failed, and load beyond the limit is shed at once with `Retry-After`.
@@ -125,6 +127,123 @@ async fn silent_and_half_open_connections_are_closed_after_the_idle_timeout() {
         assert_eq!(health.status(), 200);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+}
+
+/// The server's first SETTINGS frame on a new HTTP/2 connection to `addr`,
+/// the preface sent in two parts: `(identifier, value)` pairs.
+async fn server_settings(addr: SocketAddr) -> Vec<(u16, u32)> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("preface");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The rest of the preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    loop {
+        let mut head = [0u8; 9];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
+            .await
+            .expect("a frame within 5 s")
+            .expect("frame header");
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        stream
+            .read_exact(&mut payload)
+            .await
+            .expect("frame payload");
+        // SETTINGS (type 4), not an ACK.
+        if head[3] == 4 && head[4] & 1 == 0 {
+            return payload
+                .chunks_exact(6)
+                .map(|p| {
+                    (
+                        u16::from_be_bytes([p[0], p[1]]),
+                        u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+                    )
+                })
+                .collect();
+        }
+    }
+}
+
+/// Sends `parts` over a new connection to `addr`, 50 ms apart, and reads
+/// the answer until the server closes.
+async fn http1_in_parts(addr: SocketAddr, parts: &[&str]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    for part in parts {
+        stream.write_all(part.as_bytes()).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .expect("answered within 5 s")
+        .expect("read");
+    answer
+}
+
+#[tokio::test]
+async fn http2_clients_keep_no_header_table_and_http1_is_told_apart_on_both_ports() {
+    // SETTINGS_HEADER_TABLE_SIZE is identifier 1.
+    let server = TestServer::start(Backend::Sqlite).await;
+    for addr in [server.grpc_addr, server.http_addr] {
+        let settings = server_settings(addr).await;
+        assert!(settings.contains(&(1, 0)), "{addr}: {settings:?}");
+    }
+    // HTTP/2 clients work with it, calls after calls.
+    let mut client = server.client().await;
+    for _ in 0..3 {
+        let refused = client
+            .check_inventory(CheckInventoryRequest {
+                product_id: "nothing-here".into(),
+                required_quantity: 1,
+            })
+            .await
+            .expect_err("no such product");
+        assert_eq!(refused.code(), Code::NotFound);
+    }
+    // HTTP/1.1 whose first bytes could still be HTTP/2's preface ("P"),
+    // and one cut anywhere: each byte read to tell them apart is read again.
+    for addr in [server.grpc_addr, server.http_addr] {
+        let body = r#"{"quantity": 7, "operation": "set"}"#;
+        let put = http1_in_parts(
+            addr,
+            &[
+                "P",
+                &format!(
+                    "UT /api/v1/inventory/split-{} HTTP/1.1\r\nHost: x\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    addr.port(),
+                    body.len()
+                ),
+            ],
+        )
+        .await;
+        assert!(put.starts_with("HTTP/1.1 200"), "{addr}: {put}");
+        assert!(put.contains(r#""current_quantity":7"#), "{addr}: {put}");
+        let health = http1_in_parts(
+            addr,
+            &[
+                "GET /hea",
+                "lth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ],
+        )
+        .await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{addr}: {health}");
+    }
+
+    // HTTP/2's own default, configured.
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.http2_header_table_size = 4096;
+    })
+    .await;
+    let settings = server_settings(server.grpc_addr).await;
+    assert!(settings.contains(&(1, 4096)), "{settings:?}");
 }
 
 #[tokio::test]

@@ -23,12 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
@@ -73,14 +74,13 @@ impl ConnectionGuard {
         self.max - self.open.available_permits()
     }
 
-    /// The guarded connections of `listener`, for
-    /// `serve_with_incoming_shutdown`, over TLS when `tls` is given. The
-    /// listener closes once the stream is dropped.
+    /// The guarded connections of `listener`, for [`super::serve`], over TLS
+    /// when `tls` is given. The listener closes once the stream is dropped.
     pub fn incoming(
         self,
         listener: TcpListener,
         tls: Option<ReloadingTls>,
-    ) -> impl Stream<Item = io::Result<GuardedStream>> + Send + 'static {
+    ) -> impl Stream<Item = GuardedStream> + Send + 'static {
         let (ready, connections) = mpsc::channel(64);
         tokio::spawn(
             async move {
@@ -115,7 +115,7 @@ impl ConnectionGuard {
                     match &tls {
                         None => {
                             let guarded = self.guarded(Io::Plain(stream), slot);
-                            if ready.send(Ok(guarded)).await.is_err() {
+                            if ready.send(guarded).await.is_err() {
                                 return;
                             }
                         }
@@ -135,7 +135,7 @@ impl ConnectionGuard {
                                 match handshake {
                                     Ok(Ok(tls)) => {
                                         let guarded = guard.guarded(Io::Tls(Box::new(tls)), slot);
-                                        let _ = ready.send(Ok(guarded)).await;
+                                        let _ = ready.send(guarded).await;
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed");
@@ -160,6 +160,7 @@ impl ConnectionGuard {
             idle_timeout: self.idle_timeout,
             last_active: Instant::now(),
             idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
+            unread: Bytes::new(),
             activity: Activity::default(),
             observer: self.observer.clone(),
             _slot: slot,
@@ -204,6 +205,8 @@ pub struct GuardedStream {
     last_active: Instant,
     /// Fires `idle_timeout` after a past `last_active`; re-armed lazily.
     idle: Pin<Box<Sleep>>,
+    /// Bytes read ahead and put back, read again before the socket's.
+    unread: Bytes,
     /// The responses being sent on this connection.
     activity: Activity,
     observer: Observer,
@@ -211,6 +214,28 @@ pub struct GuardedStream {
 }
 
 impl GuardedStream {
+    /// Puts `bytes` back, to be read again before the socket's (what was
+    /// read to tell the protocol).
+    pub(super) fn unread(&mut self, bytes: Bytes) {
+        self.unread = bytes;
+    }
+
+    /// The peer's addresses and the connection's activity, for every
+    /// request's extensions.
+    pub fn connect_info(&self) -> GuardedConnectInfo {
+        let stream = match &self.io {
+            Io::Plain(stream) => stream,
+            Io::Tls(stream) => stream.get_ref().0,
+        };
+        GuardedConnectInfo {
+            tcp: TcpConnectInfo {
+                local_addr: stream.local_addr().ok(),
+                remote_addr: stream.peer_addr().ok(),
+            },
+            activity: self.activity.clone(),
+        }
+    }
+
     /// Whether the connection has been idle for its timeout; re-arms the
     /// timer when it fired early because bytes moved since it was set, or
     /// while a response is being sent and the connection is not `writing`
@@ -269,6 +294,14 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread.split_to(n));
+            if this.unread.is_empty() {
+                this.unread = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let read = match &mut this.io {
             Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
@@ -344,21 +377,6 @@ pub struct GuardedConnectInfo {
     pub tcp: TcpConnectInfo,
     /// The responses the connection is sending.
     pub activity: Activity,
-}
-
-impl Connected for GuardedStream {
-    type ConnectInfo = GuardedConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        let tcp = match &self.io {
-            Io::Plain(stream) => stream.connect_info(),
-            Io::Tls(stream) => stream.get_ref().0.connect_info(),
-        };
-        GuardedConnectInfo {
-            tcp,
-            activity: self.activity.clone(),
-        }
-    }
 }
 
 /// How many responses a connection is sending: while one is, the

@@ -18,17 +18,21 @@
 //!   INTERNAL (an alert on INTERNAL must not fire on bad clients).
 //! - [`connection`]: accepted connections are capped, and a connection that
 //!   moves no bytes for a set time is closed.
+//! - [`serve`]: the guarded connections served by hyper, HTTP/1.1 or
+//!   HTTP/2, with a bounded HTTP/2 header table.
 //!
 //! Each guard reports what it refused to a [`GuardObserver`] (the metrics).
 
 pub mod connection;
 mod deadline;
+mod serve;
 mod shed;
 mod status;
 
 use std::sync::Arc;
 
 pub use deadline::{Deadline, DeadlineLayer};
+pub use serve::{HttpSettings, serve};
 pub use shed::{Shed, ShedLayer, ShedSettings};
 pub use status::{NormalizeStatus, NormalizeStatusLayer};
 

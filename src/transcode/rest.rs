@@ -72,8 +72,8 @@ impl Transcoder {
             let message = Bytes::from(message.encode_to_vec());
             return Ok(Ok(self.rest_stream(inner, route, parts, message).await?));
         }
-        // tonic's server also enforces `grpc-timeout`, outside this layer, and
-        // would answer a gRPC status in an HTTP 200. Ending 1 ms earlier lets
+        // A server around this layer may also enforce `grpc-timeout` (tonic's
+        // does) and would answer a gRPC status in an HTTP 200. Ending 1 ms earlier lets
         // this layer's JSON 504 win: on the same timer tick the inner future
         // (this one) is polled first.
         let timeout = header_str(&parts.headers, "grpc-timeout")
