@@ -264,30 +264,35 @@ pub fn encode_page_token(cursor: &HistoryCursor) -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// The refusal of a page token this service did not issue (or that was
+/// altered), whichever list it was meant for.
+fn forged_page_token() -> Error {
+    Error::invalid(
+        "page_token",
+        "page_token.issued",
+        "is not a token this service issued",
+    )
+}
+
 /// Decodes a page token made by [`encode_page_token`]; empty means the first page.
 pub fn decode_page_token(token: &str) -> Result<Option<HistoryCursor>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || {
-        Error::invalid(
-            "page_token",
-            "page_token.issued",
-            "is not a token this service issued",
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| forged_page_token())?;
+    let raw = String::from_utf8(bytes).map_err(|_| forged_page_token())?;
     let mut parts = raw.splitn(3, '|');
     let (Some(PAGE_TOKEN_VERSION), Some(micros), Some(id)) =
         (parts.next(), parts.next(), parts.next())
     else {
-        return Err(invalid());
+        return Err(forged_page_token());
     };
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| forged_page_token())?;
+    let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(forged_page_token)?;
     if id.is_empty() {
-        return Err(invalid());
+        return Err(forged_page_token());
     }
     Ok(Some(HistoryCursor {
         created_at,
@@ -308,20 +313,15 @@ pub fn decode_inventory_page_token(token: &str) -> Result<Option<String>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || {
-        Error::invalid(
-            "page_token",
-            "page_token.issued",
-            "is not a token this service issued",
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| forged_page_token())?;
+    let raw = String::from_utf8(bytes).map_err(|_| forged_page_token())?;
     match raw.split_once('|') {
         Some((INVENTORY_PAGE_TOKEN_VERSION, product_id)) if !product_id.is_empty() => {
             Ok(Some(product_id.to_owned()))
         }
-        _ => Err(invalid()),
+        _ => Err(forged_page_token()),
     }
 }
 
