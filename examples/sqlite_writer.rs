@@ -39,7 +39,7 @@ fn main() -> Result<(), Error> {
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
-         PRAGMA wal_autocheckpoint = 10000; \
+         PRAGMA cache_size = -512; PRAGMA wal_autocheckpoint = 10000; \
          PRAGMA temp_store = MEMORY;"
     ))?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
