@@ -1126,6 +1126,49 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
         message.contains("product-123") && message.contains("product-456"),
         "{body}"
     );
+    assert_eq!(
+        body["details"][1]["field_violations"][0]["field"], "product_id",
+        "{body}"
+    );
+    // A value that does not fit its field's type names the field too, as a
+    // rule of the contract does (the transcoding refused it before any rule
+    // ran).
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/api/v1/inventory/reserve",
+            Some(r#"{"product_id": "product-123", "quantity": 2147483648, "order_id": "o"}"#),
+            "quantity",
+        ),
+        (
+            Method::POST,
+            "/api/v1/inventory/reserve",
+            Some(r#"{"product_id": "product-123", "quantity": "two", "order_id": "o"}"#),
+            "quantity",
+        ),
+        (
+            Method::GET,
+            "/api/v1/inventory/product-123?required_quantity=lots",
+            None,
+            "required_quantity",
+        ),
+        (
+            Method::GET,
+            "/api/v1/inventory/product-123?colour=red",
+            None,
+            "colour",
+        ),
+    ] {
+        let (status, body) = send(&server, method, path, body).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["details"][1]["@type"], "type.googleapis.com/google.rpc.BadRequest",
+            "{body}"
+        );
+        let violation = &body["details"][1]["field_violations"][0];
+        assert_eq!(violation["field"], field, "{body}");
+        assert_eq!(violation["description"], body["message"], "{body}");
+    }
     // A body that repeats the path is fine.
     let (status, body) = send(
         &server,

@@ -57,10 +57,13 @@ pub fn build_message(
                 .map(FieldDescriptor::name)
                 .collect::<Vec<_>>()
                 .join(".");
-            return Err(TranscodeError::invalid(format!(
-                "the body's {name} {sent} contradicts the path's {name} {value:?}; \
-                 leave it out of the body"
-            )));
+            return Err(TranscodeError::invalid_field(
+                &name,
+                format!(
+                    "the body's {name} {sent} contradicts the path's {name} {value:?}; \
+                     leave it out of the body"
+                ),
+            ));
         }
         set_path(&mut root, fields, leaf, false);
     }
@@ -106,10 +109,10 @@ fn decode_value(
     let deserializer = serde_path_to_error::Deserializer::new(&value, &mut track);
     let _ = DynamicMessage::deserialize_with_options(message, deserializer, &decode_options);
     let path = track.path().to_string();
-    Err(if path.is_empty() || path == "?" {
+    Err(if path.is_empty() || path == "?" || path == "." {
         TranscodeError::invalid(format!("invalid request: {error}"))
     } else {
-        TranscodeError::invalid(format!("invalid request: {path}: {error}"))
+        TranscodeError::invalid_field(&path, format!("invalid request: {path}: {error}"))
     })
 }
 
@@ -225,9 +228,10 @@ fn bind_query(
         let fields = match resolve_field_path(input, &path) {
             Ok(fields) => fields,
             Err(reason) if options.deny_unknown_fields => {
-                return Err(TranscodeError::invalid(format!(
-                    "unknown query parameter {key:?}: {reason}"
-                )));
+                return Err(TranscodeError::invalid_field(
+                    &key,
+                    format!("unknown query parameter {key:?}: {reason}"),
+                ));
             }
             Err(_) => continue,
         };
@@ -239,9 +243,10 @@ fn bind_query(
         };
         if bound_by_body {
             if options.deny_unknown_fields {
-                return Err(TranscodeError::invalid(format!(
-                    "query parameter {key:?} names a field the request body carries"
-                )));
+                return Err(TranscodeError::invalid_field(
+                    &key,
+                    format!("query parameter {key:?} names a field the request body carries"),
+                ));
             }
             continue;
         }
@@ -326,7 +331,10 @@ fn existing_key(object: &Map<String, Value>, field: &FieldDescriptor) -> Option<
 /// wrappers.
 fn scalar_json(field: &FieldDescriptor, text: &str) -> Result<Value, TranscodeError> {
     let bad = |expected: &str| {
-        TranscodeError::invalid(format!("{}: {text:?} is not {expected}", field.name()))
+        TranscodeError::invalid_field(
+            field.name(),
+            format!("{}: {text:?} is not {expected}", field.name()),
+        )
     };
     let parse_bool = |text: &str| match text {
         "true" | "True" | "TRUE" | "1" => Some(true),
@@ -356,10 +364,10 @@ fn scalar_json(field: &FieldDescriptor, text: &str) -> Result<Value, TranscodeEr
             | "google.protobuf.UInt64Value"
             | "google.protobuf.FloatValue"
             | "google.protobuf.DoubleValue" => Ok(Value::String(text.to_owned())),
-            other => Err(TranscodeError::invalid(format!(
-                "{}: a {other} cannot be set from the URL",
-                field.name()
-            ))),
+            other => Err(TranscodeError::invalid_field(
+                field.name(),
+                format!("{}: a {other} cannot be set from the URL", field.name()),
+            )),
         },
         _ => Ok(Value::String(text.to_owned())),
     }

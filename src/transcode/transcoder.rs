@@ -247,6 +247,9 @@ pub struct TranscodeError {
     message: String,
     /// The `Allow` header of a 405.
     allow: Option<String>,
+    /// The request field refused, as a path (`items[0].quantity`), when one
+    /// is: answered as a `google.rpc.BadRequest` field violation too.
+    field: Option<String>,
 }
 
 impl TranscodeError {
@@ -256,6 +259,15 @@ impl TranscodeError {
             code,
             message: message.into(),
             allow: None,
+            field: None,
+        }
+    }
+
+    /// The 400 of a value that `field` (a path in the request) cannot hold.
+    pub(super) fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::invalid(message)
         }
     }
 
@@ -445,13 +457,16 @@ impl Transcoder {
         if error.status == StatusCode::PAYLOAD_TOO_LARGE {
             metadata.push(("limit", self.options.max_body_bytes.to_string()));
         }
-        let details = errors::with_error_info(
+        let mut details = errors::with_error_info(
             error.code,
             &error.message,
             None,
             self.reason(error.reason()),
             &metadata,
         );
+        if let Some(field) = &error.field {
+            details = errors::with_field_violation(&details, field, &error.message);
+        }
         let body = self.error_body(protocol, error.code, &error.message, &details);
         let mut response = json_response(error.status, &body);
         response.extensions_mut().insert(TranscodedCall {
