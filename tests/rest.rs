@@ -1130,33 +1130,41 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
         body["details"][1]["field_violations"][0]["field"], "product_id",
         "{body}"
     );
+    assert_eq!(
+        body["details"][1]["field_violations"][0]["reason"], "CONTRADICTS_PATH",
+        "{body}"
+    );
     // A value that does not fit its field's type names the field too, as a
     // rule of the contract does (the transcoding refused it before any rule
     // ran).
-    for (method, path, body, field) in [
+    for (method, path, body, field, reason) in [
         (
             Method::POST,
             "/api/v1/inventory/reserve",
             Some(r#"{"product_id": "product-123", "quantity": 2147483648, "order_id": "o"}"#),
             "quantity",
+            "INVALID_VALUE",
         ),
         (
             Method::POST,
             "/api/v1/inventory/reserve",
             Some(r#"{"product_id": "product-123", "quantity": "two", "order_id": "o"}"#),
             "quantity",
+            "INVALID_VALUE",
         ),
         (
             Method::GET,
             "/api/v1/inventory/product-123?required_quantity=lots",
             None,
             "required_quantity",
+            "INVALID_VALUE",
         ),
         (
             Method::GET,
             "/api/v1/inventory/product-123?colour=red",
             None,
             "colour",
+            "UNKNOWN_FIELD",
         ),
     ] {
         let (status, body) = send(&server, method, path, body).await;
@@ -1167,6 +1175,7 @@ async fn every_error_has_its_status_and_json_body_and_changes_nothing() {
         );
         let violation = &body["details"][1]["field_violations"][0];
         assert_eq!(violation["field"], field, "{body}");
+        assert_eq!(violation["reason"], reason, "{body}");
         assert_eq!(violation["description"], body["message"], "{body}");
     }
     // A body that repeats the path is fine.

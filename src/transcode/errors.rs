@@ -57,6 +57,7 @@ pub fn connect_code(code: Code) -> &'static str {
 
 /// The `google.rpc.ErrorInfo` type URL.
 const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+/// The `google.rpc.BadRequest` type URL.
 const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
 
 /// Why an error happened, for the `google.rpc.ErrorInfo` every error body
@@ -140,9 +141,15 @@ pub fn with_error_info(
 }
 
 /// `status_bytes` (an encoded `google.rpc.Status`) with a
-/// `google.rpc.BadRequest` naming `field` added after its other details:
-/// what a client shows beside the input it refused.
-pub fn with_field_violation(status_bytes: &[u8], field: &str, description: &str) -> Vec<u8> {
+/// `google.rpc.BadRequest` naming `field` and the `reason` it was refused
+/// added after its other details: what a client shows beside the input it
+/// refused.
+pub fn with_field_violation(
+    status_bytes: &[u8],
+    field: &str,
+    reason: &str,
+    description: &str,
+) -> Vec<u8> {
     let Ok(mut status) = pb::Status::decode(status_bytes) else {
         return status_bytes.to_vec();
     };
@@ -150,7 +157,7 @@ pub fn with_field_violation(status_bytes: &[u8], field: &str, description: &str)
         field_violations: vec![pb::bad_request::FieldViolation {
             field: field.to_owned(),
             description: description.to_owned(),
-            reason: "INVALID_VALUE".to_owned(),
+            reason: reason.to_owned(),
             localized_message: None,
         }],
     };

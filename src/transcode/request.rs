@@ -59,6 +59,7 @@ pub fn build_message(
                 .join(".");
             return Err(TranscodeError::invalid_field(
                 &name,
+                "CONTRADICTS_PATH",
                 format!(
                     "the body's {name} {sent} contradicts the path's {name} {value:?}; \
                      leave it out of the body"
@@ -112,7 +113,11 @@ fn decode_value(
     Err(if path.is_empty() || path == "?" || path == "." {
         TranscodeError::invalid(format!("invalid request: {error}"))
     } else {
-        TranscodeError::invalid_field(&path, format!("invalid request: {path}: {error}"))
+        TranscodeError::invalid_field(
+            &path,
+            "INVALID_VALUE",
+            format!("invalid request: {path}: {error}"),
+        )
     })
 }
 
@@ -230,6 +235,7 @@ fn bind_query(
             Err(reason) if options.deny_unknown_fields => {
                 return Err(TranscodeError::invalid_field(
                     &key,
+                    "UNKNOWN_FIELD",
                     format!("unknown query parameter {key:?}: {reason}"),
                 ));
             }
@@ -245,6 +251,7 @@ fn bind_query(
             if options.deny_unknown_fields {
                 return Err(TranscodeError::invalid_field(
                     &key,
+                    "FIELD_IN_BODY",
                     format!("query parameter {key:?} names a field the request body carries"),
                 ));
             }
@@ -333,6 +340,7 @@ fn scalar_json(field: &FieldDescriptor, text: &str) -> Result<Value, TranscodeEr
     let bad = |expected: &str| {
         TranscodeError::invalid_field(
             field.name(),
+            "INVALID_VALUE",
             format!("{}: {text:?} is not {expected}", field.name()),
         )
     };
@@ -366,6 +374,7 @@ fn scalar_json(field: &FieldDescriptor, text: &str) -> Result<Value, TranscodeEr
             | "google.protobuf.DoubleValue" => Ok(Value::String(text.to_owned())),
             other => Err(TranscodeError::invalid_field(
                 field.name(),
+                "INVALID_VALUE",
                 format!("{}: a {other} cannot be set from the URL", field.name()),
             )),
         },

@@ -247,9 +247,10 @@ pub struct TranscodeError {
     message: String,
     /// The `Allow` header of a 405.
     allow: Option<String>,
-    /// The request field refused, as a path (`items[0].quantity`), when one
-    /// is: answered as a `google.rpc.BadRequest` field violation too.
-    field: Option<String>,
+    /// The request field refused, as a path (`items[0].quantity`), and why
+    /// (an upper-snake reason), when one is: answered as a
+    /// `google.rpc.BadRequest` field violation too.
+    field: Option<(String, &'static str)>,
 }
 
 impl TranscodeError {
@@ -263,10 +264,17 @@ impl TranscodeError {
         }
     }
 
-    /// The 400 of a value that `field` (a path in the request) cannot hold.
-    pub(super) fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// The 400 of `field` (a path in the request), refused for `reason`:
+    /// `INVALID_VALUE` (its type cannot hold what was sent),
+    /// `UNKNOWN_FIELD`, `FIELD_IN_BODY` (a query parameter for a field the
+    /// body carries) or `CONTRADICTS_PATH`.
+    pub(super) fn invalid_field(
+        field: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            field: Some(field.into()),
+            field: Some((field.into(), reason)),
             ..Self::invalid(message)
         }
     }
@@ -464,8 +472,8 @@ impl Transcoder {
             self.reason(error.reason()),
             &metadata,
         );
-        if let Some(field) = &error.field {
-            details = errors::with_field_violation(&details, field, &error.message);
+        if let Some((field, reason)) = &error.field {
+            details = errors::with_field_violation(&details, field, reason, &error.message);
         }
         let body = self.error_body(protocol, error.code, &error.message, &details);
         let mut response = json_response(error.status, &body);
