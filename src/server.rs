@@ -32,6 +32,7 @@ use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
 use crate::api::auth::{AuthLayer, Authenticator};
+use crate::api::cors::CrossOriginLayer;
 use crate::api::health::{self, HealthProbe, run_health_monitor};
 use crate::api::http_edge::HttpEdgeLayer;
 use crate::api::status::ERROR_DOMAIN;
@@ -557,7 +558,7 @@ async fn run(
     // statuses its own way. Auth refuses before a call takes a turn; the
     // deadline bounds the wait for a turn too.
     let stack = tower::ServiceBuilder::new()
-        .layer(cors)
+        .layer(CrossOriginLayer::new(cors))
         .layer(ActivityLayer)
         .layer(edge)
         .layer(traced)
