@@ -162,7 +162,7 @@ pub struct SqliteStore {
 /// undo it alone if it fails), which past 64 KiB SQLite spills to a
 /// temporary file otherwise, opened, written and unlinked in every batch
 /// (27% more reservations a second with it in memory: README, "Reservations
-/// on SQLite"). (Readers keep the defaults.)
+/// on SQLite").
 const WRITER_PRAGMAS: &str =
     "PRAGMA cache_size = -512; PRAGMA wal_autocheckpoint = 10000; PRAGMA temp_store = MEMORY;";
 
