@@ -1,5 +1,6 @@
 //! Abuse and overload over real sockets: malformed gRPC messages get their
-//! proper codes, idle and silent connections are closed, HTTP/2 clients
+//! proper codes, a client that leaves mid-request is counted CANCELLED,
+//! idle and silent connections are closed, HTTP/2 clients
 //! keep no header table and HTTP/1.1 is told apart from HTTP/2 however its
 //! bytes arrive, connections beyond
 //! the cap are refused and counted, a stalled database never holds a
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::chaos::ChaosProxy;
-use common::{Backend, TestDatabase, TestServer, metric};
+use common::{Backend, TestDatabase, TestServer, metric, metric_labelled};
 use inventory_service::pb::{CheckInventoryRequest, ReserveInventoryRequest};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -62,8 +63,108 @@ async fn malformed_grpc_messages_get_resource_exhausted_and_invalid_argument() {
     assert_eq!(code.as_deref(), Some("3"), "INVALID_ARGUMENT: {message}");
 
     // Counted as what they are, so an alert on INTERNAL stays quiet.
-    let internal = metric(&server, "inventory_requests_total{code=\"INTERNAL\"").await;
-    assert!(internal.abs() < f64::EPSILON, "no INTERNAL counted");
+    assert!(counted(&server, "RESOURCE_EXHAUSTED").await >= 1.0);
+    assert!(counted(&server, "INVALID_ARGUMENT").await >= 1.0);
+    assert!(
+        counted(&server, "INTERNAL").await.abs() < f64::EPSILON,
+        "no INTERNAL counted"
+    );
+}
+
+/// Requests the server has counted with the gRPC code `code`.
+async fn counted(server: &TestServer, code: &str) -> f64 {
+    metric_labelled(
+        server,
+        "inventory_requests_total",
+        &format!("code=\"{code}\""),
+    )
+    .await
+}
+
+/// One HTTP/2 frame: its type, flags, stream and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("a small frame");
+    let mut frame = len.to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A header block of `headers` as HPACK literals without indexing, each
+/// with its name spelt out: the least a client may send.
+fn hpack_literals(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in headers {
+        block.push(0);
+        block.push(u8::try_from(name.len()).expect("a short name"));
+        block.extend_from_slice(name.as_bytes());
+        block.push(u8::try_from(value.len()).expect("a short value"));
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Opens an HTTP/2 connection to `addr`, begins a POST of `path` with
+/// `headers` and the first bytes of `body`, and closes the connection
+/// before the rest.
+async fn leave_mid_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut all = vec![
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "localhost"),
+    ];
+    all.extend_from_slice(headers);
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(h2_frame(4, 0, 0, &[])); // SETTINGS
+    bytes.extend(h2_frame(1, 4, 1, &hpack_literals(&all))); // HEADERS, END_HEADERS
+    bytes.extend(h2_frame(0, 0, 1, body)); // DATA, more to come
+    stream.write_all(&bytes).await.expect("send");
+    // Let the call begin and wait for the rest of its body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+}
+
+#[tokio::test]
+async fn a_call_whose_client_leaves_mid_request_counts_as_cancelled_not_as_a_server_error() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    // gRPC: a message announced as 20 bytes, 3 of them sent.
+    leave_mid_request(
+        server.grpc_addr,
+        "/inventory.v1.InventoryService/CheckInventory",
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+        &[0, 0, 0, 0, 20, 0x0a, 18, b'p'],
+    )
+    .await;
+    // REST: a JSON body cut short.
+    leave_mid_request(
+        server.http_addr,
+        "/api/v1/inventory/reserve",
+        &[
+            ("content-type", "application/json"),
+            ("content-length", "200"),
+        ],
+        br#"{"product_id": "product-1"#,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counted(&server, "CANCELLED").await < 2.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        counted(&server, "CANCELLED").await,
+        2.0,
+        "{}",
+        common::metrics_text(&server).await
+    );
+    for code in ["UNKNOWN", "INVALID_ARGUMENT", "INTERNAL"] {
+        assert!(
+            counted(&server, code).await.abs() < f64::EPSILON,
+            "{code} counted"
+        );
+    }
 }
 
 /// Reads until the server closes the connection; how long that took.

@@ -19,7 +19,7 @@ use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -311,8 +311,15 @@ impl AsyncRead for GuardedStream {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.last_active = Instant::now();
+                } else if buf.remaining() > 0 {
+                    // The peer closed its side.
+                    this.activity.lose();
                 }
                 Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => {
+                this.activity.lose();
+                Poll::Ready(Err(error))
             }
             Poll::Pending if this.poll_idle(cx, false) => Poll::Ready(Err(Self::idle_error())),
             other => other,
@@ -379,31 +386,47 @@ pub struct GuardedConnectInfo {
     pub activity: Activity,
 }
 
-/// How many responses a connection is sending: while one is, the
-/// connection is not idle.
+/// How many responses a connection is sending (while one is, the
+/// connection is not idle), and whether its peer has gone.
 #[derive(Debug, Clone, Default)]
-pub struct Activity(Arc<AtomicUsize>);
+pub struct Activity(Arc<ActivityState>);
+
+#[derive(Debug, Default)]
+struct ActivityState {
+    sending: AtomicUsize,
+    lost: AtomicBool,
+}
 
 impl Activity {
     fn busy(&self) -> bool {
-        self.0.load(Ordering::Acquire) > 0
+        self.0.sending.load(Ordering::Acquire) > 0
     }
 
     /// Counts a response until the returned guard drops.
     fn sending(&self) -> Sending {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.0.sending.fetch_add(1, Ordering::AcqRel);
         Sending(self.0.clone())
+    }
+
+    /// Whether the peer closed the connection or it failed: what a call
+    /// whose request was cut short on it was cut by.
+    pub fn lost(&self) -> bool {
+        self.0.lost.load(Ordering::Acquire)
+    }
+
+    fn lose(&self) {
+        self.0.lost.store(true, Ordering::Release);
     }
 }
 
 /// A response being sent; counted in its connection's [`Activity`] until
 /// dropped.
 #[derive(Debug)]
-struct Sending(Arc<AtomicUsize>);
+struct Sending(Arc<ActivityState>);
 
 impl Drop for Sending {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.sending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
 use http::{Request, Response};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -131,9 +132,31 @@ where
     type Future = Oneshot<S, Request<tonic::body::Body>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let mut request = request.map(tonic::body::Body::new);
+        let mut request =
+            request.map(|body| tonic::body::Body::new(body.map_err(undelivered as fn(_) -> _)));
         request.extensions_mut().insert(self.info.clone());
         S::clone(&self.service).oneshot(request)
+    }
+}
+
+/// The error of a request body the connection could not deliver whole.
+/// tonic gives a stream the client reset the code of its HTTP/2 reason
+/// (CANCEL: CANCELLED); a connection that closed or failed mid-request
+/// carries no reason, and tonic would answer UNKNOWN, which the request
+/// metrics and alerts count as the server's failure. It is the client
+/// leaving: CANCELLED, which the REST and Connect transcoder answers as
+/// such (499). tonic reads it as the end of the body, and answers a unary
+/// call whose message had not arrived INTERNAL; [`super::NormalizeStatusLayer`]
+/// re-codes that CANCELLED, since the call's connection is lost.
+fn undelivered(error: hyper::Error) -> tonic::Status {
+    let status = tonic::Status::from_error(Box::new(error));
+    if status.code() == tonic::Code::Unknown {
+        tonic::Status::cancelled(format!(
+            "the request did not arrive whole: {}",
+            status.message()
+        ))
+    } else {
+        status
     }
 }
 

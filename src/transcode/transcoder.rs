@@ -393,9 +393,18 @@ impl Transcoder {
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(TranscodeError::invalid(format!(
-                "unreadable request body: {e}"
-            ))),
+            // The server's account of a body that did not arrive whole (the
+            // client left mid-request: CANCELLED) keeps its code.
+            Err(e) => match e.downcast::<tonic::Status>() {
+                Ok(status) => Err(TranscodeError::new(
+                    errors::http_status(status.code()),
+                    status.code(),
+                    status.message().to_owned(),
+                )),
+                Err(e) => Err(TranscodeError::invalid(format!(
+                    "unreadable request body: {e}"
+                ))),
+            },
         }
     }
 

@@ -446,6 +446,22 @@ pub async fn metric(server: &TestServer, name: &str) -> f64 {
         .sum()
 }
 
+/// The sum of the samples of `name` whose labels include `label`, such as
+/// `code="CANCELLED"`.
+pub async fn metric_labelled(server: &TestServer, name: &str, label: &str) -> f64 {
+    metrics_text(server)
+        .await
+        .lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+        .filter(|rest| {
+            rest.split('}')
+                .next()
+                .is_some_and(|labels| labels.split(',').any(|l| l == label))
+        })
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The service's `/metrics` page.
 pub async fn metrics_text(server: &TestServer) -> String {
     reqwest::get(server.http_url("/metrics"))
