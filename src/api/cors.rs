@@ -1,6 +1,8 @@
 //! CORS for the calls that can use it: [`CrossOriginLayer`] puts a CORS
 //! layer (tower-http's) in front of a service for the requests that carry
-//! an `Origin` header, and lets every other request pass without it.
+//! an `Origin` header, and for every `OPTIONS` (answered as before, with
+//! the methods and headers allowed), and lets every other request pass
+//! without it.
 //!
 //! A browser sends `Origin` with every cross-origin call and preflight, and
 //! only a browser reads the `access-control-*` headers; gRPC clients, curl
@@ -14,10 +16,11 @@
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
-use http::{Request, header};
+use http::{Method, Request, header};
 use tower::{Layer, Service};
 
-/// Applies the CORS layer `L` to requests that carry an `Origin`.
+/// Applies the CORS layer `L` to requests that carry an `Origin`, and to
+/// `OPTIONS`.
 #[derive(Debug, Clone)]
 pub struct CrossOriginLayer<L> {
     cors: L,
@@ -67,7 +70,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(header::ORIGIN) {
+        if request.headers().contains_key(header::ORIGIN) || request.method() == Method::OPTIONS {
             Either::Left(self.cors.call(request))
         } else {
             Either::Right(self.inner.call(request))
@@ -79,7 +82,7 @@ where
 mod tests {
     use std::convert::Infallible;
 
-    use http::{HeaderValue, Method, Response};
+    use http::{HeaderValue, Response};
     use tower::ServiceExt as _;
     use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -110,6 +113,20 @@ mod tests {
         let client = Request::get("/api/v1/inventory/p").body(()).unwrap();
         let answer = service().oneshot(client).await.unwrap();
         assert!(answer.headers().is_empty(), "{:?}", answer.headers());
+    }
+
+    #[tokio::test]
+    async fn an_options_request_is_answered_by_cors_with_or_without_an_origin() {
+        let plain = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/v1/inventory/p")
+            .body(())
+            .unwrap();
+        let answer = service().oneshot(plain).await.unwrap();
+        assert_eq!(
+            answer.headers().get(header::ACCESS_CONTROL_ALLOW_METHODS),
+            Some(&HeaderValue::from_static("GET"))
+        );
     }
 
     #[tokio::test]
