@@ -1,7 +1,7 @@
 //! CORS for the calls that can use it: [`CrossOriginLayer`] puts a CORS
 //! layer (tower-http's) in front of a service for the requests that carry
-//! an `Origin` header, and for every `OPTIONS` (answered as before, with
-//! the methods and headers allowed), and lets every other request pass
+//! an `Origin` header, and for every `OPTIONS` (answered with the methods
+//! and headers allowed, never a 405), and lets every other request pass
 //! without it.
 //!
 //! A browser sends `Origin` with every cross-origin call and preflight, and
@@ -27,7 +27,8 @@ pub struct CrossOriginLayer<L> {
 }
 
 impl<L> CrossOriginLayer<L> {
-    /// `cors` for the requests with an `Origin`, nothing for the others.
+    /// `cors` for the requests with an `Origin` and for `OPTIONS`, nothing
+    /// for the others.
     pub fn new(cors: L) -> Self {
         Self { cors }
     }
