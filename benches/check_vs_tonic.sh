@@ -51,26 +51,15 @@ server=$!
 wait_for_service "$server" "$HTTP_PORT"
 curl -sf "http://127.0.0.1:$HTTP_PORT/api/v1/inventory/bench-product" >/dev/null
 
-# One gRPC frame: flag 0, big-endian length, then CheckInventoryRequest
-# {product_id: "bench-product" (field 1), required_quantity: 1 (field 2)}.
-python3 - "$work/check.bin" <<'PY'
-import struct, sys
-pid = b"bench-product"
-msg = bytes([0x0A, len(pid)]) + pid + bytes([0x10, 0x01])
-open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-PY
+write_check_frame "$work/check.bin"
 
 run() { h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" "$@" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p'; }
 grpc_call() {
   run -d "$work/check.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
     "http://127.0.0.1:$1/inventory.v1.InventoryService/CheckInventory"
 }
-# The answers must be right before they are fast.
-for port in "$BASELINE_PORT" "$GRPC_PORT"; do
-  h2load -n 1 -c 1 -d "$work/check.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
-    "http://127.0.0.1:$port/inventory.v1.InventoryService/CheckInventory" | grep -q "1 succeeded" \
-    || { echo "CheckInventory on port $port failed" >&2; exit 1; }
-done
+require_check_answers "$BASELINE_PORT" "$work/check.bin"
+require_check_answers "$GRPC_PORT" "$work/check.bin"
 # Warm-up: connections, the cache, the allocator.
 grpc_call "$GRPC_PORT" >/dev/null
 grpc_call "$BASELINE_PORT" >/dev/null

@@ -40,14 +40,7 @@ work="$(mktemp -d)"
 pid=
 trap '[[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-# One gRPC frame: flag 0, big-endian length, then CheckInventoryRequest
-# {product_id: "bench-product" (field 1), required_quantity: 1 (field 2)}.
-python3 - "$work/check.bin" <<'PY'
-import struct, sys
-pid = b"bench-product"
-msg = bytes([0x0A, len(pid)]) + pid + bytes([0x10, 0x01])
-open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-PY
+write_check_frame "$work/check.bin"
 
 start_baseline() {
   "$bin/examples/check_baseline" "127.0.0.1:$BASELINE_PORT" >/dev/null 2>&1 &
@@ -78,10 +71,7 @@ rss() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$pid/status
 # Floods port $1 and prints one line: answers/s, latency quantiles, memory.
 flood() {
   local port=$1 name=$2 idle rate
-  # The answer must be right before it is fast.
-  h2load -n 1 -c 1 -d "$work/check.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
-    "http://127.0.0.1:$port/inventory.v1.InventoryService/CheckInventory" | grep -q "1 succeeded" \
-    || { echo "CheckInventory on port $port failed" >&2; exit 1; }
+  require_check_answers "$port" "$work/check.bin"
   idle="$(rss VmRSS)"
   rm -f "$work/log"
   rate="$(h2load -c "$CONNECTIONS" -m "$STREAMS" -D "$DURATION" --warm-up-time 2 \

@@ -32,3 +32,23 @@ require_nothing_shed() {
     exit 1
   fi
 }
+
+# Writes to file $1 one gRPC frame (flag 0, big-endian length) holding the
+# CheckInventoryRequest {product_id: "bench-product" (field 1),
+# required_quantity: 1 (field 2)}: the body h2load sends.
+write_check_frame() {
+  python3 - "$1" <<'PY'
+import struct, sys
+pid = b"bench-product"
+msg = bytes([0x0A, len(pid)]) + pid + bytes([0x10, 0x01])
+open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+PY
+}
+
+# Fails unless the gRPC server on port $1 answers one CheckInventory of the
+# frame in file $2: the answers must be right before they are fast.
+require_check_answers() {
+  h2load -n 1 -c 1 -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' \
+    "http://127.0.0.1:$1/inventory.v1.InventoryService/CheckInventory" | grep -q "1 succeeded" \
+    || { echo "CheckInventory on port $1 failed" >&2; exit 1; }
+}
